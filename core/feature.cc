@@ -1,7 +1,7 @@
 #include "core/feature.h"
 
-#include <cstring>
 #include <fmt/format.h>
+#include <cstring>
 
 namespace vfio {
 namespace {

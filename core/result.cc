@@ -10,6 +10,8 @@ std::string Error::describe() const {
   return message + ": " + std::strerror(code);
 }
 
-std::unexpected<Error> fail_errno(std::string message) { return fail(errno, std::move(message)); }
+std::unexpected<Error> fail_errno(std::string message) {
+  return fail(errno, std::move(message));
+}
 
 }  // namespace vfio

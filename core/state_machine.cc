@@ -6,9 +6,9 @@ namespace vfio {
 namespace {
 
 using uapi::State;
-constexpr State S = State::kStop, R = State::kRunning, SC = State::kStopCopy,
-                RS = State::kResuming, RP = State::kRunningP2p, PC = State::kPreCopy,
-                PCP = State::kPreCopyP2p, E = State::kError;
+constexpr State S = State::kStop, R = State::kRunning, SC = State::kStopCopy, RS = State::kResuming,
+                RP = State::kRunningP2p, PC = State::kPreCopy, PCP = State::kPreCopyP2p,
+                E = State::kError;
 
 // Next arc with every optional flag present (the uAPI document's table); E = refused.
 // Rows: current state, columns: target, both indexed by the uapi::State value.
@@ -23,7 +23,9 @@ constexpr std::array<std::array<State, uapi::kStateCount>, uapi::kStateCount> kN
     /* PCP   */ {E, RP, RP, SC, RP, RP, PC, PCP},
 }};
 
-std::size_t index(State s) { return static_cast<std::size_t>(s); }
+std::size_t index(State s) {
+  return static_cast<std::size_t>(s);
+}
 
 }  // namespace
 

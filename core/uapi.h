@@ -11,20 +11,23 @@
 namespace vfio::uapi {
 
 // Every VFIO ioctl is _IO(';', 100 + n): no size or direction bits.
-constexpr unsigned long vfio_io(unsigned n) { return (0x3BUL << 8) | (100 + n); }
+constexpr unsigned long vfio_io(unsigned n) {
+  return (0x3BUL << 8) | (100 + n);
+}
 
-constexpr unsigned long kGetApiVersion = vfio_io(0);    // container
-constexpr unsigned long kCheckExtension = vfio_io(1);   // container
-constexpr unsigned long kSetIommu = vfio_io(2);         // container
-constexpr unsigned long kGroupGetStatus = vfio_io(3);   // group
+constexpr unsigned long kGetApiVersion = vfio_io(0);   // container
+constexpr unsigned long kCheckExtension = vfio_io(1);  // container
+constexpr unsigned long kSetIommu = vfio_io(2);        // container
+constexpr unsigned long kGroupGetStatus = vfio_io(3);  // group
 constexpr unsigned long kGroupSetContainer = vfio_io(4);
 constexpr unsigned long kGroupGetDeviceFd = vfio_io(6);
 constexpr unsigned long kDeviceGetInfo = vfio_io(7);
 constexpr unsigned long kDeviceGetRegionInfo = vfio_io(8);
 constexpr unsigned long kDeviceReset = vfio_io(11);
 constexpr unsigned long kDeviceFeature = vfio_io(17);
-constexpr unsigned long kBindIommufd = vfio_io(18);     // cdev
-constexpr unsigned long kMigGetPrecopyInfo = vfio_io(21);  // on the data fd
+constexpr unsigned long kBindIommufd = vfio_io(18);            // cdev
+constexpr unsigned long kDeviceAttachIommufdPt = vfio_io(19);  // cdev, after bind
+constexpr unsigned long kMigGetPrecopyInfo = vfio_io(21);      // on the data fd
 static_assert(kDeviceFeature == 0x3B75 && kMigGetPrecopyInfo == 0x3B79 && kDeviceReset == 0x3B6F);
 
 constexpr int kApiVersion = 0;
@@ -161,6 +164,30 @@ struct BindIommufd {
   std::uint32_t out_devid;
 };
 static_assert(sizeof(BindIommufd) == 16);
+
+// struct vfio_device_attach_iommufd_pt (VFIO_DEVICE_ATTACH_IOMMUFD_PT), without the 6.14 pasid.
+struct AttachIommufdPt {
+  std::uint32_t argsz;
+  std::uint32_t flags;
+  std::uint32_t pt_id;
+};
+static_assert(sizeof(AttachIommufdPt) == 12);
+
+// iommufd (include/uapi/linux/iommufd.h): the same ';' type, commands numbered from 0x80.
+constexpr unsigned long iommufd_io(unsigned cmd) {
+  return (0x3BUL << 8) | cmd;
+}
+constexpr unsigned long kIommuDestroy = iommufd_io(0x80);
+constexpr unsigned long kIommuIoasAlloc = iommufd_io(0x81);
+static_assert(kIommuIoasAlloc == 0x3B81 && kDeviceAttachIommufdPt == 0x3B77);
+
+// struct iommu_ioas_alloc (IOMMU_IOAS_ALLOC).
+struct IommuIoasAlloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t out_ioas_id;
+};
+static_assert(sizeof(IommuIoasAlloc) == 12);
 
 // Names of the states, as the uAPI spells them; "UNKNOWN" for out-of-range values.
 std::string_view state_name(State s);

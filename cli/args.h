@@ -1,0 +1,55 @@
+// Command-line parsing for vfio-mig: each subcommand declares its options; anything else is a
+// usage error (exit code 2) with a one-line message.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+namespace vfio::cli {
+
+struct OptionSpec {
+  std::string_view name;        // without the leading "--"
+  std::string_view value_name;  // empty: a flag without a value
+  std::string_view help;
+  char short_name = 0;  // e.g. 'o' for -o
+};
+
+struct CommandSpec {
+  std::string_view name;
+  std::string_view positionals;  // for the usage line, e.g. "SRC DST"
+  std::size_t min_positionals = 0;
+  std::size_t max_positionals = 0;
+  std::string_view summary;
+  std::vector<OptionSpec> options;
+};
+
+class ParsedArgs {
+ public:
+  std::vector<std::string> positionals;
+  std::map<std::string, std::string, std::less<>> values;  // flags map to ""
+
+  bool has(std::string_view name) const { return values.contains(name); }
+  std::optional<std::string> value(std::string_view name) const;
+};
+
+// Parses `args` (without the program and subcommand names). `--help` is left to the caller
+// as the flag "help". Errors have code EINVAL and a message fit for one line.
+Result<ParsedArgs> parse_args(const CommandSpec& spec, std::span<const std::string> args);
+
+// "4096", "64K", "256M", "1G", "1GiB": a byte count (binary units).
+Result<std::uint64_t> parse_size(std::string_view text);
+Result<std::uint64_t> parse_uint(std::string_view text);
+// 268435456 -> "256 MiB"; non-round numbers get one decimal.
+std::string format_size(std::uint64_t bytes);
+
+// The usage text for one command.
+std::string command_help(std::string_view program, const CommandSpec& spec);
+
+}  // namespace vfio::cli

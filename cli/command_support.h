@@ -1,0 +1,37 @@
+// Pieces every transfer command shares: options into SessionOptions, opening device
+// arguments, and finishing with a summary (and JSON) plus the exit code.
+#pragma once
+
+#include <memory>
+
+#include "cli/args.h"
+#include "cli/device_arg.h"
+#include "cli/progress.h"
+#include "cli/summary.h"
+#include "core/session.h"
+
+namespace vfio::cli {
+
+struct TransferSetup {
+  SessionOptions session;
+  std::shared_ptr<ProgressLine> progress;
+};
+
+// --buffer-size, --no-config, --quiet.
+Result<TransferSetup> transfer_setup(const ParsedArgs& args);
+
+// Parses then opens; parse errors are usage errors (code EINVAL, `usage` set).
+struct OpenOutcome {
+  Result<OpenedDevice> device;
+  bool usage = false;
+};
+OpenOutcome open_arg(std::string_view text, std::size_t index);
+
+// Migrates src to dst in this process; with `verify`, compares their states afterwards.
+Summary migrate_and_verify(Device& src, Device& dst, TransferSetup& setup, bool verify,
+                           std::string command);
+
+// Prints the summary, writes --json when asked, and returns the exit code.
+int finish(const Summary& summary, const ParsedArgs& args);
+
+}  // namespace vfio::cli

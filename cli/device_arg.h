@@ -1,0 +1,39 @@
+// Device specifications on the command line, and opening them:
+//   sim:PROFILE[,size=SIZE][,seed=N][,transport=direct]   a simulated device
+//   /dev/vfio/devices/vfioN                                an iommufd cdev
+//   0000:00:03.0 | <mdev uuid> | group:N:NAME | /path     the legacy group path, or any file
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "simdev/sim_device.h"
+
+namespace vfio::cli {
+
+enum class Transport { kDirect };
+
+struct SimSpec {
+  std::string profile;
+  std::optional<std::uint64_t> state_size;  // unset: the profile's default
+  std::uint64_t seed = 0;  // 0: chosen per device (1 for the first, 2 for the second...)
+  Transport transport = Transport::kDirect;
+};
+
+struct DeviceArg {
+  std::string text;            // as given
+  std::optional<SimSpec> sim;  // set for sim: specs; otherwise a kernel device
+};
+
+Result<DeviceArg> parse_device_arg(std::string_view text);
+
+struct OpenedDevice {
+  std::unique_ptr<Device> device;
+  std::shared_ptr<sim::SimDevice> model;  // simulated devices only
+};
+
+// `index` picks distinct default seeds for simulated devices opened by one command.
+Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index);
+
+}  // namespace vfio::cli

@@ -1,0 +1,99 @@
+#include "cli/summary.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "cli/args.h"
+
+namespace vfio::cli {
+namespace {
+
+double seconds(std::chrono::nanoseconds ns) {
+  return std::chrono::duration<double>(ns).count();
+}
+
+std::string phase_line(const Report& r) {
+  std::string out;
+  for (const auto& p : r.phases) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} {:.1f} ms", phase_name(p.phase), seconds(p.elapsed) * 1e3);
+  }
+  return out;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += fmt::format("\\{}", c);
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\u{:04x}", c);
+    else
+      out += c;
+  }
+  return out + "\"";
+}
+
+std::string json_report(const Report& r) {
+  std::string phases;
+  for (const auto& p : r.phases) {
+    if (!phases.empty()) phases += ", ";
+    phases += fmt::format("{}: {:.6f}", json_string(phase_name(p.phase)), seconds(p.elapsed));
+  }
+  double total = seconds(r.total);
+  return fmt::format(
+      "{{\"device_bytes\": {}, \"stream_bytes\": {}, \"seconds\": {:.6f}, "
+      "\"bytes_per_second\": {:.0f}, \"phases\": {{{}}}}}",
+      r.device_bytes, r.stream_bytes, total,
+      total > 0 ? static_cast<double>(r.device_bytes) / total : 0.0, phases);
+}
+
+}  // namespace
+
+void print_summary(const Summary& s) {
+  for (const auto& [key, value] : s.facts) fmt::print("  {:<22} {}\n", key, value);
+  const Report* main = s.source ? &*s.source : s.destination ? &*s.destination : nullptr;
+  if (main && !s.error) {
+    double total = seconds(main->total);
+    fmt::print("{}: moved {} of device state ({} stream) in {:.2f} s, {}/s\n", s.command,
+               format_size(main->device_bytes), format_size(main->stream_bytes), total,
+               format_size(total > 0 ? static_cast<std::uint64_t>(
+                                           static_cast<double>(main->device_bytes) / total)
+                                     : 0));
+  }
+  if (s.source) fmt::print("  source phases:      {}\n", phase_line(*s.source));
+  if (s.destination) fmt::print("  destination phases: {}\n", phase_line(*s.destination));
+  if (s.verified) {
+    fmt::print("{}\n", *s.verified ? fmt::format("verified: destination state equals the source "
+                                                 "byte for byte ({} and config space)",
+                                                 format_size(s.verified_bytes))
+                                   : fmt::format("VERIFY FAILED: states differ at byte {}",
+                                                 s.verified_bytes));
+  }
+  if (s.error) fmt::print(stderr, "vfio-mig {}: {}\n", s.command, s.error->describe());
+}
+
+Result<> write_json(const Summary& s, const std::string& path) {
+  std::string facts;
+  for (const auto& [key, value] : s.facts) {
+    if (!facts.empty()) facts += ", ";
+    facts += fmt::format("{}: {}", json_string(key), json_string(value));
+  }
+  std::string out = fmt::format(
+      "{{\"command\": {}, \"ok\": {}, \"error\": {}, \"errno\": {}, \"source\": {}, "
+      "\"destination\": {}, \"verified\": {}, \"facts\": {{{}}}}}\n",
+      json_string(s.command), s.error ? "false" : "true",
+      s.error ? json_string(s.error->describe()) : "null", s.error ? s.error->code : 0,
+      s.source ? json_report(*s.source) : "null",
+      s.destination ? json_report(*s.destination) : "null",
+      s.verified ? (*s.verified ? "true" : "false") : "null", facts);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return fail_errno("cannot write " + path);
+  bool ok = std::fputs(out.c_str(), f) >= 0;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return fail_errno("cannot write " + path);
+  return {};
+}
+
+}  // namespace vfio::cli

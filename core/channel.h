@@ -1,0 +1,68 @@
+// Where the migration stream travels: a file, a pipe, a socket, or memory. Channels move
+// bytes and nothing else; framing lives in Stream and Session.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace vfio {
+
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  // May transfer fewer bytes than asked; read() returning 0 means the peer ended the stream.
+  virtual Result<std::size_t> write(std::span<const std::byte> data) = 0;
+  virtual Result<std::size_t> read(std::span<std::byte> data) = 0;
+  virtual const std::string& name() const = 0;
+};
+
+// A file descriptor: regular file, pipe or socket. Owns the fd unless told otherwise.
+class FdChannel final : public Channel {
+ public:
+  FdChannel(int fd, std::string name, bool owns_fd = true);
+  ~FdChannel() override;
+  FdChannel(const FdChannel&) = delete;
+  FdChannel& operator=(const FdChannel&) = delete;
+
+  static Result<FdChannel> open_for_write(const std::string& path);  // creates or truncates
+  static Result<FdChannel> open_for_read(const std::string& path);
+  FdChannel(FdChannel&& other) noexcept;
+
+  Result<std::size_t> write(std::span<const std::byte> data) override;
+  Result<std::size_t> read(std::span<std::byte> data) override;
+  const std::string& name() const override { return name_; }
+  // Ends the stream for the reader (closes the fd).
+  void close();
+
+ private:
+  int fd_;
+  std::string name_;
+  bool owns_fd_;
+};
+
+// A pipe between two threads of this process, sized for throughput.
+Result<std::pair<FdChannel, FdChannel>> make_pipe_channel();
+
+// An in-memory stream: writes append, reads consume from the front.
+class MemoryChannel final : public Channel {
+ public:
+  MemoryChannel() = default;
+  explicit MemoryChannel(std::vector<std::byte> data) : data_(std::move(data)) {}
+  Result<std::size_t> write(std::span<const std::byte> data) override;
+  Result<std::size_t> read(std::span<std::byte> data) override;
+  const std::string& name() const override { return name_; }
+  std::vector<std::byte>& data() { return data_; }
+  void rewind() { read_pos_ = 0; }
+
+ private:
+  std::vector<std::byte> data_;
+  std::size_t read_pos_ = 0;
+  std::string name_ = "memory";
+};
+
+}  // namespace vfio

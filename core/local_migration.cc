@@ -1,0 +1,40 @@
+#include "core/local_migration.h"
+
+#include <thread>
+
+namespace vfio {
+
+Result<LocalMigrationReport> migrate_locally(Session& source, Session& destination) {
+  auto pipe = make_pipe_channel();
+  if (!pipe) return std::unexpected(pipe.error());
+  auto& [read_end, write_end] = *pipe;
+
+  Result<Report> loaded = fail(ECANCELED, "destination did not run");
+  std::thread destination_thread([&] {
+    loaded = destination.load(read_end);
+    // A destination that stopped early must not leave the source blocked on a full pipe.
+    read_end.close();
+  });
+  Result<Report> saved = source.save(write_end);
+  write_end.close();  // end of stream, or the truncation the destination will notice
+  destination_thread.join();
+
+  if (!saved) {
+    Error e = saved.error();
+    e.message = "source: " + e.message;
+    if (!loaded) e.message += " (destination: " + loaded.error().describe() + ")";
+    return std::unexpected(e);
+  }
+  if (!loaded) {
+    Error e = loaded.error();
+    e.message = "destination: " + e.message;
+    // The source finished sending but the VM never arrived: it keeps running where it was.
+    if (auto resumed = source.resume_vm(); !resumed) {
+      e.message += "; restarting the source failed: " + resumed.error().describe();
+    }
+    return std::unexpected(e);
+  }
+  return LocalMigrationReport{*saved, *loaded};
+}
+
+}  // namespace vfio

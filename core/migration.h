@@ -1,0 +1,109 @@
+// The per-device migration engine: the reference's handlers (QEMU hw/vfio/migration.c at
+// 370ed600) over the Device seam. The Session calls them in the order QEMU's migration core
+// would. Behaviour follows the reference except where docs/deviations.md says otherwise.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/stream.h"
+
+namespace vfio {
+
+// Stream delimiters of a device section (the reference's VFIO_MIG_FLAG_*).
+namespace tag {
+constexpr std::uint64_t kEndOfState = 0xffffffffef100001ULL;
+constexpr std::uint64_t kConfigState = 0xffffffffef100002ULL;
+constexpr std::uint64_t kSetupState = 0xffffffffef100003ULL;
+constexpr std::uint64_t kDataState = 0xffffffffef100004ULL;
+}  // namespace tag
+
+constexpr std::size_t kDefaultDataBufferSize = 1 << 20;
+// Reported as pending when the device cannot estimate its stop-copy size, so that a
+// downtime limit is never violated by an underestimate.
+constexpr std::uint64_t kUnknownStopCopySize = 100ULL << 30;
+// Largest config-space blob a stream may carry; longer claims are rejected unread.
+constexpr std::uint64_t kMaxConfigBlob = 4096;
+
+// The reference's migration status values that reach the state notifier.
+enum class MigrationStatus { kActive, kCancelling, kCancelled, kFailed, kCompleted };
+
+struct MigrationOptions {
+  // 0: the reference's choice, min(1 MiB, stop-copy size).
+  std::size_t data_buffer_size = 0;
+  // Save and restore the device's PCI config space in a CONFIG section.
+  bool config_state = true;
+  // How many config-space bytes to carry.
+  std::uint32_t config_size = 256;
+  // Called after every data block saved or loaded, with the block's size; returning false
+  // cancels the transfer (ECANCELED). Progress reporting and cancellation hang here.
+  std::function<bool(std::uint64_t)> on_block;
+};
+
+class Migration {
+ public:
+  // vfio_migration_init: queries the migration flags; STOP_COPY is mandatory (EOPNOTSUPP).
+  static Result<std::unique_ptr<Migration>> create(Device& dev, MigrationOptions options = {});
+
+  // Requests `new_state`; on failure tries `recover_state`, and resets the device when the
+  // recover state is ERROR or cannot be reached. A failed reset is returned as a fatal error.
+  Result<> set_state(uapi::State new_state, uapi::State recover_state);
+
+  // Source side.
+  Result<> save_setup(StreamWriter& out);
+  std::uint64_t pending_exact();  // bytes the device still has to send
+  Result<> save_complete_precopy(StreamWriter& out);
+  Result<> save_state(StreamWriter& out);  // the config section
+  void save_cleanup();
+
+  // Destination side.
+  Result<> load_setup();
+  Result<> load_state(StreamReader& in);
+  void load_cleanup();
+
+  // The VM's run state changed (vfio_vmstate_change). Errors are also set on `out` when
+  // a migration is writing one, as the reference does with the outgoing file.
+  Result<> vm_state_change(bool running, StreamWriter* out = nullptr);
+  // Discards whatever a failed resume left in the device: reset, back to RUNNING.
+  Result<> abandon();
+  // Migration status notifier: cancel and failure return the device to RUNNING.
+  Result<> on_status(MigrationStatus status);
+
+  Device& device() { return dev_; }
+  uapi::State device_state() const { return device_state_; }
+  std::uint64_t mig_flags() const { return mig_flags_; }
+  int data_fd() const { return data_fd_; }
+  std::size_t data_buffer_size() const { return buffer_.size(); }
+  std::uint64_t bytes_transferred() const { return bytes_transferred_; }
+  // True once a reset failed: the device must not be used any more.
+  bool broken() const { return broken_; }
+  // Whether the device supports DMA dirty-page logging (probed at creation).
+  bool dirty_pages_supported() const { return dirty_pages_supported_; }
+
+ private:
+  Migration(Device& dev, std::uint64_t mig_flags, MigrationOptions options);
+
+  // One read from the data fd into the stream; 1 at end of data, 0 for more.
+  Result<bool> save_block(StreamWriter& out);
+  Result<> block_done(std::uint64_t bytes);
+  Result<> reset_device(Error cause);
+  void close_data_fd();
+  Result<> save_config(StreamWriter& out);
+  Result<> load_config(StreamReader& in);
+
+  Device& dev_;
+  std::uint64_t mig_flags_;
+  MigrationOptions options_;
+  uapi::State device_state_ = uapi::State::kRunning;
+  int data_fd_ = -1;
+  std::vector<std::byte> buffer_;
+  std::uint64_t bytes_transferred_ = 0;
+  bool broken_ = false;
+  bool dirty_pages_supported_ = false;
+};
+
+}  // namespace vfio

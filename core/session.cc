@@ -1,0 +1,266 @@
+#include "core/session.h"
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "core/container.h"
+
+namespace vfio {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using container::SectionType;
+
+// Runs `step`, appending its duration to the report.
+template <class Step>
+Result<> timed(Report& report, Phase phase, Step&& step) {
+  auto start = Clock::now();
+  Result<> r = step();
+  report.phases.push_back({phase, Clock::now() - start});
+  return r;
+}
+
+// Appends a secondary failure (recovery that did not work) to the main error.
+void note(Error& main, const Result<>& secondary) {
+  if (secondary) return;
+  main.message += "; then: " + secondary.error().describe();
+  main.fatal = main.fatal || secondary.error().fatal;
+}
+
+}  // namespace
+
+std::string_view phase_name(Phase phase) {
+  switch (phase) {
+    case Phase::kSetup:
+      return "setup";
+    case Phase::kStopVm:
+      return "stop-vm";
+    case Phase::kStopCopy:
+      return "stop-copy";
+    case Phase::kConfig:
+      return "config";
+    case Phase::kCleanup:
+      return "cleanup";
+    case Phase::kLoad:
+      return "load";
+    case Phase::kStartVm:
+      return "start-vm";
+  }
+  return "?";
+}
+
+Session::Session(SessionOptions options) : options_(std::move(options)) {}
+Session::~Session() = default;
+
+MigrationOptions Session::migration_options() {
+  MigrationOptions m = options_.migration;
+  m.on_block = [this](std::uint64_t bytes) { return on_block(bytes); };
+  return m;
+}
+
+void Session::add_device(Device& dev, std::string id, bool enable_migration) {
+  Entry entry{&dev, std::move(id), nullptr, {}};
+  if (!enable_migration) {
+    entry.blocker = dev.name() + ": VFIO device doesn't support migration (disabled)";
+  } else if (auto m = Migration::create(dev, migration_options()); m) {
+    entry.migration = std::move(*m);
+  } else {
+    entry.blocker = m.error().describe();
+  }
+  devices_.push_back(std::move(entry));
+}
+
+std::vector<std::string> Session::blockers() const {
+  std::vector<std::string> out;
+  std::size_t migratable = 0;
+  for (const auto& d : devices_) {
+    if (d.migration) ++migratable;
+    if (!d.blocker.empty()) out.push_back(d.blocker);
+  }
+  if (devices_.empty()) out.push_back("no devices to migrate");
+  if (migratable > 1)
+    out.push_back("Migration is currently not supported with multiple VFIO devices");
+  return out;
+}
+
+bool Session::on_block(std::uint64_t bytes) {
+  moved_ += bytes;
+  progress(phase_);
+  return !cancel_requested_;
+}
+
+void Session::progress(Phase phase) {
+  phase_ = phase;
+  if (options_.on_progress) options_.on_progress({phase, moved_, estimate_});
+}
+
+Result<> Session::save_sections(StreamWriter& out, Report& report, bool& vm_stopped) {
+  container::Header header;
+  for (const auto& d : devices_) header.device_ids.push_back(d.id);
+  container::write_header(out, header);
+
+  auto each = [&](SectionType type, auto&& handler) -> Result<> {
+    for (std::uint32_t i = 0; i < devices_.size(); ++i) {
+      container::begin_section(out, type, i);
+      if (auto r = handler(*devices_[i].migration); !r) return r;
+      container::end_section(out);
+      if (auto s = out.status(); !s) return s;
+    }
+    return {};
+  };
+
+  progress(Phase::kSetup);
+  auto r = timed(report, Phase::kSetup, [&] {
+    return each(SectionType::kSetup, [&](Migration& m) { return m.save_setup(out); });
+  });
+  if (!r) return r;
+  for (auto& d : devices_) estimate_ += d.migration->pending_exact();
+
+  progress(Phase::kStopVm);
+  r = timed(report, Phase::kStopVm, [&]() -> Result<> {
+    vm_stopped = true;
+    // As in the reference, a device that fails to stop reports it through the stream.
+    for (auto& d : devices_) (void)d.migration->vm_state_change(false, &out);
+    return out.status();
+  });
+  if (!r) return r;
+
+  progress(Phase::kStopCopy);
+  r = timed(report, Phase::kStopCopy, [&] {
+    return each(SectionType::kComplete, [&](Migration& m) { return m.save_complete_precopy(out); });
+  });
+  if (!r) return r;
+
+  progress(Phase::kConfig);
+  r = timed(report, Phase::kConfig, [&]() -> Result<> {
+    if (auto c = each(SectionType::kConfig, [&](Migration& m) { return m.save_state(out); }); !c)
+      return c;
+    container::begin_section(out, SectionType::kEnd, container::kNoDevice);
+    container::end_section(out);
+    return out.flush();
+  });
+  return r;
+}
+
+Result<Report> Session::save(Channel& channel) {
+  if (auto b = blockers(); !b.empty()) {
+    return fail(EOPNOTSUPP, "migration is blocked: " + fmt::format("{}", fmt::join(b, "; ")));
+  }
+  Report report;
+  auto start = Clock::now();
+  cancel_requested_ = false;
+  moved_ = estimate_ = 0;
+  bool vm_stopped = false;
+  StreamWriter out(channel, options_.stream_buffer_size);
+
+  auto r = save_sections(out, report, vm_stopped);
+  (void)timed(report, Phase::kCleanup, [&]() -> Result<> {
+    for (auto& d : devices_) d.migration->save_cleanup();
+    return {};
+  });
+  if (!r) return std::unexpected(fail_save(r.error(), vm_stopped));
+  for (auto& d : devices_) (void)d.migration->on_status(MigrationStatus::kCompleted);
+  report.device_bytes = moved_;
+  report.stream_bytes = out.bytes_written();
+  report.total = Clock::now() - start;
+  return report;
+}
+
+Error Session::fail_save(Error cause, bool vm_stopped) {
+  auto status = cancel_requested_ ? MigrationStatus::kCancelled : MigrationStatus::kFailed;
+  for (auto& d : devices_) {
+    note(cause, d.migration->on_status(status));
+    if (vm_stopped) note(cause, d.migration->vm_state_change(true));
+  }
+  return cause;
+}
+
+Result<> Session::load_sections(StreamReader& in) {
+  auto header = container::read_header(in);
+  if (!header) return std::unexpected(header.error());
+  if (header->device_ids.size() != devices_.size()) {
+    return fail(EINVAL, fmt::format("the stream carries {} device(s) ({}), the destination has {}",
+                                    header->device_ids.size(), fmt::join(header->device_ids, ", "),
+                                    devices_.size()));
+  }
+  for (auto& d : devices_) {
+    if (auto r = d.migration->load_setup(); !r) return r;
+  }
+  // Each device must see its sections in order: setup, complete, config.
+  std::vector<SectionType> last(devices_.size(), SectionType::kEnd);
+  for (;;) {
+    auto section = container::read_section_start(in, devices_.size());
+    if (!section) return std::unexpected(section.error());
+    if (section->type == SectionType::kEnd) break;
+    auto& seen = last[section->device];
+    auto expected = seen == SectionType::kEnd     ? SectionType::kSetup
+                    : seen == SectionType::kSetup ? SectionType::kComplete
+                                                  : SectionType::kConfig;
+    if (section->type != expected) {
+      return fail(EINVAL, fmt::format("device {}: {} section where a {} section was expected",
+                                      section->device, container::section_name(section->type),
+                                      container::section_name(expected)));
+    }
+    seen = section->type;
+    if (auto r = devices_[section->device].migration->load_state(in); !r) return r;
+    if (auto c = container::verify_section_end(in); !c) return c;
+  }
+  if (auto c = container::verify_section_end(in); !c) return c;
+  for (std::size_t i = 0; i < devices_.size(); ++i) {
+    if (last[i] != SectionType::kConfig) {
+      return fail(EINVAL, fmt::format("the stream ended before device {} ({}) was complete", i,
+                                      header->device_ids[i]));
+    }
+  }
+  return {};
+}
+
+Result<Report> Session::load(Channel& channel) {
+  if (devices_.empty()) return fail(EINVAL, "no devices to load into");
+  for (const auto& d : devices_) {
+    if (!d.migration) return fail(EOPNOTSUPP, d.blocker);
+  }
+  Report report;
+  auto start = Clock::now();
+  cancel_requested_ = false;
+  moved_ = estimate_ = 0;
+  StreamReader in(channel, options_.stream_buffer_size);
+
+  progress(Phase::kLoad);
+  auto r = timed(report, Phase::kLoad, [&] { return load_sections(in); });
+  for (auto& d : devices_) d.migration->load_cleanup();
+  if (r) {
+    progress(Phase::kStartVm);
+    // The reference ignores a failed start here (the device silently resets); we report it.
+    r = timed(report, Phase::kStartVm, [&]() -> Result<> {
+      for (auto& d : devices_) {
+        if (auto s = d.migration->vm_state_change(true); !s) return s;
+      }
+      return {};
+    });
+  }
+  if (!r) return std::unexpected(fail_load(r.error()));
+  report.device_bytes = moved_;
+  report.stream_bytes = in.bytes_read();
+  report.total = Clock::now() - start;
+  return report;
+}
+
+Error Session::fail_load(Error cause) {
+  for (auto& d : devices_) {
+    if (d.migration->device_state() != uapi::State::kRunning || d.migration->data_fd() != -1)
+      note(cause, d.migration->abandon());
+  }
+  return cause;
+}
+
+Result<> Session::resume_vm() {
+  for (auto& d : devices_) {
+    if (!d.migration) continue;
+    if (auto r = d.migration->vm_state_change(true); !r) return r;
+  }
+  return {};
+}
+
+}  // namespace vfio

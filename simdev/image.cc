@@ -1,0 +1,104 @@
+#include "simdev/image.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace vfio::sim {
+namespace {
+
+constexpr std::uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+
+// The per-seed key is mixed once per call so the hot loops only do the per-word finalizer.
+std::uint64_t key_of(std::uint64_t seed) {
+  return mix64(seed ^ 0x243f6a8885a308d3ULL);
+}
+
+inline std::uint64_t word_for_key(std::uint64_t key, std::uint64_t index) {
+  return mix64(key + (index + 1) * kGamma);
+}
+
+// Body words are little-endian whatever the host, so streams are portable.
+inline std::uint64_t to_le(std::uint64_t w) {
+  if constexpr (std::endian::native == std::endian::big) return std::byteswap(w);
+  return w;
+}
+
+}  // namespace
+
+std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t body_word(std::uint64_t seed, std::uint64_t index) {
+  return word_for_key(key_of(seed), index);
+}
+
+void render_body(std::uint64_t seed, std::uint64_t offset, std::span<std::byte> out) {
+  const std::uint64_t key = key_of(seed);
+  std::byte* p = out.data();
+  std::size_t left = out.size();
+  std::uint64_t index = offset / 8;
+  // Unaligned head: part of one word.
+  if (const std::size_t skip = offset % 8; skip != 0 && left != 0) {
+    const std::uint64_t w = to_le(word_for_key(key, index++));
+    const std::size_t n = std::min<std::size_t>(8 - skip, left);
+    std::memcpy(p, reinterpret_cast<const std::byte*>(&w) + skip, n);
+    p += n;
+    left -= n;
+  }
+  // Aligned bulk: whole words, no per-byte work.
+  for (; left >= 8; left -= 8, p += 8) {
+    const std::uint64_t w = to_le(word_for_key(key, index++));
+    std::memcpy(p, &w, 8);
+  }
+  if (left != 0) {
+    const std::uint64_t w = to_le(word_for_key(key, index));
+    std::memcpy(p, &w, left);
+  }
+}
+
+bool body_matches(std::uint64_t seed, std::uint64_t offset, std::span<const std::byte> in) {
+  const std::uint64_t key = key_of(seed);
+  const std::byte* p = in.data();
+  std::size_t left = in.size();
+  std::uint64_t index = offset / 8;
+  if (const std::size_t skip = offset % 8; skip != 0 && left != 0) {
+    const std::uint64_t w = to_le(word_for_key(key, index++));
+    const std::size_t n = std::min<std::size_t>(8 - skip, left);
+    if (std::memcmp(p, reinterpret_cast<const std::byte*>(&w) + skip, n) != 0) return false;
+    p += n;
+    left -= n;
+  }
+  // Bulk: accumulate differences over a block before branching, to keep the loop tight.
+  constexpr std::size_t kBlock = 64;
+  while (left >= 8) {
+    const std::size_t words = std::min<std::size_t>(left / 8, kBlock);
+    std::uint64_t diff = 0;
+    for (std::size_t i = 0; i < words; ++i) {
+      std::uint64_t got;
+      std::memcpy(&got, p + i * 8, 8);
+      diff |= got ^ to_le(word_for_key(key, index + i));
+    }
+    if (diff != 0) return false;
+    index += words;
+    p += words * 8;
+    left -= words * 8;
+  }
+  if (left != 0) {
+    const std::uint64_t w = to_le(word_for_key(key, index));
+    if (std::memcmp(p, &w, left) != 0) return false;
+  }
+  return true;
+}
+
+Image mutated(Image image) {
+  std::uint64_t next = mix64(image.seed ^ 0x6a09e667f3bcc909ULL);
+  if (next == image.seed) ++next;  // a mutation must always change the state
+  image.seed = next;
+  return image;
+}
+
+}  // namespace vfio::sim

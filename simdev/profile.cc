@@ -1,0 +1,274 @@
+#include "simdev/profile.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "core/uapi.h"
+
+namespace vfio::sim {
+namespace {
+
+constexpr std::uint64_t kAllFlags =
+    uapi::kMigrationStopCopy | uapi::kMigrationP2p | uapi::kMigrationPreCopy;
+
+constexpr std::array kProfiles = {
+    Profile{
+        .name = "mtty",
+        .description = "kernel sample mtty: 96-byte state, 0 at precopy EOF, EFAULT on bad header",
+        .mig_flags = kAllFlags,
+        .default_state_size = 72,
+        .format = StreamFormat::kMtty,
+        .precopy_eof_returns_zero = true,
+        .bad_header_errno = EFAULT,
+        .deferred_reset = true,
+    },
+    Profile{
+        .name = "mlx5",
+        .description = "mlx5_vfio_pci-like: 256 MiB in records, DMA logging, EAGAIN, sticky errors",
+        .mig_flags = kAllFlags,
+        .default_state_size = 256ULL << 20,
+        .dma_logging = true,
+        .format = StreamFormat::kMlx5Records,
+        .record_payload = 4ULL << 20,
+        .bad_header_errno = EOPNOTSUPP,
+        .sticky_write_error = true,
+        .nonblock_eagain = true,
+        .failed_arc_lands_last_good = true,
+    },
+    Profile{
+        .name = "stopcopy",
+        .description = "STOP_COPY only (vfio_ap-like): the minimal migration device",
+        .mig_flags = uapi::kMigrationStopCopy,
+        .default_state_size = 64ULL << 20,
+    },
+    Profile{
+        .name = "p2p",
+        .description = "STOP_COPY and P2P, no precopy (pds/xe-like)",
+        .mig_flags = uapi::kMigrationStopCopy | uapi::kMigrationP2p,
+        .default_state_size = 64ULL << 20,
+    },
+    Profile{
+        .name = "plain",
+        .description = "every migration flag and DMA logging, plain stream, no quirks",
+        .mig_flags = kAllFlags,
+        .default_state_size = 64ULL << 20,
+        .dma_logging = true,
+    },
+};
+
+void put_le64(std::byte* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+void put_le32(std::byte* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+std::uint64_t get_le64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+std::uint32_t get_le32(const std::byte* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint32_t>(p[i]);
+  return v;
+}
+
+using Prefix = std::array<std::byte, kRecordPrefixSize>;
+Prefix record_prefix(std::uint64_t size, std::uint32_t tag) {
+  Prefix b{};
+  put_le64(b.data(), size);
+  put_le32(b.data() + 8, 0);  // flags: mandatory record
+  put_le32(b.data() + 12, tag);
+  return b;
+}
+
+constexpr std::uint64_t kRecordsHeaderPayload = 32;
+
+using HeaderBytes = std::array<std::byte, 48>;
+HeaderBytes header_bytes(const Profile& p, const Image& img) {
+  HeaderBytes h{};
+  switch (p.format) {
+    case StreamFormat::kPlain:
+      put_le64(h.data(), kPlainMagic);
+      put_le64(h.data() + 8, profile_tag(p));
+      put_le64(h.data() + 16, img.seed);
+      put_le64(h.data() + 24, img.size);
+      break;
+    case StreamFormat::kMtty:
+      put_le64(h.data(), kMttyMagic);
+      put_le64(h.data() + 8, img.seed);
+      put_le64(h.data() + 16, img.size);
+      break;
+    case StreamFormat::kMlx5Records: {
+      const Prefix pre = record_prefix(kRecordsHeaderPayload, kRecordTagHeader);
+      std::copy(pre.begin(), pre.end(), h.begin());
+      put_le64(h.data() + 16, kRecordsMagic);
+      put_le64(h.data() + 24, profile_tag(p));
+      put_le64(h.data() + 32, img.seed);
+      put_le64(h.data() + 40, img.size);
+      break;
+    }
+  }
+  return h;
+}
+
+// A piece of the stream: either framing bytes (header or record prefix) or a body range.
+struct Segment {
+  std::uint64_t pos;  // stream offset of the first byte
+  std::uint64_t len;
+  const std::byte* framing;  // the expected bytes, or nullptr for body
+  std::uint64_t body_offset;
+};
+
+// Visits stream bytes [offset, offset + len) as segments in order; `f` returns false to stop.
+// The one place that knows each format's layout, shared by rendering and validation.
+template <class F>
+void walk(const Profile& p, const Image& img, std::uint64_t offset, std::uint64_t len, F&& f) {
+  const std::uint64_t header = stream_header_size(p);
+  const HeaderBytes hdr = header_bytes(p, img);
+  const std::uint64_t end = offset + len;
+  std::uint64_t pos = offset;
+  while (pos < end) {
+    std::uint64_t n;
+    bool go;
+    if (pos < header) {
+      n = std::min(header, end) - pos;
+      go = f(Segment{pos, n, hdr.data() + pos, 0});
+    } else if (p.format != StreamFormat::kMlx5Records) {
+      n = end - pos;
+      go = f(Segment{pos, n, nullptr, pos - header});
+    } else {
+      const std::uint64_t stride = kRecordPrefixSize + p.record_payload;
+      const std::uint64_t rel = pos - header, rec = rel / stride, in = rel % stride;
+      const std::uint64_t payload = std::min(p.record_payload, img.size - rec * p.record_payload);
+      if (in < kRecordPrefixSize) {
+        const Prefix pre = record_prefix(payload, kRecordTagData);
+        n = std::min(kRecordPrefixSize - in, end - pos);
+        go = f(Segment{pos, n, pre.data() + in, 0});
+      } else {
+        const std::uint64_t within = in - kRecordPrefixSize;
+        n = std::min(payload - within, end - pos);
+        go = f(Segment{pos, n, nullptr, rec * p.record_payload + within});
+      }
+    }
+    if (!go) return;
+    pos += n;
+  }
+}
+
+}  // namespace
+
+const Profile* find_profile(std::string_view name) {
+  for (const Profile& p : kProfiles)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::span<const Profile> all_profiles() {
+  return kProfiles;
+}
+
+std::uint64_t profile_tag(const Profile& p) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+  for (char c : p.name) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return h;
+}
+
+std::uint64_t stream_header_size(const Profile& p) {
+  switch (p.format) {
+    case StreamFormat::kPlain:
+      return 32;
+    case StreamFormat::kMtty:
+      return 24;
+    case StreamFormat::kMlx5Records:
+      return kRecordPrefixSize + kRecordsHeaderPayload;
+  }
+  return 0;
+}
+
+std::uint64_t stream_length(const Profile& p, const Image& img) {
+  std::uint64_t len = stream_header_size(p) + img.size;
+  if (p.format == StreamFormat::kMlx5Records)
+    len += kRecordPrefixSize * ((img.size + p.record_payload - 1) / p.record_payload);
+  return len;
+}
+
+void render_stream(const Profile& p, const Image& img, std::uint64_t offset,
+                   std::span<std::byte> out) {
+  walk(p, img, offset, out.size(), [&](const Segment& s) {
+    std::span<std::byte> dst = out.subspan(s.pos - offset, s.len);
+    if (s.framing)
+      std::memcpy(dst.data(), s.framing, s.len);
+    else
+      render_body(img.seed, s.body_offset, dst);
+    return true;
+  });
+}
+
+bool ResumeValidator::check_header() {
+  const Profile& p = *profile_;
+  const std::uint64_t have = received_;
+  auto field = [&](std::uint64_t off, std::uint64_t width) { return have >= off + width; };
+  auto le64 = [&](std::uint64_t off) { return get_le64(header_ + off); };
+
+  std::uint64_t base = 0;  // where the {magic, [tag], seed, size} block starts
+  if (p.format == StreamFormat::kMlx5Records) {
+    if (field(0, 8) && le64(0) != kRecordsHeaderPayload) return false;
+    if (field(8, 4) && get_le32(header_ + 8) != 0) return false;
+    if (field(12, 4) && get_le32(header_ + 12) != kRecordTagHeader) return false;
+    base = kRecordPrefixSize;
+  }
+  const std::uint64_t magic = p.format == StreamFormat::kMtty          ? kMttyMagic
+                              : p.format == StreamFormat::kMlx5Records ? kRecordsMagic
+                                                                       : kPlainMagic;
+  if (field(base, 8) && le64(base) != magic) return false;
+  std::uint64_t at = base + 8;
+  if (p.format != StreamFormat::kMtty) {
+    if (field(at, 8) && le64(at) != profile_tag(p)) return false;
+    at += 8;
+  }
+  const std::uint64_t seed_at = at, size_at = at + 8;
+  // Bounded before anything (stream length, comparisons) is derived from it.
+  if (field(size_at, 8) && le64(size_at) > kMaxDeclaredSize) return false;
+  if (have == stream_header_size(p)) {
+    image_ = Image{le64(seed_at), le64(size_at)};
+    length_ = stream_length(p, *image_);
+  }
+  return true;
+}
+
+ResumeValidator::Feed ResumeValidator::feed(std::span<const std::byte> data) {
+  if (framing_bad_) return Feed::kBadHeader;
+  if (!image_) {
+    const std::size_t n =
+        std::min<std::uint64_t>(stream_header_size(*profile_) - received_, data.size());
+    std::memcpy(header_ + received_, data.data(), n);
+    received_ += n;
+    data = data.subspan(n);
+    if (!check_header()) {
+      framing_bad_ = true;
+      return Feed::kBadHeader;
+    }
+    if (!image_) return Feed::kOk;
+  }
+  if (data.size() > length_ - received_) return Feed::kOverflow;
+  const std::uint64_t start = received_;
+  walk(*profile_, *image_, start, data.size(), [&](const Segment& s) {
+    const std::span<const std::byte> got = data.subspan(s.pos - start, s.len);
+    if (s.framing) {
+      if (std::memcmp(got.data(), s.framing, s.len) != 0) {
+        framing_bad_ = true;
+        return false;
+      }
+    } else if (bytes_ok_ && !body_matches(image_->seed, s.body_offset, got)) {
+      bytes_ok_ = false;  // keep walking: framing errors still matter for write()
+    }
+    return true;
+  });
+  received_ += data.size();
+  return framing_bad_ ? Feed::kBadHeader : Feed::kOk;
+}
+
+}  // namespace vfio::sim

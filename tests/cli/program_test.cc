@@ -1,0 +1,131 @@
+// The vfio-mig program end to end, in process: exit codes, messages, files.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/commands.h"
+
+namespace vfio::cli {
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run run(std::vector<std::string> args) {
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  int code = run_program(args);
+  std::string out = ::testing::internal::GetCapturedStdout();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  return {code, out, err};
+}
+
+class ProgramTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("vfio-mig-cli-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ProgramTest, HelpAndVersion) {
+  auto help = run({"--help"});
+  EXPECT_EQ(help.code, kExitOk);
+  for (auto* cmd : {"demo", "probe", "save", "load", "migrate"})
+    EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
+  EXPECT_EQ(run({}).code, kExitUsage);
+  auto version = run({"--version"});
+  EXPECT_EQ(version.code, kExitOk);
+  EXPECT_EQ(version.out.rfind("vfio-mig ", 0), 0u);
+  auto save_help = run({"save", "--help"});
+  EXPECT_EQ(save_help.code, kExitOk);
+  EXPECT_NE(save_help.out.find("--output FILE"), std::string::npos);
+}
+
+TEST_F(ProgramTest, UsageErrorsExitTwoWithOneLine) {
+  for (auto args : std::vector<std::vector<std::string>>{{"teleport"},
+                                                         {"save", "sim:mlx5"},
+                                                         {"migrate", "sim:mlx5"},
+                                                         {"probe", "sim:unknown-profile"},
+                                                         {"demo", "--size", "lots"},
+                                                         {"demo", "--buffer-size", "0"}}) {
+    auto r = run(args);
+    EXPECT_EQ(r.code, kExitUsage) << args[0];
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+TEST_F(ProgramTest, DemoMigratesAndVerifies) {
+  auto r = run({"demo", "--size", "3M", "--json", path("demo.json")});
+  ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified: destination state equals the source byte for byte"),
+            std::string::npos);
+  std::ifstream json(path("demo.json"));
+  std::string text((std::istreambuf_iterator<char>(json)), {});
+  EXPECT_NE(text.find("\"ok\": true"), std::string::npos);
+  EXPECT_NE(text.find("\"verified\": true"), std::string::npos);
+}
+
+TEST_F(ProgramTest, ProbeShowsFlags) {
+  auto r = run({"probe", "sim:mtty"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("STOP_COPY|P2P|PRE_COPY"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RUNNING"), std::string::npos);
+}
+
+TEST_F(ProgramTest, SaveThenLoadRoundTrips) {
+  auto saved = run({"save", "sim:p2p,size=1M,seed=5", "-o", path("s.bin")});
+  ASSERT_EQ(saved.code, kExitOk) << saved.err;
+  EXPECT_GT(std::filesystem::file_size(path("s.bin")), 1u << 20);
+  auto loaded = run({"load", "sim:p2p,size=1M,seed=9", "-i", path("s.bin")});
+  EXPECT_EQ(loaded.code, kExitOk) << loaded.err;
+}
+
+TEST_F(ProgramTest, LoadRejectsDamagedStreamsClearly) {
+  ASSERT_EQ(run({"save", "sim:p2p,size=64K", "-o", path("s.bin")}).code, kExitOk);
+  std::filesystem::resize_file(path("s.bin"), std::filesystem::file_size(path("s.bin")) / 2);
+  auto truncated = run({"load", "sim:p2p", "-i", path("s.bin")});
+  EXPECT_EQ(truncated.code, kExitFailed);
+  EXPECT_NE(truncated.err.find("truncated"), std::string::npos) << truncated.err;
+
+  std::ofstream(path("junk.bin")) << "this is not a migration stream at all";
+  auto junk = run({"load", "sim:p2p", "-i", path("junk.bin")});
+  EXPECT_EQ(junk.code, kExitFailed);
+  EXPECT_NE(junk.err.find("not a vfio-mig stream"), std::string::npos) << junk.err;
+
+  auto missing = run({"load", "sim:p2p", "-i", path("nope.bin")});
+  EXPECT_EQ(missing.code, kExitFailed);
+  EXPECT_NE(missing.err.find("nope.bin"), std::string::npos);
+}
+
+TEST_F(ProgramTest, MigrateBetweenProfilesThatDifferFails) {
+  auto r = run({"migrate", "sim:mlx5,size=1M", "sim:stopcopy,size=1M"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_NE(r.err.find("destination"), std::string::npos) << r.err;
+}
+
+TEST_F(ProgramTest, MigrateWithVerify) {
+  auto r = run({"migrate", "--verify", "sim:mtty", "sim:mtty", "--json", path("m.json")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("verified"), std::string::npos);
+}
+
+TEST_F(ProgramTest, UnopenableKernelDeviceFailsWithReason) {
+  auto r = run({"probe", "/dev/vfio/devices/vfio999"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_NE(r.err.find("vfio999"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace vfio::cli

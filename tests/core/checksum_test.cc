@@ -1,0 +1,40 @@
+#include "core/checksum.h"
+
+#include <gtest/gtest.h>
+
+#include <string_view>
+#include <vector>
+
+namespace vfio {
+namespace {
+
+std::span<const std::byte> bytes_of(std::string_view s) {
+  return std::as_bytes(std::span(s));
+}
+
+TEST(Crc32c, MatchesTheStandardCheckValue) {
+  // The CRC-32C check value from the iSCSI specification's test vectors.
+  EXPECT_EQ(crc32c(0, bytes_of("123456789")), 0xE3069283u);
+  EXPECT_EQ(crc32c(0, {}), 0u);
+}
+
+TEST(Crc32c, ExtendsAcrossChunksOfAnySize) {
+  std::vector<std::byte> data(1000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = std::byte(i * 37 + 11);
+  std::uint32_t whole = crc32c(0, data);
+  for (std::size_t cut : {1u, 7u, 8u, 9u, 500u, 999u}) {
+    std::uint32_t split =
+        crc32c(crc32c(0, std::span(data).first(cut)), std::span(data).subspan(cut));
+    EXPECT_EQ(split, whole) << "cut at " << cut;
+  }
+}
+
+TEST(Crc32c, DetectsASingleFlippedBit) {
+  std::vector<std::byte> data(4096, std::byte{0x5a});
+  std::uint32_t before = crc32c(0, data);
+  data[1234] ^= std::byte{0x10};
+  EXPECT_NE(crc32c(0, data), before);
+}
+
+}  // namespace
+}  // namespace vfio

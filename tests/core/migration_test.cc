@@ -1,0 +1,277 @@
+// The per-device engine against the simulated device, with scripted failures for the
+// reference's error paths.
+#include "core/migration.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "core/feature.h"
+#include "tests/core/scripted_device.h"
+#include "tests/core/sim_pair.h"
+
+namespace vfio {
+namespace {
+
+using testing::Call;
+using testing::ScriptedDevice;
+using uapi::State;
+
+State device_state(Device& dev) {
+  return query_device_state(dev).value();
+}
+
+TEST(Migration, CreateRequiresStopCopyAndReportsMissingSupport) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  dev.before = [](const Call& c) -> std::optional<int> {
+    if (c.op == Call::Op::kFeature && (c.feature_flags & uapi::kFeatureMask) == 1) return ENOTTY;
+    return std::nullopt;
+  };
+  auto m = Migration::create(dev);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code, ENOTTY);
+  EXPECT_NE(m.error().message.find("not supported"), std::string::npos);
+  EXPECT_TRUE(Migration::create(*sim.device));
+}
+
+TEST(Migration, SetStateRecoversToTheRecoverState) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  ASSERT_TRUE(m->set_state(State::kStop, State::kError));
+  dev.fail_set(State::kStopCopy, EIO);
+  auto r = m->set_state(State::kStopCopy, State::kStop);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("put back in STOP"), std::string::npos);
+  EXPECT_EQ(m->device_state(), State::kStop);
+  EXPECT_EQ(device_state(dev), State::kStop);
+  EXPECT_EQ(dev.count(Call::Op::kReset), 0u);
+}
+
+TEST(Migration, FailedRecoveryResetsTheDevice) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  ASSERT_TRUE(m->set_state(State::kStop, State::kError));
+  dev.fail_set(State::kStopCopy, EIO);
+  dev.fail_set(State::kStop, EBUSY);
+  auto r = m->set_state(State::kStopCopy, State::kStop);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_FALSE(r.error().fatal);
+  EXPECT_EQ(dev.count(Call::Op::kReset), 1u);
+  EXPECT_EQ(m->device_state(), State::kRunning);
+  EXPECT_EQ(device_state(dev), State::kRunning);
+}
+
+TEST(Migration, ErrorRecoverStateGoesStraightToReset) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  dev.fail_set(State::kStop, EIO);
+  ASSERT_FALSE(m->set_state(State::kStop, State::kError));
+  EXPECT_EQ(dev.count(Call::Op::kReset), 1u);
+  EXPECT_EQ(device_state(dev), State::kRunning);
+}
+
+TEST(Migration, FailedResetIsAFatalErrorNotAnAbort) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  dev.fail_set(State::kStop, EIO);
+  dev.fail_resets(EIO);
+  auto r = m->set_state(State::kStop, State::kError);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().fatal);
+  EXPECT_TRUE(m->broken());
+  EXPECT_NE(r.error().message.find("reset failed"), std::string::npos);
+}
+
+TEST(Migration, NewDataFdWhileOneIsOpenIsOutOfSync) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  ASSERT_TRUE(m->set_state(State::kStop, State::kError));
+  ASSERT_TRUE(m->set_state(State::kStopCopy, State::kStop));
+  int first_fd = m->data_fd();
+  ASSERT_NE(first_fd, -1);
+  ASSERT_TRUE(sim.model->reset());  // behind the engine's back
+  auto r = m->set_state(State::kStopCopy, State::kStop);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EBADF);
+  EXPECT_NE(r.error().message.find("out of sync"), std::string::npos);
+  EXPECT_EQ(m->data_fd(), first_fd);
+  EXPECT_EQ(dev.count(Call::Op::kClose), 1u);  // the unexpected new fd
+}
+
+TEST(Migration, SaveSetupSizesTheBufferLikeTheReference) {
+  struct Case {
+    const char* profile;
+    std::uint64_t size;
+    std::size_t option;
+    std::size_t expected;
+  };
+  for (auto c : {Case{"p2p", 64 << 20, 0, 1 << 20}, Case{"p2p", 100000, 0, 0},
+                 Case{"mtty", 72, 0, 4096}, Case{"p2p", 64 << 20, 65536, 65536}}) {
+    auto sim = testing::make_sim(c.profile, c.size, 1);
+    MigrationOptions o;
+    o.data_buffer_size = c.option;
+    auto m = Migration::create(*sim.device, o).value();
+    MemoryChannel channel;
+    StreamWriter out(channel);
+    ASSERT_TRUE(m->save_setup(out));
+    auto expected = c.expected ? c.expected : sim.model->stream_size();
+    EXPECT_EQ(m->data_buffer_size(), expected) << c.profile << " " << c.size;
+    ASSERT_TRUE(out.flush());
+    StreamReader in(channel);
+    EXPECT_EQ(in.get_be64(), tag::kSetupState);
+    EXPECT_EQ(in.get_be64(), tag::kEndOfState);
+  }
+}
+
+TEST(Migration, PendingExactFallsBackTo100GiB) {
+  auto sim = testing::make_sim("p2p", 12345, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  EXPECT_EQ(m->pending_exact(), sim.model->stream_size());
+  dev.before = [](const Call& c) -> std::optional<int> {
+    if ((c.feature_flags & uapi::kFeatureMask) == 9) return ENOTTY;
+    return std::nullopt;
+  };
+  EXPECT_EQ(m->pending_exact(), 100ULL << 30);
+}
+
+TEST(Migration, CompletePrecopyWritesBlocksThenEndAndStops) {
+  auto sim = testing::make_sim("p2p", 3 << 20, 1);
+  std::vector<std::uint64_t> blocks;
+  MigrationOptions o;
+  o.on_block = [&](std::uint64_t n) {
+    blocks.push_back(n);
+    return true;
+  };
+  auto m = Migration::create(*sim.device, o).value();
+  MemoryChannel channel;
+  StreamWriter out(channel);
+  ASSERT_TRUE(m->save_setup(out));
+  ASSERT_TRUE(m->vm_state_change(false));
+  ASSERT_TRUE(m->save_complete_precopy(out));
+  EXPECT_EQ(m->device_state(), State::kStop);
+  EXPECT_EQ(device_state(*sim.device), State::kStop);
+  std::uint64_t total = 0;
+  for (auto b : blocks) {
+    EXPECT_LE(b, 1u << 20);
+    total += b;
+  }
+  EXPECT_EQ(total, sim.model->stream_size());
+  EXPECT_EQ(m->bytes_transferred(), total);
+  m->save_cleanup();
+  EXPECT_EQ(m->data_fd(), -1);
+}
+
+TEST(Migration, ReadErrorDuringStopCopyIsReturned) {
+  auto sim = testing::make_sim("p2p", 3 << 20, 1);
+  ScriptedDevice dev(*sim.device);
+  int reads = 0;
+  dev.before = [&](const Call& c) -> std::optional<int> {
+    if (c.op == Call::Op::kRead && ++reads == 2) return EIO;
+    return std::nullopt;
+  };
+  auto m = Migration::create(dev).value();
+  MemoryChannel channel;
+  StreamWriter out(channel);
+  ASSERT_TRUE(m->save_setup(out));
+  ASSERT_TRUE(m->vm_state_change(false));
+  auto r = m->save_complete_precopy(out);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_EQ(m->device_state(), State::kStopCopy);
+}
+
+TEST(Migration, LoadSetupRecoversToTheCurrentState) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  ASSERT_TRUE(m->set_state(State::kStop, State::kError));
+  dev.fail_set(State::kResuming, EIO);
+  ASSERT_FALSE(m->load_setup());
+  EXPECT_EQ(m->device_state(), State::kStop);
+  EXPECT_EQ(device_state(dev), State::kStop);
+}
+
+// Builds a device section payload by hand.
+MemoryChannel section(std::initializer_list<std::uint64_t> words) {
+  MemoryChannel channel;
+  StreamWriter out(channel);
+  for (auto w : words) out.put_be64(w);
+  (void)out.flush();
+  return channel;
+}
+
+TEST(Migration, LoadStateParsesTagsLikeTheReference) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  auto m = Migration::create(*sim.device).value();
+  ASSERT_TRUE(m->load_setup());
+
+  auto setup = section({tag::kSetupState, tag::kEndOfState});
+  StreamReader in1(setup);
+  EXPECT_TRUE(m->load_state(in1));
+
+  auto empty_data = section({tag::kDataState, 0, tag::kEndOfState});
+  StreamReader in2(empty_data);
+  EXPECT_TRUE(m->load_state(in2));
+
+  auto unknown = section({0xdeadbeef});
+  StreamReader in3(unknown);
+  auto r3 = m->load_state(in3);
+  ASSERT_FALSE(r3);
+  EXPECT_EQ(r3.error().code, EINVAL);
+  EXPECT_NE(r3.error().message.find("unknown tag 0xdeadbeef"), std::string::npos);
+
+  auto bad_setup = section({tag::kSetupState, tag::kDataState});
+  StreamReader in4(bad_setup);
+  auto r4 = m->load_state(in4);
+  ASSERT_FALSE(r4);
+  EXPECT_EQ(r4.error().code, EINVAL);
+
+  auto huge_config = section({tag::kConfigState, 1ULL << 40});
+  StreamReader in5(huge_config);
+  auto r5 = m->load_state(in5);
+  ASSERT_FALSE(r5);
+  EXPECT_NE(r5.error().message.find("exceeds"), std::string::npos);
+
+  // A data chunk claiming far more than the stream holds: no allocation, a clean error.
+  auto lying = section({tag::kDataState, 1ULL << 62, 1, 2});
+  StreamReader in6(lying);
+  auto r6 = m->load_state(in6);
+  ASSERT_FALSE(r6);
+  EXPECT_NE(r6.error().message.find("truncated"), std::string::npos);
+}
+
+TEST(Migration, StatusNotifierReturnsTheDeviceToRunning) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  auto m = Migration::create(*sim.device).value();
+  ASSERT_TRUE(m->vm_state_change(false));
+  EXPECT_EQ(device_state(*sim.device), State::kStop);
+  ASSERT_TRUE(m->on_status(MigrationStatus::kActive));
+  EXPECT_EQ(device_state(*sim.device), State::kStop);
+  ASSERT_TRUE(m->on_status(MigrationStatus::kCancelled));
+  EXPECT_EQ(device_state(*sim.device), State::kRunning);
+  EXPECT_EQ(m->bytes_transferred(), 0u);
+}
+
+TEST(Migration, RunStateErrorsReachTheOutgoingStream) {
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  ScriptedDevice dev(*sim.device);
+  auto m = Migration::create(dev).value();
+  MemoryChannel channel;
+  StreamWriter out(channel);
+  dev.fail_set(State::kStop, EIO);
+  EXPECT_FALSE(m->vm_state_change(false, &out));
+  ASSERT_TRUE(out.error());
+  EXPECT_EQ(out.error()->code, EIO);
+}
+
+}  // namespace
+}  // namespace vfio
