@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Turns vfio_mig_bench JSON into gnuplot charts (PNG and SVG) and a Markdown table.
+
+One chart per (profile, state size): throughput against buffer size, one line per transport
+and direction, with the memcpy, pipe and raw read() baselines of the same run.
+"""
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+GIB = 1 << 30
+
+
+def parse(name):
+    parts = name.split("/")
+    fields = {"kind": parts[0]}
+    rest = []
+    for p in parts[1:]:
+        if ":" in p:
+            k, v = p.split(":", 1)
+            fields[k] = int(v)
+        elif p != "real_time":
+            rest.append(p)
+    if fields["kind"] in ("save", "load"):
+        fields["transport"], fields["profile"] = rest
+    elif fields["kind"] == "raw_read":
+        fields["transport"] = rest[0]
+    return fields
+
+
+def main(path, out):
+    with open(path) as f:
+        data = json.load(f)
+    series = defaultdict(dict)  # (label, profile, state) -> {buffer: GB/s}
+    baselines = defaultdict(dict)  # label -> {buffer: GB/s}
+    rss = {}
+    for b in data["benchmarks"]:
+        if "bytes_per_second" not in b or b.get("error_occurred"):
+            continue
+        f = parse(b["name"])
+        gbs = b["bytes_per_second"] / GIB
+        if f["kind"] in ("save", "load"):
+            key = (f"{f['kind']}/{f['transport']}", f["profile"], f["state"])
+            series[key][f["buffer"]] = gbs
+            if f["kind"] == "save" and "peak_rss_MiB" in b:
+                rss[(f["transport"], f["profile"], f["state"], f["buffer"])] = b["peak_rss_MiB"]
+        elif f["kind"] == "raw_read":
+            baselines[f"raw_read/{f['transport']}"][f["buffer"]] = gbs
+        elif f["kind"] in ("memcpy", "pipe"):
+            baselines[f["kind"]][f["buffer"]] = gbs
+
+    charts = sorted({(p, s) for (_, p, s) in series})
+    for profile, state in charts:
+        lines = {label: pts for (label, p, s), pts in series.items() if p == profile and s == state}
+        lines.update(baselines)
+        stem = os.path.join(out, f"throughput-{profile}-{human(state)}")
+        write_chart(stem, f"{profile}, {human(state)}B of state", lines)
+    write_table(os.path.join(out, "table.md"), series, baselines, rss, data.get("context", {}))
+
+
+def human(n):
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def write_chart(stem, title, lines):
+    labels = sorted(lines)
+    with open(stem + ".dat", "w") as f:
+        buffers = sorted({b for pts in lines.values() for b in pts})
+        f.write("buffer " + " ".join(labels) + "\n")
+        for buf in buffers:
+            row = [str(buf)] + [f"{lines[l][buf]:.4f}" if buf in lines[l] else "NaN" for l in labels]
+            f.write(" ".join(row) + "\n")
+    plots = ", ".join(
+        f"'{stem}.dat' using 1:{i + 2} with linespoints title '{l}'" for i, l in enumerate(labels))
+    for term, ext in (("pngcairo size 1000,600", "png"), ("svg size 1000,600", "svg")):
+        script = f"""
+set terminal {term} noenhanced
+set output '{stem}.{ext}'
+set title 'vfio-mig throughput against data buffer size: {title}'
+set logscale x 2
+set format x '%.0b%B'
+set xlabel 'data buffer size (bytes)'
+set ylabel 'GiB/s'
+set key outside right
+set grid
+plot {plots}
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def write_table(path, series, baselines, rss, context):
+    mib = 1 << 20
+    with open(path, "w") as f:
+        f.write(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz; "
+                f"run {context.get('date', '?')}\n\n")
+        f.write("| series | profile | state | 64 KiB | 1 MiB | 8 MiB | 64 MiB |\n|---|---|---|---|---|---|---|\n")
+        for (label, profile, state), pts in sorted(series.items()):
+            cells = [f"{pts[b]:.2f}" if b in pts else "" for b in (64 << 10, mib, 8 * mib, 64 * mib)]
+            f.write(f"| {label} | {profile} | {human(state)}B | " + " | ".join(cells) + " |\n")
+        for label, pts in sorted(baselines.items()):
+            cells = [f"{pts[b]:.2f}" if b in pts else "" for b in (64 << 10, mib, 8 * mib, 64 * mib)]
+            f.write(f"| {label} | | | " + " | ".join(cells) + " |\n")
+        f.write("\nFigures in GiB/s.\n\n## Targets\n\n")
+        for profile in sorted({p for (_, p, _) in series}):
+            for state in sorted({s for (_, p, s) in series if p == profile}):
+                fuse = series.get(("save/fuse", profile, state), {}).get(mib)
+                raw = baselines.get("raw_read/fuse", {}).get(mib)
+                direct = series.get(("save/direct", profile, state), {}).get(mib)
+                mem = baselines.get("memcpy", {}).get(mib)
+                if fuse and raw:
+                    f.write(f"- {profile} {human(state)}B: save/fuse at 1 MiB = {100 * fuse / raw:.0f}% of raw_read/fuse (target 90%)\n")
+                if direct and mem:
+                    f.write(f"- {profile} {human(state)}B: save/direct at 1 MiB = {100 * direct / mem:.0f}% of memcpy (target 50%)\n")
+        for (transport, profile, state, buf), value in sorted(rss.items()):
+            if buf == mib:
+                f.write(f"- peak RSS, save/{transport}/{profile}, {human(state)}B state, 1 MiB buffer: {value:.1f} MiB (target < 64 MiB)\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: bench_plot.py BENCH.json OUTDIR")
+    main(sys.argv[1], sys.argv[2])
