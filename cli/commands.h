@@ -29,6 +29,8 @@ int run_probe(const ParsedArgs& args);
 int run_save(const ParsedArgs& args);
 int run_load(const ParsedArgs& args);
 int run_migrate(const ParsedArgs& args);
+int run_faults(const ParsedArgs& args);
+int run_conform(const ParsedArgs& args);
 
 // Prints "vfio-mig CMD: message" on stderr and returns kExitUsage.
 int usage_error(std::string_view command, const Error& e);

@@ -1,6 +1,8 @@
 #include "cli/device_arg.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -43,13 +45,44 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
       sim.seed = *number;
     } else if (key == "transport" && value == "direct") {
       sim.transport = Transport::kDirect;
+    } else if (key == "transport" && value == "fuse") {
+      sim.transport = Transport::kFuse;
     } else {
       return fail(EINVAL, fmt::format("'{}': bad option '{}' (options: size=SIZE, seed=N>0, "
-                                      "transport=direct)",
+                                      "transport=fuse|direct)",
                                       text, option));
     }
   }
   return sim;
+}
+
+// The process's mount, created on first use and unmounted when the last device using it goes.
+// Also hands out file names that are unique on it.
+Result<std::shared_ptr<sim::SimMount>> shared_mount(std::uint64_t& serial) {
+  static std::mutex mu;
+  static std::weak_ptr<sim::SimMount> current;
+  static std::uint64_t next_serial = 0;
+  std::lock_guard lock(mu);
+  serial = next_serial++;
+  if (auto mount = current.lock()) return mount;
+  if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
+  auto created = sim::SimMount::create();
+  if (!created) return std::unexpected(created.error());
+  std::shared_ptr<sim::SimMount> mount = std::move(*created);
+  current = mount;
+  return mount;
+}
+
+Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
+                                    const std::string& name) {
+  std::uint64_t serial;
+  auto mount = shared_mount(serial);
+  if (!mount) return std::unexpected(mount.error());
+  auto path = (*mount)->add_device(model, fmt::format("{}.{}", model->profile().name, serial));
+  if (!path) return std::unexpected(path.error());
+  auto dev = sim::SimMount::open_device(*path, name + " (fuse)");
+  if (!dev) return std::unexpected(dev.error());
+  return OpenedDevice{std::move(*dev), std::move(model), std::move(*mount)};
 }
 
 }  // namespace
@@ -70,7 +103,7 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   if (!spec.sim) {
     auto dev = open_vfio_device(spec.text);
     if (!dev) return std::unexpected(dev.error());
-    return OpenedDevice{std::move(*dev), nullptr};
+    return OpenedDevice{std::move(*dev), nullptr, nullptr};
   }
   const auto& s = *spec.sim;
   sim::SimOptions options;
@@ -78,7 +111,24 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   options.seed = s.seed ? s.seed : index + 1;
   auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(s.profile), options);
   auto name = fmt::format("sim:{}#{}", s.profile, index);
-  return OpenedDevice{std::make_unique<sim::DirectDevice>(model, name), model};
+  if (s.transport != Transport::kDirect) {
+    auto fuse = open_over_fuse(model, name);
+    if (fuse || s.transport == Transport::kFuse) {
+      if (!fuse) {
+        Error e = fuse.error();
+        e.message = fmt::format("'{}': transport=fuse: {}", spec.text, e.message);
+        return std::unexpected(std::move(e));
+      }
+      return fuse;
+    }
+    // Said once per process: every later sim: device falls back the same way.
+    static std::once_flag noticed;
+    std::call_once(noticed, [&] {
+      fmt::print(stderr, "FUSE unavailable ({}); using the direct transport\n",
+                 fuse.error().describe());
+    });
+  }
+  return OpenedDevice{std::make_unique<sim::DirectDevice>(model, name), model, nullptr};
 }
 
 }  // namespace vfio::cli

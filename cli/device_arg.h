@@ -1,5 +1,7 @@
 // Device specifications on the command line, and opening them:
-//   sim:PROFILE[,size=SIZE][,seed=N][,transport=direct]   a simulated device
+//   sim:PROFILE[,size=SIZE][,seed=N][,transport=fuse|direct]  a simulated device; served over
+//                                                          FUSE by default (direct if FUSE is
+//                                                          unusable, with a notice on stderr)
 //   /dev/vfio/devices/vfioN                                an iommufd cdev
 //   0000:00:03.0 | <mdev uuid> | group:N:NAME | /path     the legacy group path, or any file
 #pragma once
@@ -9,16 +11,21 @@
 
 #include "core/device.h"
 #include "simdev/sim_device.h"
+#include "simdev/sim_mount.h"
 
 namespace vfio::cli {
 
-enum class Transport { kDirect };
+enum class Transport {
+  kAuto,    // FUSE when usable, else direct (with a one-line notice on stderr)
+  kFuse,    // FUSE or an error: the engine makes the real syscalls (KernelDevice)
+  kDirect,  // in-process calls into the model (DirectDevice)
+};
 
 struct SimSpec {
   std::string profile;
   std::optional<std::uint64_t> state_size;  // unset: the profile's default
   std::uint64_t seed = 0;  // 0: chosen per device (1 for the first, 2 for the second...)
-  Transport transport = Transport::kDirect;
+  Transport transport = Transport::kAuto;
 };
 
 struct DeviceArg {
@@ -31,6 +38,9 @@ Result<DeviceArg> parse_device_arg(std::string_view text);
 struct OpenedDevice {
   std::unique_ptr<Device> device;
   std::shared_ptr<sim::SimDevice> model;  // simulated devices only
+  // FUSE-served devices: the mount serving them, shared by every device of the process and
+  // unmounted with the last one.
+  std::shared_ptr<sim::SimMount> mount;
 };
 
 // `index` picks distinct default seeds for simulated devices opened by one command.

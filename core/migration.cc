@@ -157,10 +157,17 @@ Result<> Migration::save_complete_precopy(StreamWriter& out) {
 Result<> Migration::save_config(StreamWriter& out) {
   std::array<std::byte, kMaxConfigBlob> blob;
   auto want = std::min<std::size_t>(options_.config_size, blob.size());
-  auto got = dev_.config_read(0, std::span(blob).first(want));
-  if (!got) return std::unexpected(got.error());
-  out.put_be64(*got);
-  out.put_buffer(std::span(blob).first(*got));
+  // A region read may return fewer bytes than asked (pread semantics): read on until the
+  // region ends (0) rather than ship a silently shortened config space.
+  std::size_t got = 0;
+  while (got < want) {
+    auto n = dev_.config_read(got, std::span(blob).subspan(got, want - got));
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) break;
+    got += *n;
+  }
+  out.put_be64(got);
+  out.put_buffer(std::span(blob).first(got));
   return {};
 }
 
@@ -199,10 +206,16 @@ Result<> Migration::load_config(StreamReader& in) {
   in.get_buffer(bytes);
   if (auto s = in.status(); !s) return s;
   if (options_.config_state && !bytes.empty()) {
-    if (auto w = dev_.config_write(0, bytes); !w) {
-      Error e = w.error();
-      e.message = dev_.name() + ": failed to load device config space: " + e.message;
-      return std::unexpected(e);
+    // Short writes are resumed; a write that accepts nothing would otherwise lose the rest.
+    for (std::size_t done = 0; done < bytes.size();) {
+      auto w = dev_.config_write(done, bytes.subspan(done));
+      if (!w || *w == 0) {
+        Error e = w ? Error{EIO, fmt::format("config write at offset {} accepted no bytes", done)}
+                    : w.error();
+        e.message = dev_.name() + ": failed to load device config space: " + e.message;
+        return std::unexpected(e);
+      }
+      done += *w;
     }
   }
   std::uint64_t end = in.get_be64();

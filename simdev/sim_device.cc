@@ -457,6 +457,18 @@ Result<> SimDevice::dma_logging_report(std::span<std::byte> payload) {
   return {};
 }
 
+void SimDevice::force_state(State state) {
+  std::lock_guard lock(mu_);
+  state_ = state;
+  if (state != State::kStopCopy && !is_precopy(state)) save_.reset();
+  if (state != State::kResuming) resume_.reset();
+}
+
+std::size_t SimDevice::open_sessions() const {
+  std::lock_guard lock(mu_);
+  return open_.size();
+}
+
 void SimDevice::mark_dirty(std::uint64_t iova) {
   std::lock_guard lock(mu_);
   if (!logging_) return;

@@ -66,6 +66,12 @@ class SimDevice {
   // and `iova` lies in a logged range.
   void mark_dirty(std::uint64_t iova);
 
+  // Fault-injection hooks (faults/sim_hooks.h). force_state: the device is now in `state`, as a
+  // failing arc can leave it; a save or resume session survives only in a state that has one.
+  void force_state(uapi::State state);
+  // Data sessions issued and not yet released: a leak check after a migration.
+  std::size_t open_sessions() const;
+
  private:
   struct SaveSession {
     SessionId id;

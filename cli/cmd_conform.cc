@@ -1,0 +1,117 @@
+// conform: runs the migration contract checks against a device and reports them as a table (and
+// JSON); the exit code is 0 only when no check failed.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cli/command_support.h"
+#include "cli/commands.h"
+#include "cli/conformance.h"
+
+namespace vfio::cli {
+namespace {
+
+std::string json_escape(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += fmt::format("\\{}", c);
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    else
+      out += c;
+  }
+  return out + "\"";
+}
+
+// Table cells: failures stand out, the rest stays quiet.
+std::string_view verdict_cell(Verdict v) {
+  return v == Verdict::kFail ? "FAIL" : verdict_name(v);
+}
+
+std::string summary_line(const ConformanceCounts& c) {
+  return fmt::format("conform: {} checks, {} passed, {} failed, {} deviations, {} skipped",
+                     c.checks, c.passed, c.failed, c.deviations, c.skipped);
+}
+
+// Groups in the order their first check ran; with `failures_only`, only failed checks.
+void print_table(const ConformanceReport& r, bool failures_only) {
+  std::vector<std::string> groups;
+  for (const auto& c : r.checks)
+    if (std::find(groups.begin(), groups.end(), c.group) == groups.end()) groups.push_back(c.group);
+  if (!failures_only) fmt::print("{} (migration flags {:#x})\n", r.device, r.mig_flags);
+  for (const auto& g : groups) {
+    bool header = false;
+    for (const auto& c : r.checks) {
+      if (c.group != g || (failures_only && c.verdict != Verdict::kFail)) continue;
+      if (!header) fmt::print("\n{}\n", g);
+      header = true;
+      fmt::print("  {:<38} {:<9} {}\n", c.id, verdict_cell(c.verdict), c.detail);
+    }
+  }
+  if (!failures_only || r.counts().failed) fmt::print("\n");
+}
+
+Result<> write_report_json(const ConformanceReport& r, const std::string& path) {
+  std::string checks;
+  for (const auto& c : r.checks) {
+    if (!checks.empty()) checks += ",\n";
+    checks += fmt::format("    {{\"id\": {}, \"group\": {}, \"verdict\": {}, \"detail\": {}}}",
+                          json_escape(c.id), json_escape(c.group),
+                          json_escape(verdict_name(c.verdict)), json_escape(c.detail));
+  }
+  const auto n = r.counts();
+  const std::string out = fmt::format(
+      "{{\n  \"command\": \"conform\",\n  \"device\": {},\n  \"migration_flags\": {},\n"
+      "  \"ok\": {},\n  \"summary\": {{\"checks\": {}, \"passed\": {}, \"failed\": {}, "
+      "\"deviations\": {}, \"skipped\": {}}},\n  \"checks\": [\n{}\n  ]\n}}\n",
+      json_escape(r.device), r.mig_flags, n.failed ? "false" : "true", n.checks, n.passed, n.failed,
+      n.deviations, n.skipped, checks);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return fail_errno("cannot write " + path);
+  bool ok = std::fputs(out.c_str(), f) >= 0;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return fail_errno("cannot write " + path);
+  return {};
+}
+
+}  // namespace
+
+int run_conform(const ParsedArgs& args) {
+  ConformanceOptions options;
+  if (auto b = args.value("buffer-size")) {
+    auto size = parse_size(*b);
+    if (!size || *size == 0 || *size > (1ULL << 30))
+      return usage_error("conform", Error{EINVAL, fmt::format("--buffer-size must be between 1 "
+                                                              "byte and 1 GiB, not {}",
+                                                              *b)});
+    options.buffer_size = static_cast<std::size_t>(*size);
+  }
+  auto opened = open_arg(args.positionals[0], 0);
+  if (!opened.device) {
+    if (opened.usage) return usage_error("conform", opened.device.error());
+    fmt::print(stderr, "vfio-mig conform: {}\n", opened.device.error().describe());
+    return kExitFailed;
+  }
+  // The simulator checks every byte it is given, so accepting a corrupted stream is a bug there;
+  // real devices (mtty) may only check the header.
+  options.strict_resume_validation = opened.device->model != nullptr;
+
+  auto report = check_conformance(*opened.device->device, options);
+  if (!report) {
+    fmt::print(stderr, "vfio-mig conform: {}\n", report.error().describe());
+    return kExitFailed;
+  }
+  print_table(*report, args.has("quiet"));
+  fmt::print("{}\n", summary_line(report->counts()));
+  if (auto path = args.value("json")) {
+    if (auto w = write_report_json(*report, *path); !w) {
+      fmt::print(stderr, "vfio-mig conform: {}\n", w.error().describe());
+      return kExitFailed;
+    }
+  }
+  return report->ok() ? kExitOk : kExitFailed;
+}
+
+}  // namespace vfio::cli

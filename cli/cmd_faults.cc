@@ -1,0 +1,293 @@
+// vfio-mig faults: the fault matrix (--matrix), or one migration under a fault plan (--plan,
+// --fault) with a report of what fired. docs/faults.md describes the plan format and oracles.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "cli/command_support.h"
+#include "cli/commands.h"
+#include "core/feature.h"
+#include "faults/fault_device.h"
+#include "faults/matrix.h"
+#include "faults/report.h"
+#include "faults/sim_hooks.h"
+#include "simdev/profile.h"
+
+namespace vfio::cli {
+namespace {
+
+using faults::Side;
+
+int failed(std::string_view what) {
+  fmt::print(stderr, "vfio-mig faults: {}\n", what);
+  return kExitFailed;
+}
+
+// --shard K/N (K from 1), else GTEST_SHARD_INDEX / GTEST_TOTAL_SHARDS (index from 0).
+Result<std::pair<std::size_t, std::size_t>> shard_of(const ParsedArgs& args) {
+  if (auto s = args.value("shard")) {
+    auto slash = s->find('/');
+    auto k = parse_uint(s->substr(0, slash));
+    auto n = slash == std::string::npos ? k : parse_uint(s->substr(slash + 1));
+    if (slash == std::string::npos || !k || !n || *n == 0 || *k == 0 || *k > *n)
+      return fail(EINVAL, fmt::format("--shard wants K/N with 1 <= K <= N, not '{}'", *s));
+    return std::pair{static_cast<std::size_t>(*k - 1), static_cast<std::size_t>(*n)};
+  }
+  const char* index = std::getenv("GTEST_SHARD_INDEX");
+  const char* total = std::getenv("GTEST_TOTAL_SHARDS");
+  if (index && total) {
+    auto k = parse_uint(index);
+    auto n = parse_uint(total);
+    if (!k || !n || *n == 0 || *k >= *n)
+      return fail(EINVAL, "bad GTEST_SHARD_INDEX / GTEST_TOTAL_SHARDS");
+    return std::pair{static_cast<std::size_t>(*k), static_cast<std::size_t>(*n)};
+  }
+  return std::pair{std::size_t{0}, std::size_t{1}};
+}
+
+Result<faults::CaseConfig> case_config(const ParsedArgs& args) {
+  faults::CaseConfig cfg;
+  if (auto t = args.value("transport")) {
+    if (*t == "fuse")
+      cfg.transport = faults::Transport::kFuse;
+    else if (*t != "direct")
+      return fail(EINVAL, fmt::format("--transport is direct or fuse, not '{}'", *t));
+  }
+  if (auto s = args.value("size")) {
+    auto v = parse_size(*s);
+    if (!v || *v == 0) return fail(EINVAL, fmt::format("bad --size '{}'", *s));
+    cfg.state_size = *v;
+  }
+  if (auto b = args.value("buffer-size")) {
+    auto v = parse_size(*b);
+    if (!v || *v == 0 || *v > (1u << 30))
+      return fail(EINVAL, fmt::format("bad --buffer-size '{}'", *b));
+    cfg.buffer_size = static_cast<std::size_t>(*v);
+  }
+  return cfg;
+}
+
+void print_trace(const std::vector<faults::TraceEntry>& trace) {
+  for (const auto& e : trace)
+    fmt::print("  {} {} #{}{}{}\n", faults::side_name(e.side), e.where, e.index,
+               e.bytes ? fmt::format(" {} bytes", e.bytes) : "", e.failed ? " (failed)" : "");
+}
+
+int run_matrix_command(const ParsedArgs& args) {
+  std::string which = *args.value("matrix");
+  faults::MatrixOptions options;
+  if (which == "all") {
+    options.scenarios = {faults::Scenario::kSave, faults::Scenario::kLoad,
+                         faults::Scenario::kMigrate, faults::Scenario::kCancel};
+  } else if (auto s = faults::parse_scenario(which)) {
+    options.scenarios = {*s};
+  } else {
+    return usage_error("faults", Error{EINVAL, fmt::format("unknown scenario '{}' (save, load, "
+                                                           "migrate, cancel, all)",
+                                                           which)});
+  }
+  if (auto p = args.value("profile")) {
+    std::stringstream list(*p);
+    for (std::string name; std::getline(list, name, ',');) {
+      if (!sim::find_profile(name))
+        return usage_error("faults", Error{EINVAL, fmt::format("unknown profile '{}'", name)});
+      options.profiles.push_back(name);
+    }
+  } else {
+    for (const auto& p : sim::all_profiles()) options.profiles.emplace_back(p.name);
+  }
+  auto cfg = case_config(args);
+  if (!cfg) return usage_error("faults", cfg.error());
+  options.base = *cfg;
+  if (auto ok = faults::transport_available(cfg->transport); !ok)
+    return failed(fmt::format("the {} transport is not usable here: {}",
+                              faults::transport_name(cfg->transport), ok.error().describe()));
+  for (auto [name, field] : {std::pair{"random", &options.random}, {"seed", &options.seed}}) {
+    if (auto v = args.value(name)) {
+      auto n = parse_uint(*v);
+      if (!n) return usage_error("faults", Error{EINVAL, fmt::format("bad --{} '{}'", name, *v)});
+      *field = *n;
+    }
+  }
+  if (args.has("random") && !args.has("case")) options.systematic = args.has("systematic");
+  if (auto j = args.value("jobs")) {
+    auto n = parse_uint(*j);
+    if (!n || *n == 0 || *n > 1024)
+      return usage_error("faults", Error{EINVAL, fmt::format("bad --jobs '{}'", *j)});
+    options.jobs = static_cast<unsigned>(*n);
+  }
+  if (auto t = args.value("timeout")) {
+    auto d = faults::parse_duration(*t);
+    if (!d || d->count() == 0)
+      return usage_error("faults", Error{EINVAL, fmt::format("bad --timeout '{}'", *t)});
+    options.watchdog.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  auto shard = shard_of(args);
+  if (!shard) return usage_error("faults", shard.error());
+  std::tie(options.shard_index, options.shard_count) = *shard;
+  if (auto c = args.value("case")) options.only_case = *c;
+
+  if (args.has("record") || args.has("list")) {
+    for (const auto& profile : options.profiles) {
+      for (auto s : options.scenarios) {
+        faults::CaseConfig c = *cfg;
+        c.profile = profile;
+        auto e = faults::enumerate_cases(s, c, true, options.random, options.seed);
+        if (!e) return failed(e.error().describe());
+        fmt::print("{} on {}: {} operations, {} cases\n", faults::scenario_name(s), profile,
+                   e->trace.size(), e->cases.size());
+        if (args.has("record")) print_trace(e->trace);
+        if (args.has("list"))
+          for (const auto& k : e->cases) fmt::print("  {}\n", k.id);
+      }
+    }
+    return kExitOk;
+  }
+
+  const bool quiet = args.has("quiet");
+  const bool tty = ProgressLine::stderr_is_terminal() && !quiet;
+  options.on_result = [tty](const faults::CaseResult&, std::size_t done, std::size_t total) {
+    if (tty && (done % 50 == 0 || done == total)) fmt::print(stderr, "\r{}/{} cases", done, total);
+  };
+  auto result = faults::run_matrix(options);
+  if (tty) fmt::print(stderr, "\n");
+  if (!result) return failed(result.error().describe());
+  if (options.only_case && result->cases.size() == 1) {
+    faults::print_case(stdout, result->cases[0]);
+    fmt::print("{}\n", faults::summary_line(faults::tally(*result)));
+  } else {
+    faults::print_report(stdout, *result, args.has("verbose"));
+  }
+  if (auto j = args.value("junit"))
+    if (auto w = faults::write_junit(*result, *j); !w) return failed(w.error().describe());
+  if (auto j = args.value("json"))
+    if (auto w = faults::write_json(*result, *j); !w) return failed(w.error().describe());
+  return faults::tally(*result).failed ? kExitFailed : kExitOk;
+}
+
+Result<std::string> plan_text(const ParsedArgs& args, std::string& origin) {
+  if (auto f = args.value("fault")) {
+    origin = "fault";
+    return *f;
+  }
+  origin = *args.value("plan");
+  std::ifstream in(origin, std::ios::binary);
+  if (!in) return fail(ENOENT, fmt::format("cannot open plan {}", origin));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// One migration SRC -> DST under the plan; for simulated devices the oracles judge it too.
+int run_plan_command(const ParsedArgs& args) {
+  if (args.positionals.size() != 2)
+    return usage_error("faults", Error{EINVAL, "--plan/--fault/--record need SRC and DST"});
+  std::string origin;
+  std::string text;
+  if (args.has("plan") || args.has("fault")) {
+    auto t = plan_text(args, origin);
+    if (!t) return failed(t.error().message);
+    text = *t;
+  }
+  auto plan = faults::parse_plan(text, origin);
+  if (!plan) return usage_error("faults", plan.error());
+  if (auto s = args.value("seed")) {
+    auto n = parse_uint(*s);
+    if (!n) return usage_error("faults", Error{EINVAL, fmt::format("bad --seed '{}'", *s)});
+    plan->seed = *n;
+  }
+  auto setup = transfer_setup(args);
+  if (!setup) return usage_error("faults", setup.error());
+  std::vector<OpenedDevice> devs;
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto opened = open_arg(args.positionals[i], i);
+    if (!opened.device) {
+      if (opened.usage) return usage_error("faults", opened.device.error());
+      return failed(opened.device.error().describe());
+    }
+    devs.push_back(std::move(*opened.device));
+  }
+  faults::Injector injector(std::move(*plan));
+  injector.set_recording(args.has("record"));
+  std::unique_ptr<faults::SimHooks> hooks[2];
+  for (int i = 0; i < 2; ++i)
+    if (devs[i].model) hooks[i] = std::make_unique<faults::SimHooks>(devs[i].model);
+  faults::FaultDevice src(*devs[0].device, injector, Side::kSource, hooks[0].get());
+  faults::FaultDevice dst(*devs[1].device, injector, Side::kDestination, hooks[1].get());
+  faults::Observation o;
+  if (devs[0].model) {
+    o.source_image = devs[0].model->image();
+    o.source_config = devs[0].model->config();
+  }
+  SessionOptions quiet = setup->session;
+  quiet.on_progress = nullptr;
+  Session source(setup->session), destination(quiet);
+  source.add_device(src, src.name());
+  destination.add_device(dst, dst.name());
+  auto m = faults::migrate_with_faults(source, destination, injector, true);
+  setup->progress->finish();
+
+  if (args.has("record")) {
+    fmt::print("trace:\n");
+    print_trace(injector.trace());
+  }
+  for (const auto& f : injector.fired()) fmt::print("{}\n", f.describe());
+  if (injector.fired().empty() && !text.empty()) fmt::print("no fault fired\n");
+  fmt::print("migration: {}\n", m.outcome ? "success" : "failed: " + m.outcome.error().describe());
+  if (!devs[0].model || !devs[1].model) return m.outcome ? kExitOk : kExitFailed;
+
+  // Both simulated: judge the run as the matrix would.
+  o.success = m.outcome.has_value();
+  if (!m.outcome) o.error = m.outcome.error().message;
+  o.destination_loaded = m.loaded.has_value();
+  o.stream = faults::check_stream(m.wire);
+  auto observe = [](faults::DeviceEnd& end, OpenedDevice& d, Session& s) {
+    end.present = true;
+    if (Migration* mig = s.migration(0)) {
+      end.cached = mig->device_state();
+      end.broken = mig->broken();
+      end.reset_failed_injected = end.broken;
+    }
+    end.state = query_device_state(*d.device).value_or(uapi::State::kError);
+    end.image = d.model->image();
+    end.config = d.model->config();
+    end.open_sessions = d.model->open_sessions();
+  };
+  observe(o.src, devs[0], source);
+  observe(o.dst, devs[1], destination);
+  o.src.reset = injector.count(Side::kSource, faults::Op::kReset) > 0 ||
+                injector.fired_kind(Side::kSource, faults::Kind::kAsyncReset);
+  o.src.model_fault = injector.fired_kind(Side::kSource, faults::Kind::kAsyncReset) ||
+                      injector.fired_kind(Side::kSource, faults::Kind::kLand);
+  o.dst.model_fault = injector.fired_kind(Side::kDestination, faults::Kind::kAsyncReset) ||
+                      injector.fired_kind(Side::kDestination, faults::Kind::kLand);
+  for (const auto& f : injector.fired())
+    if (f.op == "send") o.stream_mangled = true;  // conservative: any send fault may alter it
+  auto j = faults::judge(o);
+  for (const auto& p : j.problems) fmt::print("oracle: {}\n", p);
+  for (const auto& n : j.notes) fmt::print("note: {}\n", n);
+  fmt::print("verdict: {}\n", faults::verdict_name(j.verdict));
+  return j.verdict == faults::Verdict::kFail ? kExitFailed : kExitOk;
+}
+
+}  // namespace
+
+int run_faults(const ParsedArgs& args) {
+  const int modes = args.has("matrix") + (args.has("plan") || args.has("fault") ||
+                                          (args.has("record") && !args.has("matrix")));
+  if (modes != 1 || (args.has("plan") && args.has("fault")))
+    return usage_error("faults", Error{EINVAL,
+                                       "give --matrix SCENARIO, or --plan FILE / --fault "
+                                       "RULES (or --record) with SRC DST"});
+  if (args.has("matrix")) {
+    if (!args.positionals.empty())
+      return usage_error("faults", Error{EINVAL, "--matrix takes no devices"});
+    return run_matrix_command(args);
+  }
+  return run_plan_command(args);
+}
+
+}  // namespace vfio::cli

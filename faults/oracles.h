@@ -1,0 +1,68 @@
+// The oracles: what one fault case observed, and the verdict on it. A case passes when the
+// engine behaved as the contract says whatever the fault did; `state-lost` is a pass with a
+// reported reset of the source (its state would be gone on real hardware).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/uapi.h"
+#include "faults/stream_check.h"
+#include "simdev/image.h"
+
+namespace vfio::faults {
+
+enum class Scenario { kSave, kLoad, kMigrate, kCancel };
+std::string_view scenario_name(Scenario s);
+std::optional<Scenario> parse_scenario(std::string_view name);
+
+// One device after the case, read from the model and with GETs that bypass the faults.
+struct DeviceEnd {
+  bool present = false;  // the scenario has this side
+  uapi::State state = uapi::State::kError;
+  std::optional<uapi::State> cached;  // Migration::device_state(), when the engine took it
+  bool broken = false;                // Migration::broken(): a reset failed
+  std::size_t open_sessions = 0;      // data fds still open (after a grace for FUSE)
+  sim::Image image;
+  std::vector<std::byte> config;
+  // async-reset, or land= on anything but a SET, fired here: the device moved on its own.
+  bool model_fault = false;
+  bool reset = false;  // a reset reached it (engine or fault): its state is gone
+  bool reset_failed_injected = false;
+};
+
+struct Observation {
+  Scenario scenario = Scenario::kMigrate;
+  bool success = false;
+  std::string error;                // the error the caller got, when !success
+  bool destination_loaded = false;  // migrate: the destination side reported success
+  bool timed_out = false;           // the watchdog had to cancel the case
+  bool hung = false;                // and it still did not finish
+  bool hang_injected = false;       // a hang fault fired (cancelling it is expected)
+  sim::Image source_image;          // before the case
+  std::vector<std::byte> source_config;
+  DeviceEnd src, dst;
+  // The stream as it went over the wire (source side), and whether a fault altered it there.
+  std::optional<StreamCheck> stream;
+  bool stream_mangled = false;
+  // A fault changed the source's data itself (device read or wire): a load may then fail.
+  bool data_altered = false;
+  // save: loading the saved stream into a clean device afterwards.
+  std::optional<bool> verify_loaded;
+  std::string verify_error;
+};
+
+enum class Verdict { kPass, kFail, kStateLost };
+std::string_view verdict_name(Verdict v);
+
+struct Judgement {
+  Verdict verdict = Verdict::kPass;
+  std::vector<std::string> problems;  // why it failed
+  std::vector<std::string> notes;     // why state-lost, and other facts worth reporting
+};
+
+Judgement judge(const Observation& o);
+
+}  // namespace vfio::faults

@@ -1,0 +1,29 @@
+// Reporting a matrix run: the terminal tables (per scenario and profile, and per operation and
+// fault), the failures with their reproduction commands, the summary line, JUnit and JSON.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "faults/matrix.h"
+
+namespace vfio::faults {
+
+struct Tally {
+  std::size_t cases = 0, passed = 0, failed = 0, state_lost = 0;
+  void add(Verdict v);
+};
+Tally tally(const MatrixResult& r);
+
+// "faults: N cases, N passed, N failed[, N state-lost]"
+std::string summary_line(const Tally& t);
+
+// Tables, failures (each with its reproduction command), then the summary line.
+void print_report(std::FILE* out, const MatrixResult& r, bool verbose);
+// One case in detail: the plan, what fired, what the caller was told, the verdict.
+void print_case(std::FILE* out, const CaseResult& c);
+
+Result<> write_junit(const MatrixResult& r, const std::string& path);
+Result<> write_json(const MatrixResult& r, const std::string& path);
+
+}  // namespace vfio::faults

@@ -1,0 +1,88 @@
+// One fault case, start to end: fresh simulated devices behind FaultDevice decorators, a
+// save, load or local migration with a FaultChannel on the stream, then the observations the
+// oracles judge. The matrix runs thousands of these; `vfio-mig faults --plan` runs one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/session.h"
+#include "faults/injector.h"
+#include "faults/oracles.h"
+#include "faults/transport.h"
+
+namespace vfio::faults {
+
+struct CaseConfig {
+  std::string profile = "mlx5";
+  std::optional<std::uint64_t> state_size;  // unset: 1 MiB (mtty: its own tiny default)
+  std::size_t buffer_size = 64 * 1024;      // engine data buffer: many reads per case
+  std::size_t stream_buffer_size = 64 * 1024;
+  Transport transport = Transport::kDirect;
+  bool record = false;  // keep the operation trace
+};
+
+// The state size a case uses for a profile.
+std::uint64_t case_state_size(const CaseConfig& cfg);
+
+struct CaseSpec {
+  std::string id;
+  Scenario scenario = Scenario::kMigrate;
+  std::string plan;  // rules, in the plan format
+  // cancel: cancel this side's session from its Nth progress callback (0: never).
+  Side cancel_side = Side::kAny;
+  std::uint64_t cancel_at_progress = 0;
+  // For grouping in reports.
+  std::string operation = "-";
+  std::string fault = "none";
+};
+
+// The handle a watchdog uses to stop a running case.
+class CaseControl {
+ public:
+  explicit CaseControl(Plan plan) : injector(std::move(plan)) {}
+  Injector injector;
+  void attach(Side side, Session* s);
+  void cancel();  // every hang and delay ends, both sessions are cancelled
+  void cancel_session(Side side);
+
+ private:
+  std::mutex mu_;
+  Session* src_ = nullptr;
+  Session* dst_ = nullptr;
+};
+
+struct CaseRun {
+  Observation observation;
+  std::vector<Fired> fired;
+  std::vector<TraceEntry> trace;                     // when recording
+  std::uint64_t progress_src = 0, progress_dst = 0;  // progress callbacks seen
+  std::string setup_error;  // the case could not be set up (not an oracle failure)
+};
+
+// Runs the case to its end. `control` must outlive the call.
+CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& control);
+
+}  // namespace vfio::faults
+
+namespace vfio::faults {
+
+struct FaultyMigration {
+  Result<Report> saved = fail(ECANCELED, "source did not run");
+  Result<Report> loaded = fail(ECANCELED, "destination did not run");
+  Result<> outcome;             // as migrate_locally reports it
+  std::vector<std::byte> wire;  // what reached the pipe from the source, when kept
+};
+
+// core/migrate_locally with the plan's send and recv faults on the pipe: the same two
+// threads, the same order of closing, the same restart of the source when the destination
+// failed; only the channels are decorated.
+FaultyMigration migrate_with_faults(Session& source, Session& destination, Injector& injector,
+                                    bool keep_wire);
+
+}  // namespace vfio::faults

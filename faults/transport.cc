@@ -1,0 +1,55 @@
+#include "faults/transport.h"
+
+#include <atomic>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "simdev/direct_device.h"
+#include "simdev/sim_mount.h"
+
+namespace vfio::faults {
+namespace {
+
+// One mount serves every case of the process: mounting per case would dominate the run time.
+Result<sim::SimMount*> shared_mount() {
+  static std::mutex mu;
+  static std::unique_ptr<sim::SimMount> mount;
+  std::lock_guard lock(mu);
+  if (!mount) {
+    if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
+    auto m = sim::SimMount::create();
+    if (!m) return std::unexpected(m.error());
+    mount = std::move(*m);
+  }
+  return mount.get();
+}
+
+}  // namespace
+
+std::string_view transport_name(Transport t) {
+  return t == Transport::kFuse ? "fuse" : "direct";
+}
+
+Result<> transport_available(Transport t) {
+  if (t == Transport::kDirect) return {};
+  return sim::SimMount::fuse_available();
+}
+
+Result<SimHandle> open_sim(Transport t, const sim::Profile& profile, const sim::SimOptions& options,
+                           const std::string& name) {
+  auto model = std::make_shared<sim::SimDevice>(profile, options);
+  if (t == Transport::kDirect)
+    return SimHandle{model, std::make_unique<sim::DirectDevice>(model, name)};
+  auto mount = shared_mount();
+  if (!mount) return std::unexpected(mount.error());
+  static std::atomic<std::uint64_t> serial{0};
+  auto file = fmt::format("{}-{}", name, serial++);
+  auto path = (*mount)->add_device(model, file);
+  if (!path) return std::unexpected(path.error());
+  auto dev = sim::SimMount::open_device(*path, name);
+  if (!dev) return std::unexpected(dev.error());
+  return SimHandle{model, std::move(*dev)};
+}
+
+}  // namespace vfio::faults

@@ -1,0 +1,28 @@
+// Simulated devices for fault cases, on either transport: in-process (DirectDevice, fast) or
+// served over FUSE and reached with real syscalls (KernelDevice), one shared mount per process.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "simdev/sim_device.h"
+
+namespace vfio::faults {
+
+enum class Transport { kDirect, kFuse };
+std::string_view transport_name(Transport t);
+
+struct SimHandle {
+  std::shared_ptr<sim::SimDevice> model;
+  std::unique_ptr<Device> device;
+};
+
+// Whether the transport can be used here (FUSE needs /dev/fuse and mount permission).
+Result<> transport_available(Transport t);
+
+// A new simulated device named `name` (unique per process for FUSE).
+Result<SimHandle> open_sim(Transport t, const sim::Profile& profile, const sim::SimOptions& options,
+                           const std::string& name);
+
+}  // namespace vfio::faults

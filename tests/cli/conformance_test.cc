@@ -1,0 +1,463 @@
+// The conformance checker: every simulator profile conforms, checks catch broken devices, and
+// `vfio-mig conform` reports, writes JSON and exits as documented.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "cli/commands.h"
+#include "cli/conformance.h"
+#include "cli/device_arg.h"
+#include "core/feature.h"
+#include "core/state_machine.h"
+
+namespace vfio::cli {
+namespace {
+
+using uapi::State;
+
+std::unique_ptr<Device> open_sim(const std::string& spec) {
+  auto arg = parse_device_arg(spec + ",transport=direct");
+  if (!arg) return nullptr;
+  auto opened = open_device(*arg, 0);
+  if (!opened) return nullptr;
+  return std::move(opened->device);
+}
+
+std::string failures(const ConformanceReport& r) {
+  std::string out;
+  for (const auto& c : r.checks)
+    if (c.verdict == Verdict::kFail) out += c.id + ": " + c.detail + "\n";
+  return out;
+}
+
+ConformanceReport run_checks(Device& dev, bool strict = true) {
+  ConformanceOptions options;
+  options.strict_resume_validation = strict;
+  auto report = check_conformance(dev, options);
+  EXPECT_TRUE(report) << report.error().describe();
+  return report ? *report : ConformanceReport{};
+}
+
+Verdict verdict_of(const ConformanceReport& r, std::string_view id) {
+  const Check* c = r.find(id);
+  EXPECT_NE(c, nullptr) << id;
+  return c ? c->verdict : Verdict::kSkip;
+}
+
+// Forwards everything to a real (simulated) device and remembers which data fds are open, so
+// a test can tell whether the checker closed every fd it was given.
+class Forwarding : public Device {
+ public:
+  explicit Forwarding(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
+
+  Result<> feature(std::span<std::byte> arg) override {
+    auto r = inner_->feature(arg);
+    if (arg.size() < kSetSize) return r;
+    uapi::FeatureHeader h;
+    std::memcpy(&h, arg.data(), sizeof(h));
+    if (r && (h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
+        (h.flags & uapi::kFeatureMask) ==
+            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState)) {
+      uapi::MigState mig;
+      std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+      if (mig.data_fd >= 0) open_.insert(mig.data_fd);
+    }
+    return r;
+  }
+  Result<> reset() override { return inner_->reset(); }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    return inner_->read(fd, buf);
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    return inner_->write(fd, buf);
+  }
+  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
+    return inner_->precopy_info(fd, info);
+  }
+  Result<> close(int fd) override {
+    open_.erase(fd);
+    return inner_->close(fd);
+  }
+  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
+    return inner_->config_read(off, buf);
+  }
+  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
+    ++config_writes;
+    return inner_->config_write(off, buf);
+  }
+  const std::string& name() const override { return inner_->name(); }
+
+  const std::set<int>& open_fds() const { return open_; }
+  int config_writes = 0;
+
+ protected:
+  static constexpr std::size_t kSetSize = sizeof(uapi::FeatureHeader) + sizeof(uapi::MigState);
+  static std::uint32_t index_of(std::span<const std::byte> arg) {
+    uapi::FeatureHeader h;
+    std::memcpy(&h, arg.data(), sizeof(h));
+    return h.flags & uapi::kFeatureMask;
+  }
+  std::unique_ptr<Device> inner_;
+  std::set<int> open_;
+};
+
+// Broken: takes SET PRE_COPY in STOP_COPY as a success (without moving).
+class AcceptsStopCopyToPreCopy : public Forwarding {
+ public:
+  using Forwarding::Forwarding;
+  Result<> feature(std::span<std::byte> arg) override {
+    if (arg.size() < kSetSize) return Forwarding::feature(arg);
+    uapi::FeatureHeader h;
+    uapi::MigState mig;
+    std::memcpy(&h, arg.data(), sizeof(h));
+    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+    const bool set_state =
+        index_of(arg) == static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) &&
+        h.flags == (index_of(arg) | uapi::kFeatureSet);
+    if (set_state && mig.device_state == static_cast<std::uint32_t>(State::kPreCopy)) {
+      auto now = query_device_state(*inner_);
+      if (now && *now == State::kStopCopy) {
+        mig.data_fd = -1;
+        std::memcpy(arg.data() + sizeof(h), &mig, sizeof(mig));
+        return {};
+      }
+    }
+    return Forwarding::feature(arg);
+  }
+};
+
+// Broken: data fds open at a reset keep "working" (reads give 0, writes take everything).
+class ResetKeepsFds : public Forwarding {
+ public:
+  using Forwarding::Forwarding;
+  Result<> reset() override {
+    zombies_.insert(open_.begin(), open_.end());
+    return Forwarding::reset();
+  }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    if (zombies_.contains(fd)) return 0;
+    return Forwarding::read(fd, buf);
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    if (zombies_.contains(fd)) return buf.size();
+    return Forwarding::write(fd, buf);
+  }
+
+ private:
+  std::set<int> zombies_;
+};
+
+// Broken: answers an unknown feature index with EINVAL instead of ENOTTY.
+class UnknownFeatureEinval : public Forwarding {
+ public:
+  using Forwarding::Forwarding;
+  Result<> feature(std::span<std::byte> arg) override {
+    switch (static_cast<uapi::Feature>(index_of(arg))) {
+      case uapi::Feature::kMigration:
+      case uapi::Feature::kMigDeviceState:
+      case uapi::Feature::kDmaLoggingStart:
+      case uapi::Feature::kDmaLoggingStop:
+      case uapi::Feature::kDmaLoggingReport:
+      case uapi::Feature::kMigDataSize:
+        return Forwarding::feature(arg);
+    }
+    return fail(EINVAL, "unknown feature");
+  }
+};
+
+// Broken: RS->S succeeds whatever was written (the device cannot validate).
+class AcceptsAnyResume : public Forwarding {
+ public:
+  using Forwarding::Forwarding;
+  Result<> feature(std::span<std::byte> arg) override {
+    auto r = Forwarding::feature(arg);
+    if (arg.size() < kSetSize) return r;
+    uapi::FeatureHeader h;
+    uapi::MigState mig;
+    std::memcpy(&h, arg.data(), sizeof(h));
+    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+    if (!r &&
+        h.flags ==
+            (static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) | uapi::kFeatureSet) &&
+        mig.device_state == static_cast<std::uint32_t>(State::kStop)) {
+      // Pretend the load worked: start over from a state the device can reach.
+      if (inner_->reset() && request_device_state(*inner_, State::kStop)) return {};
+    }
+    return r;
+  }
+};
+
+// No migration at all.
+class NoMigration : public Forwarding {
+ public:
+  using Forwarding::Forwarding;
+  Result<> feature(std::span<std::byte>) override { return fail(ENOTTY, "no features"); }
+};
+
+class ProfileConformance : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ProfileConformance, HasNoFailures) {
+  auto dev = std::make_unique<Forwarding>(open_sim(GetParam()));
+  auto report = run_checks(*dev);
+  const auto n = report.counts();
+  EXPECT_EQ(n.failed, 0u) << failures(report);
+  EXPECT_GT(n.passed, 60u);
+  EXPECT_EQ(n.checks, n.passed + n.failed + n.deviations + n.skipped);
+  std::set<std::string> ids;
+  for (const auto& c : report.checks) {
+    EXPECT_TRUE(ids.insert(c.id).second) << "duplicate " << c.id;
+    EXPECT_FALSE(c.detail.empty()) << c.id;
+    EXPECT_FALSE(c.group.empty()) << c.id;
+  }
+  // Every (reachable state, state) pair has its arc check.
+  const auto states = [&] {
+    std::size_t k = 0;
+    for (std::uint32_t s = 1; s < uapi::kStateCount; ++s)
+      k += state_supported(static_cast<State>(s), report.mig_flags);
+    return k;
+  }();
+  EXPECT_EQ(std::count_if(report.checks.begin(), report.checks.end(),
+                          [](const Check& c) { return c.group == "arcs"; }),
+            static_cast<long>(states * uapi::kStateCount));
+  // Left as found: running, every data fd closed, config space untouched.
+  auto state = query_device_state(*dev);
+  ASSERT_TRUE(state);
+  EXPECT_EQ(*state, State::kRunning);
+  EXPECT_TRUE(dev->open_fds().empty()) << dev->open_fds().size() << " data fds left open";
+  EXPECT_EQ(dev->config_writes, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sim, ProfileConformance,
+                         ::testing::Values("sim:mtty", "sim:mlx5,size=1M", "sim:stopcopy,size=1M",
+                                           "sim:p2p,size=1M", "sim:plain,size=1M"),
+                         [](const auto& info) {
+                           std::string name = info.param + 4;
+                           return name.substr(0, name.find(','));
+                         });
+
+TEST(Conformance, MttyShowsTheEnomsgDeviation) {
+  auto dev = open_sim("sim:mtty");
+  auto report = run_checks(*dev);
+  const Check* eof = report.find("precopy/temporary-eof");
+  ASSERT_NE(eof, nullptr);
+  EXPECT_EQ(eof->verdict, Verdict::kDeviation);
+  EXPECT_NE(eof->detail.find("instead of ENOMSG"), std::string::npos) << eof->detail;
+  EXPECT_EQ(report.counts().deviations, 1u);
+  EXPECT_TRUE(report.ok());
+}
+
+TEST(Conformance, EnomsgPassesOnOtherPrecopyDevices) {
+  auto dev = open_sim("sim:plain,size=64K");
+  auto report = run_checks(*dev);
+  EXPECT_EQ(verdict_of(report, "precopy/temporary-eof"), Verdict::kPass);
+  EXPECT_EQ(report.counts().deviations, 0u);
+}
+
+TEST(Conformance, OptionalFeaturesAreSkippedOrRefused) {
+  auto dev = open_sim("sim:stopcopy,size=64K");
+  auto report = run_checks(*dev);
+  EXPECT_EQ(report.mig_flags, uapi::kMigrationStopCopy);
+  EXPECT_EQ(verdict_of(report, "precopy/temporary-eof"), Verdict::kSkip);
+  EXPECT_EQ(verdict_of(report, "dma/unsupported-start"), Verdict::kPass);
+  EXPECT_EQ(report.find("dma/start-overlap"), nullptr);
+  // Unsupported targets are still tried, and refused.
+  const Check* rp = report.find("arc/R->RP");
+  ASSERT_NE(rp, nullptr);
+  EXPECT_EQ(rp->verdict, Verdict::kPass);
+  EXPECT_NE(rp->detail.find("RP not supported"), std::string::npos) << rp->detail;
+  EXPECT_EQ(report.find("arc/RP->R"), nullptr);  // RP cannot be a starting point
+}
+
+TEST(Conformance, DmaLoggingChecksRunWhenAdvertised) {
+  auto dev = open_sim("sim:mlx5,size=64K");
+  auto report = run_checks(*dev);
+  for (auto id :
+       {"dma/start-zero-ranges", "dma/start-unaligned", "dma/start-overlap", "dma/start-too-many",
+        "dma/start-overflow", "dma/report-without-start", "dma/start", "dma/report",
+        "dma/report-bad-page-size", "dma/stop", "header/get-on-set-only"})
+    EXPECT_EQ(verdict_of(report, id), Verdict::kPass) << id;
+}
+
+TEST(Conformance, StopCopyToPreCopyAcceptedFails) {
+  AcceptsStopCopyToPreCopy dev(open_sim("sim:plain,size=64K"));
+  auto report = run_checks(dev);
+  const Check* arc = report.find("arc/SC->PC");
+  ASSERT_NE(arc, nullptr);
+  EXPECT_EQ(arc->verdict, Verdict::kFail);
+  EXPECT_NE(arc->detail.find("expected EINVAL (refused), got success"), std::string::npos)
+      << arc->detail;
+  EXPECT_EQ(report.counts().failed, 1u) << failures(report);
+  EXPECT_FALSE(report.ok());
+}
+
+TEST(Conformance, ResetThatKeepsFdsFails) {
+  ResetKeepsFds dev(open_sim("sim:plain,size=64K"));
+  auto report = run_checks(dev);
+  for (auto id :
+       {"reset/kills-fd-SC", "reset/kills-fd-RS", "reset/kills-fd-PC", "reset/kills-fd-PCP"})
+    EXPECT_EQ(verdict_of(report, id), Verdict::kFail) << id;
+  EXPECT_EQ(verdict_of(report, "reset/from-SC"), Verdict::kPass);
+  EXPECT_EQ(report.counts().failed, 4u) << failures(report);
+}
+
+TEST(Conformance, UnknownFeatureEinvalFails) {
+  UnknownFeatureEinval dev(open_sim("sim:p2p,size=64K"));
+  auto report = run_checks(dev);
+  const Check* c = report.find("header/unknown-feature");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->verdict, Verdict::kFail);
+  EXPECT_NE(c->detail.find("expected ENOTTY, got EINVAL"), std::string::npos) << c->detail;
+  EXPECT_EQ(verdict_of(report, "header/unknown-feature-probe"), Verdict::kFail);
+  EXPECT_EQ(report.counts().failed, 2u) << failures(report);
+}
+
+TEST(Conformance, AcceptingCorruptedStreamsFailsOnlyWhenStrict) {
+  AcceptsAnyResume strict_dev(open_sim("sim:p2p,size=64K"));
+  auto strict = run_checks(strict_dev, /*strict=*/true);
+  EXPECT_EQ(verdict_of(strict, "resume/corrupted"), Verdict::kFail);
+  EXPECT_EQ(verdict_of(strict, "resume/truncated"), Verdict::kFail);
+  EXPECT_EQ(verdict_of(strict, "resume/empty"), Verdict::kFail);
+
+  AcceptsAnyResume lenient_dev(open_sim("sim:p2p,size=64K"));
+  auto lenient = run_checks(lenient_dev, /*strict=*/false);
+  const Check* c = lenient.find("resume/corrupted");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->verdict, Verdict::kDeviation);
+  EXPECT_NE(c->detail.find("device accepted a corrupted stream"), std::string::npos);
+  // A truncated stream must still be refused: a device cannot miss half its state.
+  EXPECT_EQ(verdict_of(lenient, "resume/truncated"), Verdict::kFail);
+}
+
+TEST(Conformance, NoMigrationIsOneFailure) {
+  NoMigration dev(open_sim("sim:plain,size=64K"));
+  auto report = run_checks(dev);
+  ASSERT_EQ(report.checks.size(), 1u);
+  EXPECT_EQ(report.checks[0].id, "migration/flags");
+  EXPECT_EQ(report.checks[0].verdict, Verdict::kFail);
+  EXPECT_NE(report.checks[0].detail.find("ENOTTY"), std::string::npos);
+}
+
+TEST(Conformance, BadOptionsAreErrors) {
+  auto dev = open_sim("sim:mtty");
+  ConformanceOptions options;
+  options.buffer_size = 0;
+  EXPECT_FALSE(check_conformance(*dev, options));
+}
+
+TEST(Conformance, SmallBuffersGiveTheSameVerdicts) {
+  auto dev = open_sim("sim:mlx5,size=64K");
+  ConformanceOptions options;
+  options.buffer_size = 7;
+  options.strict_resume_validation = true;
+  auto report = check_conformance(*dev, options);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->counts().failed, 0u) << failures(*report);
+}
+
+// The command, in process.
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run run(std::vector<std::string> args) {
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  int code = run_program(args);
+  std::string out = ::testing::internal::GetCapturedStdout();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  return {code, out, err};
+}
+
+class ConformCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("vfio-mig-conform-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) { return (dir_ / name).string(); }
+  static std::string slurp(const std::string& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  static std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
+  auto r = run({"conform", "sim:mtty,transport=direct", "--json", path("c.json")});
+  ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
+  auto dev = open_sim("sim:mtty");
+  const auto n = run_checks(*dev).counts();
+  const std::string line = "conform: " + std::to_string(n.checks) + " checks, " +
+                           std::to_string(n.passed) + " passed, 0 failed, 1 deviations, " +
+                           std::to_string(n.skipped) + " skipped\n";
+  EXPECT_NE(r.out.find(line), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\narcs\n"), std::string::npos);
+  EXPECT_NE(r.out.find("arc/SC->PC"), std::string::npos);
+  EXPECT_NE(r.out.find("deviation"), std::string::npos);
+
+  const std::string json = slurp(path("c.json"));
+  EXPECT_EQ(occurrences(json, "\"id\": "), n.checks) << json;
+  EXPECT_NE(json.find("\"ok\": true"), std::string::npos);
+  EXPECT_NE(json.find("\"failed\": 0"), std::string::npos);
+  EXPECT_NE(json.find("\"deviations\": 1"), std::string::npos);
+  EXPECT_NE(json.find("{\"id\": \"precopy/temporary-eof\", \"group\": \"precopy\", \"verdict\": "
+                      "\"deviation\", \"detail\": "),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"id\": \"arc/SC->PC\", \"group\": \"arcs\", \"verdict\": \"pass\""),
+            std::string::npos);
+}
+
+TEST_F(ConformCommand, QuietPrintsOnlyTheSummary) {
+  auto r = run({"conform", "-q", "sim:stopcopy,size=64K,transport=direct"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_EQ(r.out.rfind("conform: ", 0), 0u) << r.out;
+}
+
+TEST_F(ConformCommand, UsageAndOpenErrors) {
+  for (auto args :
+       std::vector<std::vector<std::string>>{{"conform"},
+                                             {"conform", "sim:nope"},
+                                             {"conform", "sim:mtty", "sim:mtty"},
+                                             {"conform", "sim:mtty", "--bogus"},
+                                             {"conform", "sim:mtty", "--buffer-size", "0"}}) {
+    auto r = run(args);
+    EXPECT_EQ(r.code, kExitUsage) << args.back();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  auto missing = run({"conform", "/dev/vfio/devices/vfio999"});
+  EXPECT_EQ(missing.code, kExitFailed);
+  EXPECT_NE(missing.err.find("vfio999"), std::string::npos) << missing.err;
+
+  auto unwritable =
+      run({"conform", "sim:mtty,transport=direct", "--json", path("no/such/dir/c.json")});
+  EXPECT_EQ(unwritable.code, kExitFailed);
+  EXPECT_NE(unwritable.err.find("c.json"), std::string::npos) << unwritable.err;
+}
+
+TEST_F(ConformCommand, ListedInHelp) {
+  auto r = run({"--help"});
+  EXPECT_NE(r.out.find("conform"), std::string::npos);
+  auto help = run({"conform", "--help"});
+  EXPECT_EQ(help.code, kExitOk);
+  EXPECT_NE(help.out.find("--json FILE"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vfio::cli

@@ -1,0 +1,99 @@
+// The matrix in ctest: migrate on mlx5 and cancel on mtty, with zero oracle failures, and a
+// JUnit file left in the build directory for CI to keep.
+#include "faults/matrix.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "faults/report.h"
+
+namespace vfio::faults {
+namespace {
+
+std::string failures(const MatrixResult& r) {
+  std::string out;
+  for (const auto& c : r.cases)
+    if (c.judgement.verdict == Verdict::kFail)
+      out += c.repro + ": " + (c.judgement.problems.empty() ? "" : c.judgement.problems[0]) + "\n";
+  return out;
+}
+
+TEST(Matrix, MigrateOnMlx5AndCancelOnMttyFindNoFailures) {
+  MatrixResult all;
+  for (auto [scenario, profile] :
+       {std::pair{Scenario::kMigrate, "mlx5"}, std::pair{Scenario::kCancel, "mtty"}}) {
+    MatrixOptions o;
+    o.scenarios = {scenario};
+    o.profiles = {profile};
+    o.random = 20;
+    o.seed = 3;
+    auto r = run_matrix(o);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(tally(*r).failed, 0u) << failures(*r);
+    if (scenario == Scenario::kMigrate) {
+      EXPECT_GE(r->cases.size(), 300u);
+    }
+    all.cases.insert(all.cases.end(), r->cases.begin(), r->cases.end());
+    all.wall += r->wall;
+    all.jobs = r->jobs;
+  }
+  const std::string path = VFIO_FAULTS_REPORT_DIR "/faults-matrix-test.xml";
+  ASSERT_TRUE(write_junit(all, path));
+  std::ifstream in(path);
+  std::string first;
+  std::getline(in, first);
+  EXPECT_EQ(first, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+}
+
+TEST(Matrix, CaseIdsAreStableAndFindable) {
+  CaseConfig cfg;
+  cfg.profile = "p2p";
+  auto a = enumerate_cases(Scenario::kMigrate, cfg, true, 0, 0);
+  auto b = enumerate_cases(Scenario::kMigrate, cfg, true, 0, 0);
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->cases.size(), b->cases.size());
+  for (std::size_t i = 0; i < a->cases.size(); ++i) EXPECT_EQ(a->cases[i].id, b->cases[i].id);
+  auto c = find_case(Scenario::kMigrate, cfg, a->cases[17].id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->plan, a->cases[17].plan);
+  auto r1 = find_case(Scenario::kMigrate, cfg, "random.9.4");
+  auto r2 = find_case(Scenario::kMigrate, cfg, "random.9.4");
+  ASSERT_TRUE(r1 && r2);
+  EXPECT_EQ(r1->plan, r2->plan);
+}
+
+TEST(Matrix, ShardsPartitionTheCases) {
+  MatrixOptions o;
+  o.scenarios = {Scenario::kSave};
+  o.profiles = {"mtty"};
+  auto whole = run_matrix(o);
+  ASSERT_TRUE(whole);
+  std::size_t sum = 0;
+  for (std::size_t k = 0; k < 3; ++k) {
+    o.shard_index = k;
+    o.shard_count = 3;
+    auto part = run_matrix(o);
+    ASSERT_TRUE(part);
+    sum += part->cases.size();
+  }
+  EXPECT_EQ(sum, whole->cases.size());
+}
+
+TEST(Matrix, OraclesCatchASilentlyWrongDestination) {
+  Observation o;
+  o.success = true;
+  o.source_image = {1, 100};
+  o.dst.present = true;
+  o.dst.state = uapi::State::kRunning;
+  o.dst.image = {2, 100};
+  auto j = judge(o);
+  EXPECT_EQ(j.verdict, Verdict::kFail);
+  o.dst.image = o.source_image;
+  EXPECT_EQ(judge(o).verdict, Verdict::kPass);
+  o.dst.open_sessions = 1;
+  EXPECT_EQ(judge(o).verdict, Verdict::kFail);
+}
+
+}  // namespace
+}  // namespace vfio::faults
