@@ -13,7 +13,7 @@ Grid full_grid() {
   Grid g;
   for (int shift = 12; shift <= 26; ++shift) g.buffers.push_back(1ULL << shift);
   g.states = {16ULL << 20, 256ULL << 20, 1ULL << 30};
-  g.transports = {"direct"};
+  g.transports = {"direct", "fuse"};
   g.profiles = {"mlx5", "plain"};
   g.baseline_bytes = 256ULL << 20;
   return g;
@@ -23,7 +23,7 @@ Grid smoke_grid() {
   Grid g;
   g.buffers = {4096, 1 << 20};
   g.states = {64 << 10};
-  g.transports = {"direct"};
+  g.transports = {"direct", "fuse"};
   g.profiles = {"mlx5", "plain"};
   g.baseline_bytes = 1 << 20;
   return g;

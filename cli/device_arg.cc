@@ -82,7 +82,7 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
   if (!path) return std::unexpected(path.error());
   auto dev = sim::SimMount::open_device(*path, name + " (fuse)");
   if (!dev) return std::unexpected(dev.error());
-  return OpenedDevice{std::move(*dev), std::move(model), std::move(*mount)};
+  return OpenedDevice{std::move(*mount), std::move(*dev), std::move(model)};
 }
 
 }  // namespace
@@ -103,7 +103,7 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   if (!spec.sim) {
     auto dev = open_vfio_device(spec.text);
     if (!dev) return std::unexpected(dev.error());
-    return OpenedDevice{std::move(*dev), nullptr, nullptr};
+    return OpenedDevice{nullptr, std::move(*dev), nullptr};
   }
   const auto& s = *spec.sim;
   sim::SimOptions options;
@@ -128,7 +128,7 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
                  fuse.error().describe());
     });
   }
-  return OpenedDevice{std::make_unique<sim::DirectDevice>(model, name), model, nullptr};
+  return OpenedDevice{nullptr, std::make_unique<sim::DirectDevice>(model, name), model};
 }
 
 }  // namespace vfio::cli

@@ -36,11 +36,11 @@ struct DeviceArg {
 Result<DeviceArg> parse_device_arg(std::string_view text);
 
 struct OpenedDevice {
+  // FUSE-served devices: the mount serving them, shared by every device of the process and
+  // unmounted with the last one. Declared first so that it outlives the device.
+  std::shared_ptr<sim::SimMount> mount;
   std::unique_ptr<Device> device;
   std::shared_ptr<sim::SimDevice> model;  // simulated devices only
-  // FUSE-served devices: the mount serving them, shared by every device of the process and
-  // unmounted with the last one.
-  std::shared_ptr<sim::SimMount> mount;
 };
 
 // `index` picks distinct default seeds for simulated devices opened by one command.

@@ -106,13 +106,13 @@ Result<> Migration::save_setup(StreamWriter& out) {
         static_cast<std::size_t>(std::min<std::uint64_t>(kDefaultDataBufferSize, stop_copy_size));
     size = std::max(size, kMinDataBufferSize);
   }
-  buffer_.assign(size, std::byte{0});
+  buffer_.resize(size);
   out.put_be64(tag::kEndOfState);
   return out.status();
 }
 
 void Migration::save_cleanup() {
-  buffer_ = {};
+  buffer_.clear();
   close_data_fd();
 }
 
@@ -121,12 +121,12 @@ std::uint64_t Migration::pending_exact() {
 }
 
 Result<bool> Migration::save_block(StreamWriter& out) {
-  auto n = dev_.read(data_fd_, buffer_);
+  auto n = dev_.read(data_fd_, buffer_.span());
   if (!n) return std::unexpected(n.error());
   if (*n == 0) return true;
   out.put_be64(tag::kDataState);
   out.put_be64(*n);
-  out.put_buffer(std::span(buffer_).first(*n));
+  out.put_buffer(buffer_.span().first(*n));
   bytes_transferred_ += *n;
   if (auto s = out.status(); !s) return std::unexpected(s.error());
   if (auto b = block_done(*n); !b) return std::unexpected(b.error());

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned_buffer.h"
 #include "core/device.h"
 #include "core/stream.h"
 
@@ -100,7 +101,7 @@ class Migration {
   MigrationOptions options_;
   uapi::State device_state_ = uapi::State::kRunning;
   int data_fd_ = -1;
-  std::vector<std::byte> buffer_;
+  AlignedBuffer buffer_;
   std::uint64_t bytes_transferred_ = 0;
   bool broken_ = false;
   bool dirty_pages_supported_ = false;

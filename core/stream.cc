@@ -4,6 +4,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -96,7 +97,7 @@ Result<> StreamReader::status() const {
 bool StreamReader::fill() {
   if (error_ || eof_) return false;
   begin_ = end_ = 0;
-  auto n = channel_.read(buffer_);
+  auto n = channel_.read(buffer_.span());
   if (!n) {
     set_error(n.error());
     return false;
@@ -116,7 +117,7 @@ std::span<const std::byte> StreamReader::take(std::size_t max) {
     return {};
   }
   std::size_t n = std::min(max, end_ - begin_);
-  auto chunk = std::span<const std::byte>(buffer_).subspan(begin_, n);
+  auto chunk = std::as_const(buffer_).span().subspan(begin_, n);
   begin_ += n;
   bytes_ += n;
   crc_ = crc32c(crc_, chunk);

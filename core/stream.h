@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "core/aligned_buffer.h"
 #include "core/channel.h"
 #include "core/device.h"
 #include "core/result.h"
@@ -75,7 +76,7 @@ class StreamReader {
   std::span<const std::byte> take(std::size_t max);
 
   Channel& channel_;
-  std::vector<std::byte> buffer_;
+  AlignedBuffer buffer_;  // refills land page-aligned, so device writes from it mostly are
   std::size_t begin_ = 0, end_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint32_t crc_ = 0;
