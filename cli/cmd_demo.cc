@@ -24,6 +24,9 @@ int run_demo(const ParsedArgs& args) {
   fmt::print("  source:      {} (seed {:#x})\n", source.device->name(), source.model->image().seed);
   fmt::print("  destination: {} (seed {:#x}, different state before the migration)\n",
              destination.device->name(), destination.model->image().seed);
+  fmt::print("  transport:   {}\n", source.mount
+                                        ? "FUSE (the engine makes real ioctl/read/write syscalls)"
+                                        : "direct (in-process calls; FUSE unavailable)");
   auto summary = migrate_and_verify(*source.device, *destination.device, *setup, true, "demo");
   if (!summary.error && source.model->image() != destination.model->image()) {
     summary.verified = false;

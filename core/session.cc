@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/container.h"
+#include "core/feature.h"
 
 namespace vfio {
 namespace {
@@ -26,6 +27,20 @@ void note(Error& main, const Result<>& secondary) {
   if (secondary) return;
   main.message += "; then: " + secondary.error().describe();
   main.fatal = main.fatal || secondary.error().fatal;
+}
+
+// A device reset behind the engine's back after its data was written would turn the start into
+// a harmless RUNNING->RUNNING and the VM would run with the device's old state. One GET before
+// the start tells the loaded device from a reset one.
+Result<> confirm_resuming(Device& dev) {
+  auto state = query_device_state(dev);
+  if (!state) return std::unexpected(state.error());
+  if (*state != uapi::State::kResuming) {
+    return fail(EIO, fmt::format("{}: device is in {} instead of RESUMING after its data was "
+                                 "loaded (reset behind the engine's back?): its state is lost",
+                                 dev.name(), uapi::state_name(*state)));
+  }
+  return {};
 }
 
 }  // namespace
@@ -235,6 +250,7 @@ Result<Report> Session::load(Channel& channel) {
     // The reference ignores a failed start here (the device silently resets); we report it.
     r = timed(report, Phase::kStartVm, [&]() -> Result<> {
       for (auto& d : devices_) {
+        if (auto s = confirm_resuming(*d.dev); !s) return s;
         if (auto s = d.migration->vm_state_change(true); !s) return s;
       }
       return {};
