@@ -121,6 +121,14 @@ TEST_F(ProgramTest, MigrateWithVerify) {
   EXPECT_NE(r.out.find("verified"), std::string::npos);
 }
 
+// The issue's own example: two default mlx5 devices (256 MiB), over FUSE when it is usable.
+TEST_F(ProgramTest, MigrateTwoDefaultMlx5Devices) {
+  auto r = run({"migrate", "--verify", "sim:mlx5", "sim:mlx5"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("moved 256.0 MiB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verified"), std::string::npos);
+}
+
 TEST_F(ProgramTest, UnopenableKernelDeviceFailsWithReason) {
   auto r = run({"probe", "/dev/vfio/devices/vfio999"});
   EXPECT_EQ(r.code, kExitFailed);
