@@ -97,6 +97,7 @@ int run_conform(const ParsedArgs& args) {
   // The simulator checks every byte it is given, so accepting a corrupted stream is a bug there;
   // real devices (mtty) may only check the header.
   options.strict_resume_validation = opened.device->model != nullptr;
+  options.send_hanging_arcs = opened.device->model != nullptr || args.has("unsafe-arcs");
 
   auto report = check_conformance(*opened.device->device, options);
   if (!report) {

@@ -64,6 +64,8 @@ const Command kCommands[] = {
       "Checks a device against the VFIO migration contract (state arcs, data streams, feature\n"
       "header validation, DMA logging). Resets the device; never writes its config space.",
       {{"buffer-size", "SIZE", "bytes per data read or write (default 1 MiB)"},
+       {"unsafe-arcs", "",
+        "also send SC->PC and SC->PCP to a real device (hangs Linux 6.12's vfio core)"},
        kJson,
        {"quiet", "", "print only failed checks and the summary line", 'q'}}},
      run_conform},

@@ -1,0 +1,145 @@
+// Replays every file under corpus/ (seeds and regressions) through both fuzz targets' logic:
+// no crash (ASan+UBSan in the asan preset), no oracle violation, allocation within the
+// documented bound, bounded time, and every rejection explained by a non-empty message.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "tests/fuzz/counting_new.h"
+#include "tests/fuzz/harness.h"
+
+namespace vfio::fuzz {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Generous: the largest seed loads in milliseconds even in a Debug ASan build.
+constexpr auto kMaxTimePerInput = std::chrono::seconds(5);
+
+struct CorpusFile {
+  fs::path path;
+  std::vector<std::uint8_t> data;
+};
+
+std::vector<CorpusFile> corpus_files() {
+  std::vector<CorpusFile> out;
+  for (const auto& e : fs::recursive_directory_iterator(VFIO_MIG_CORPUS_DIR)) {
+    if (!e.is_regular_file()) continue;
+    auto ext = e.path().extension();
+    if (ext == ".md" || ext == ".dict") continue;
+    std::ifstream f(e.path(), std::ios::binary);
+    out.push_back({e.path(), std::vector<std::uint8_t>((std::istreambuf_iterator<char>(f)),
+                                                       std::istreambuf_iterator<char>())});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+  return out;
+}
+
+// The directory a file was made for: corpus/<target>/ or corpus/regressions/<target>/.
+bool belongs_to(const fs::path& path, std::string_view target) {
+  return path.parent_path().filename() == target;
+}
+
+using Runner = Outcome (*)(std::span<const std::uint8_t>);
+
+// Runs one input under the allocation counter and the clock, checking every oracle.
+Outcome replay(Runner run, const CorpusFile& file) {
+  SCOPED_TRACE(file.path.string());
+  AllocationStats stats;
+  auto start = std::chrono::steady_clock::now();
+  Outcome out;
+  {
+    AllocationCounter counter;
+    out = run(file.data);
+    stats = counter.stats();
+  }
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(out.violation, "");
+  if (!out.accepted) {
+    EXPECT_NE(out.error, "") << "rejected without a message";
+  }
+  EXPECT_GT(stats.count, 0u) << "the allocation counter saw nothing";
+  EXPECT_LT(stats.largest, kMaxSingleAllocation) << "largest single allocation";
+  EXPECT_LE(stats.peak_growth, static_cast<std::int64_t>(kMaxHeapGrowth)) << "peak heap growth";
+  EXPECT_LT(elapsed, kMaxTimePerInput);
+  if (std::getenv("VFIO_FUZZ_REPLAY_VERBOSE")) {
+    std::printf("%-50s %8s largest %7zu peak %8lld allocs %5zu  %s\n", file.path.filename().c_str(),
+                out.accepted ? "accepted" : "rejected", stats.largest,
+                static_cast<long long>(stats.peak_growth), stats.count,
+                out.error.substr(0, 80).c_str());
+  }
+  return out;
+}
+
+TEST(CorpusReplay, CorpusIsThere) {
+  auto files = corpus_files();
+  std::size_t streams = 0, sections = 0;
+  for (const auto& f : files) {
+    streams += belongs_to(f.path, "stream");
+    sections += belongs_to(f.path, "section");
+  }
+  EXPECT_GT(streams, 50u);
+  EXPECT_GT(sections, 30u);
+}
+
+// Every file through the stream loader: its own seeds must load (the real saved ones) or fail
+// for the reason they were made for; every other file is just arbitrary bytes to survive.
+TEST(CorpusReplay, StreamTarget) {
+  // Real saves: "<profile>-<size>[-variant]" and the multi-device streams built from them.
+  const std::regex real(R"((mtty|mlx5|stopcopy|p2p|plain)-\d+(-chunked|-no-config)?|multi-\d+)");
+  const std::vector<std::pair<std::string, std::string>> reasons = {
+      {"empty", "truncated"},
+      {"wrong-magic", "not a vfio-mig stream"},
+      {"wrong-version", "version 2 is not supported"},
+      {"count-65", "claims 65 devices"},
+      {"id-257", "exceeds the 256-byte limit"},
+      {"bad-header-crc", "checksum mismatch"},
+      {"bad-complete-crc", "checksum mismatch"},
+      {"complete-before-setup", "complete section where a setup section was expected"},
+      {"device-1-of-1", "names device 0x1"},
+      {"section-type-4", "unknown section type 0x4"},
+      {"no-end", "truncated"},
+      {"config-4097", "exceeds the 4096-byte limit"},
+      {"complete-unknown-tag", "unknown tag"},
+  };
+  for (const auto& file : corpus_files()) {
+    Outcome out = replay(run_stream, file);
+    if (!belongs_to(file.path, "stream")) continue;
+    std::string name = file.path.stem().string();
+    if (std::regex_match(name, real)) {
+      EXPECT_TRUE(out.accepted) << name << ": " << out.error;
+    }
+    for (const auto& [seed, reason] : reasons) {
+      if (name != seed) continue;
+      EXPECT_FALSE(out.accepted) << name;
+      EXPECT_NE(out.error.find(reason), std::string::npos) << name << ": " << out.error;
+    }
+  }
+}
+
+TEST(CorpusReplay, SectionTarget) {
+  const std::regex real(
+      R"((mtty|mlx5|stopcopy|p2p|plain)-(\d+-complete|2000-chunked|all-sections))");
+  for (const auto& file : corpus_files()) {
+    Outcome out = replay(run_section, file);
+    if (!belongs_to(file.path, "section")) continue;
+    std::string name = file.path.stem().string();
+    if (std::regex_match(name, real)) {
+      EXPECT_TRUE(out.accepted) << name << ": " << out.error;
+    }
+    if (name == "data-flipped-byte" || name == "tag-unknown") {
+      EXPECT_FALSE(out.accepted) << name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace vfio::fuzz

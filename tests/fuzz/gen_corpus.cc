@@ -1,0 +1,360 @@
+// Writes the fuzzers' seed corpora and dictionary (run through scripts/gen-corpus):
+//   <out>/stream/   whole streams, as Session::save writes them for every simulator profile and a
+//                   range of state sizes, plus hand-made edge cases built with the stream model
+//   <out>/section/  one profile byte + device section payloads (see run_section)
+//   <out>/vfio_stream.dict  the stream's tags, magics and section types for libFuzzer -dict
+// Deterministic: the same build writes the same bytes, so a regenerated corpus diffs cleanly.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/channel.h"
+#include "core/container.h"
+#include "core/migration.h"
+#include "core/session.h"
+#include "simdev/direct_device.h"
+#include "simdev/profile.h"
+#include "tests/fuzz/stream_model.h"
+
+namespace vfio::fuzz {
+namespace {
+
+namespace fs = std::filesystem;
+using container::SectionType;
+
+constexpr std::uint32_t kSetup = static_cast<std::uint32_t>(SectionType::kSetup);
+constexpr std::uint32_t kComplete = static_cast<std::uint32_t>(SectionType::kComplete);
+constexpr std::uint32_t kConfig = static_cast<std::uint32_t>(SectionType::kConfig);
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "gen_corpus: %s\n", what.c_str());
+  std::exit(1);
+}
+
+class Writer {
+ public:
+  explicit Writer(fs::path dir) : dir_(std::move(dir)) { fs::create_directories(dir_); }
+  void put(const std::string& name, const Bytes& data) {
+    std::ofstream f(dir_ / (name + ".bin"), std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    if (!f) die("cannot write " + (dir_ / name).string());
+    ++files_;
+    bytes_ += data.size();
+  }
+  std::size_t files() const { return files_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  fs::path dir_;
+  std::size_t files_ = 0, bytes_ = 0;
+};
+
+// A real saved stream: what `vfio-mig save` writes for a simulated device.
+Bytes save(std::string_view profile, std::uint64_t size, std::uint64_t seed,
+           MigrationOptions options = {}) {
+  sim::SimOptions sim_options;
+  sim_options.state_size = size;
+  sim_options.seed = seed;
+  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(profile), sim_options);
+  sim::DirectDevice device(model, fmt::format("{}#{}", profile, seed));
+  SessionOptions session_options;
+  session_options.migration = std::move(options);
+  Session session(session_options);
+  session.add_device(device, device.name());
+  MemoryChannel channel;
+  if (auto r = session.save(channel); !r) die("save failed: " + r.error().describe());
+  auto& d = channel.data();
+  return Bytes(reinterpret_cast<const std::uint8_t*>(d.data()),
+               reinterpret_cast<const std::uint8_t*>(d.data()) + d.size());
+}
+
+Stream parsed(const Bytes& data) {
+  auto s = parse_stream(data);
+  if (!s || !s->tail.empty()) die("a saved stream does not parse");
+  return *s;
+}
+
+std::uint8_t profile_index(std::string_view name) {
+  auto all = sim::all_profiles();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i].name == name) return static_cast<std::uint8_t>(i);
+  }
+  die(fmt::format("no profile {}", name));
+}
+
+Bytes section_input(std::uint8_t profile, const std::vector<const Section*>& sections) {
+  Bytes out{profile};
+  for (const auto* s : sections) write_items(s->items, out);
+  return out;
+}
+
+Bytes section_input(std::uint8_t profile, const std::vector<Item>& items) {
+  Bytes out{profile};
+  write_items(items, out);
+  return out;
+}
+
+const Section& find(const Stream& s, std::uint32_t type) {
+  for (const auto& sec : s.sections) {
+    if (sec.type == type) return sec;
+  }
+  die("section missing");
+}
+
+Item end_tag() {
+  return tag_item(tag::kEndOfState);
+}
+
+// Several devices in one stream: each device's sections in turn, as the source interleaves.
+Bytes multi_device(const std::vector<Stream>& singles) {
+  Stream s = singles.at(0);
+  s.ids.clear();
+  s.sections.clear();
+  for (const auto& one : singles) s.ids.push_back(one.ids.at(0));
+  s.count = static_cast<std::uint32_t>(s.ids.size());
+  for (std::uint32_t type : {kSetup, kComplete, kConfig}) {
+    for (std::uint32_t dev = 0; dev < singles.size(); ++dev) {
+      Section sec = find(singles[dev], type);
+      sec.device = dev;
+      s.sections.push_back(std::move(sec));
+    }
+  }
+  s.sections.push_back(end_section());
+  return write_stream(s);
+}
+
+void stream_seeds(Writer& w) {
+  // Real streams: every profile, empty to a few hundred KiB.
+  for (const auto& p : sim::all_profiles()) {
+    for (std::uint64_t size : {0, 1, 100, 4096})
+      w.put(fmt::format("{}-{}", p.name, size), save(p.name, size, 7));
+    MigrationOptions small_buffer;
+    small_buffer.data_buffer_size = 4096;  // several DATA chunks per complete section
+    w.put(fmt::format("{}-20000-chunked", p.name), save(p.name, 20000, 8, small_buffer));
+    MigrationOptions no_config;
+    no_config.config_state = false;  // CONFIG with length 0
+    w.put(fmt::format("{}-100-no-config", p.name), save(p.name, 100, 9, no_config));
+  }
+  w.put("mtty-70000", save("mtty", 70000, 10));
+  w.put("mlx5-262144", save("mlx5", 256 << 10, 11));
+
+  Stream base = parsed(save("mlx5", 100, 7));
+  // Sections by type, not position: pre-copy may add iterate sections before complete.
+  auto at = [&](std::uint32_t type) {
+    return static_cast<std::size_t>(&find(base, type) - base.sections.data());
+  };
+  const std::size_t setup = at(kSetup), complete = at(kComplete), config = at(kConfig);
+  const int end = static_cast<int>(base.sections.size() - 1);
+  auto with = [&](auto edit, CrcPolicy crc = {}) {
+    Stream s = base;
+    edit(s);
+    return write_stream(s, crc);
+  };
+  Bytes good = write_stream(base);
+
+  // Several devices, up to the format's limit.
+  w.put("multi-2", multi_device({parsed(save("mlx5", 100, 1)), parsed(save("mtty", 50, 2))}));
+  {
+    std::vector<Stream> all;
+    for (const auto& p : sim::all_profiles()) all.push_back(parsed(save(p.name, 40, 3)));
+    w.put("multi-5", multi_device(all));
+    std::vector<Stream> many(container::kMaxDevices, parsed(save("mtty", 8, 4)));
+    w.put("multi-64", multi_device(many));
+  }
+
+  // Framing edge cases.
+  w.put("empty", {});
+  w.put("magic-only", Bytes(good.begin(), good.begin() + 8));
+  Bytes header_only = with([&](Stream& s) { s.sections.clear(); });
+  w.put("header-only", header_only);
+  w.put("header-then-end", with([&](Stream& s) { s.sections = {end_section()}; }));
+  w.put("wrong-magic", with([&](Stream& s) { s.magic ^= 1; }));
+  w.put("wrong-version", with([&](Stream& s) { s.version = 2; }));
+  w.put("count-0", with([&](Stream& s) { s.count = 0; }));
+  w.put("count-65", with([&](Stream& s) { s.count = container::kMaxDevices + 1; }));
+  w.put("count-2-ids-1", with([&](Stream& s) { s.count = 2; }));
+  w.put("id-256", with([&](Stream& s) { s.ids[0] = "mlx5" + std::string(252, '.'); }));
+  {
+    Bytes b = with([&](Stream& s) { s.ids[0] = std::string(257, 'x'); });  // refused unread
+    w.put("id-257", b);
+  }
+  w.put("bad-header-crc", with([](Stream&) {}, {.corrupt_header = true}));
+  w.put("bad-setup-crc", with([](Stream&) {}, {.corrupt_section = static_cast<int>(setup)}));
+  w.put("bad-complete-crc", with([](Stream&) {}, {.corrupt_section = static_cast<int>(complete)}));
+  w.put("bad-end-crc", with([](Stream&) {}, {.corrupt_section = end}));
+  w.put("complete-before-setup",
+        with([&](Stream& s) { std::swap(s.sections[setup], s.sections[complete]); }));
+  w.put("config-twice", with([&](Stream& s) {
+          s.sections.insert(s.sections.begin() + static_cast<std::ptrdiff_t>(config) + 1,
+                            s.sections[config]);
+        }));
+  w.put("setup-twice",
+        with([&](Stream& s) { s.sections.insert(s.sections.begin(), s.sections[setup]); }));
+  w.put("no-config", with([&](Stream& s) {
+          s.sections.erase(s.sections.begin() + static_cast<std::ptrdiff_t>(config));
+        }));
+  w.put("no-end", with([&](Stream& s) { s.sections.pop_back(); }));
+  w.put("end-names-device-0", with([&](Stream& s) { s.sections.back().device = 0; }));
+  w.put("device-1-of-1", with([&](Stream& s) { s.sections[complete].device = 1; }));
+  w.put("section-type-4", with([&](Stream& s) { s.sections[complete].type = 4; }));
+  w.put("trailing-garbage", with([&](Stream& s) { s.tail = {'j', 'u', 'n', 'k'}; }));
+  w.put("wrong-profile-data", with([&](Stream& s) { s.ids[0] = "plain#7"; }));
+  for (std::size_t cut : {good.size() - 1, good.size() - 12, good.size() / 2, std::size_t{40}})
+    w.put(fmt::format("truncated-{}", cut), Bytes(good.begin(), good.begin() + cut));
+
+  // Tags where they do not belong, and lengths that lie.
+  auto in_complete = [&](std::vector<Item> items) {
+    return with([&](Stream& s) { s.sections[complete].items = items; });
+  };
+  w.put("complete-end-only", in_complete({end_tag()}));
+  w.put("complete-setup-tag", in_complete({tag_item(tag::kSetupState), end_tag()}));
+  w.put("complete-config-tag", in_complete({config_item(Bytes(16, 1)), end_tag()}));
+  w.put("complete-unknown-tag", in_complete({tag_item(0xffffffffef100005ULL), end_tag()}));
+  w.put("complete-data-0", in_complete({data_item({}), end_tag()}));
+  w.put("setup-data-tag", with([&](Stream& s) {
+          s.sections[setup].items.insert(s.sections[setup].items.begin(), data_item(Bytes(8, 0)));
+        }));
+  w.put("setup-not-terminated",
+        with([&](Stream& s) { s.sections[setup].items.back() = tag_item(tag::kDataState); }));
+  for (std::uint64_t size : {~0ULL, 1ULL << 63, 64ULL << 30}) {
+    w.put(fmt::format("data-size-{:#x}", size),
+          with([&](Stream& s) { s.sections[complete].items[0].length = size; }));
+  }
+  w.put("config-4096",
+        with([&](Stream& s) { s.sections[config].items[0] = config_item(Bytes(4096, 0)); }));
+  w.put("config-4097", with([&](Stream& s) { s.sections[config].items[0].length = 4097; }));
+  w.put("config-huge", with([&](Stream& s) { s.sections[config].items[0].length = ~0ULL; }));
+  w.put("config-not-terminated",
+        with([&](Stream& s) { s.sections[config].items.back() = tag_item(tag::kConfigState); }));
+  w.put("data-flipped-byte",
+        with([&](Stream& s) { s.sections[complete].items[0].body.back() ^= 0x40; }));
+  w.put("data-bad-device-header",
+        with([&](Stream& s) { s.sections[complete].items[0].body[0] ^= 1; }));
+  w.put("data-extra-bytes", with([&](Stream& s) {
+          s.sections[complete].items.insert(s.sections[complete].items.end() - 1,
+                                            data_item(Bytes(8, 0xee)));
+        }));
+  w.put("data-short", with([&](Stream& s) {
+          auto& body = s.sections[complete].items[0].body;
+          body.resize(body.size() - 8);
+          s.sections[complete].items[0].length = body.size();
+        }));
+}
+
+void section_seeds(Writer& w) {
+  for (const auto& p : sim::all_profiles()) {
+    std::uint8_t index = profile_index(p.name);
+    // Small, so that the section target runs fast: its seeds only need to reach every path.
+    for (std::uint64_t size : {0, 100, 1000}) {
+      Stream s = parsed(save(p.name, size, 7));
+      w.put(fmt::format("{}-{}-complete", p.name, size),
+            section_input(index, {&find(s, kComplete)}));
+    }
+    MigrationOptions small_buffer;
+    small_buffer.data_buffer_size = 512;
+    Stream chunked = parsed(save(p.name, 2000, 8, small_buffer));
+    w.put(fmt::format("{}-2000-chunked", p.name),
+          section_input(index, {&find(chunked, kComplete)}));
+    Stream s = parsed(save(p.name, 100, 9));
+    w.put(fmt::format("{}-setup", p.name), section_input(index, {&find(s, kSetup)}));
+    w.put(fmt::format("{}-config", p.name), section_input(index, {&find(s, kConfig)}));
+    w.put(fmt::format("{}-all-sections", p.name),
+          section_input(index, {&find(s, kSetup), &find(s, kComplete), &find(s, kConfig)}));
+  }
+
+  // Each tag alone and with lying lengths, on the mlx5 profile.
+  std::uint8_t mlx5 = profile_index("mlx5");
+  Stream s = parsed(save("mlx5", 100, 7));
+  std::vector<Item> complete = find(s, kComplete).items;
+  w.put("empty", {});
+  w.put("profile-only", {mlx5});
+  w.put("tag-end", section_input(mlx5, {end_tag()}));
+  w.put("tag-setup", section_input(mlx5, {tag_item(tag::kSetupState), end_tag()}));
+  w.put("tag-setup-unterminated",
+        section_input(mlx5, {tag_item(tag::kSetupState), tag_item(tag::kDataState)}));
+  w.put("tag-config-0", section_input(mlx5, {config_item({}), end_tag()}));
+  w.put("tag-config-4096", section_input(mlx5, {config_item(Bytes(4096, 0)), end_tag()}));
+  Item lie = config_item({});
+  lie.length = 4097;
+  w.put("tag-config-4097", section_input(mlx5, {lie}));
+  w.put("tag-data-0", section_input(mlx5, {data_item({}), end_tag()}));
+  Item huge = data_item(Bytes(8, 0));
+  huge.length = ~0ULL;
+  w.put("tag-data-huge", section_input(mlx5, {huge}));
+  w.put("tag-unknown", section_input(mlx5, {tag_item(0), end_tag()}));
+  w.put("tag-truncated", Bytes{mlx5, 0xff, 0xff, 0xff});
+  {
+    auto items = complete;
+    items[0].body.back() ^= 0x40;
+    w.put("data-flipped-byte", section_input(mlx5, items));
+    items = complete;
+    items[0].body[0] ^= 1;
+    w.put("data-bad-device-header", section_input(mlx5, items));
+    items = complete;
+    items.insert(items.end() - 1, data_item(Bytes(8, 0xee)));
+    w.put("data-extra-bytes", section_input(mlx5, items));
+    items = complete;
+    items.insert(items.end() - 1, complete.begin(), complete.end() - 1);
+    w.put("data-twice", section_input(mlx5, items));
+  }
+}
+
+// The stream's vocabulary for libFuzzer's -dict: big-endian as on the wire, except the
+// simulator's own magics, which its stream header stores little-endian.
+void dictionary(const fs::path& path) {
+  std::ofstream f(path, std::ios::trunc);
+  auto entry = [&](std::string_view name, std::uint64_t v, int bytes, bool big_endian = true) {
+    f << name << "=\"";
+    for (int i = 0; i < bytes; ++i) {
+      int shift = big_endian ? 8 * (bytes - 1 - i) : 8 * i;
+      f << fmt::format("\\x{:02x}", (v >> shift) & 0xff);
+    }
+    f << "\"\n";
+  };
+  f << "# vfio-mig stream vocabulary (written by scripts/gen-corpus; docs/stream-format.md)\n";
+  entry("magic", container::kMagic, 8);
+  entry("version", container::kVersion, 4);
+  entry("tag_end_of_state", tag::kEndOfState, 8);
+  entry("tag_config_state", tag::kConfigState, 8);
+  entry("tag_setup_state", tag::kSetupState, 8);
+  entry("tag_data_state", tag::kDataState, 8);
+  entry("section_setup", kSetup, 4);
+  entry("section_complete", kComplete, 4);
+  entry("section_config", kConfig, 4);
+  entry("section_end", static_cast<std::uint32_t>(SectionType::kEnd), 4);
+  entry("no_device", container::kNoDevice, 4);
+  entry("config_max", kMaxConfigBlob, 8);
+  entry("sim_mtty_magic", sim::kMttyMagic, 8, false);
+  entry("sim_plain_magic", sim::kPlainMagic, 8, false);
+  entry("sim_records_magic", sim::kRecordsMagic, 8, false);
+  entry("sim_record_tag_header", sim::kRecordTagHeader, 4, false);
+  for (const auto& p : sim::all_profiles()) {
+    entry(fmt::format("sim_profile_tag_{}", p.name), sim::profile_tag(p), 8, false);
+    f << "id_" << p.name << "=\"" << p.name << "\"\n";
+  }
+}
+
+}  // namespace
+}  // namespace vfio::fuzz
+
+int main(int argc, char** argv) {
+  using namespace vfio::fuzz;
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
+    return 2;
+  }
+  fs::path out = argv[1];
+  Writer stream(out / "stream"), section(out / "section");
+  stream_seeds(stream);
+  section_seeds(section);
+  dictionary(out / "vfio_stream.dict");
+  std::printf("gen_corpus: %zu stream seeds (%zu bytes), %zu section seeds (%zu bytes) in %s\n",
+              stream.files(), stream.bytes(), section.files(), section.bytes(), out.c_str());
+  return 0;
+}

@@ -1,0 +1,173 @@
+#include "tests/fuzz/harness.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/channel.h"
+#include "core/migration.h"
+#include "core/session.h"
+#include "simdev/direct_device.h"
+#include "simdev/profile.h"
+#include "tests/fuzz/stream_model.h"
+
+namespace vfio::fuzz {
+namespace {
+
+// The input as a channel, read in place: copying it into a MemoryChannel would cost an
+// allocation the size of the input on every run and count against the allocation bound.
+class InputChannel final : public Channel {
+ public:
+  explicit InputChannel(std::span<const std::uint8_t> data) : data_(data) {}
+  Result<std::size_t> write(std::span<const std::byte>) override {
+    return fail(EBADF, "fuzz input is read-only");
+  }
+  Result<std::size_t> read(std::span<std::byte> out) override {
+    std::size_t n = std::min(out.size(), data_.size() - pos_);
+    if (n > 0) std::memcpy(out.data(), data_.data() + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::span<const std::uint8_t> data_;
+  std::size_t pos_ = 0;
+  std::string name_ = "fuzz input";
+};
+
+struct Sim {
+  std::shared_ptr<sim::SimDevice> model;
+  std::unique_ptr<sim::DirectDevice> device;
+  sim::Image image;                      // as created: restored before every input
+  std::vector<std::byte> config;         // likewise
+  std::unique_ptr<Migration> migration;  // run_section's, kept while it stays clean
+};
+
+// Devices are reused across inputs (building one per input was a third of the section
+// target's time) but restored to the same state first, so an input's outcome never depends
+// on the inputs before it. `slot` tells apart the devices of one multi-device stream.
+Sim& pooled(const sim::Profile& profile, std::size_t slot) {
+  static std::map<std::pair<const sim::Profile*, std::size_t>, Sim> pool;
+  auto [it, created] = pool.try_emplace({&profile, slot});
+  Sim& s = it->second;
+  if (created) {
+    sim::SimOptions options;
+    options.state_size = 64;  // the destination's own image is overwritten by a resume
+    s.model = std::make_shared<sim::SimDevice>(profile, options);
+    s.device =
+        std::make_unique<sim::DirectDevice>(s.model, fmt::format("dst{}:{}", slot, profile.name));
+    s.image = s.model->image();
+    s.config = s.model->config();
+  }
+  (void)s.model->reset();
+  s.model->set_image(s.image);
+  (void)s.model->config_write(0, s.config);
+  return s;
+}
+
+// After any load, accepted or not, a device is RUNNING with no data session left open; the
+// only excuse is a fatal error (a reset failed).
+void check_devices(const std::vector<Sim*>& sims, const Result<>& result, Outcome& out) {
+  bool fatal = !result && result.error().fatal;
+  for (std::size_t i = 0; i < sims.size() && out.violation.empty(); ++i) {
+    auto state = sims[i]->model->state();
+    if (state != uapi::State::kRunning && !fatal) {
+      out.violation = fmt::format("device {} left in {} after the load ({})", i,
+                                  uapi::state_name(state), result ? "accepted" : out.error);
+    } else if (auto open = sims[i]->model->open_sessions(); open != 0) {
+      out.violation = fmt::format("device {} has {} data session(s) still open", i, open);
+    }
+  }
+}
+
+void record(const Result<>& result, Outcome& out) {
+  out.accepted = result.has_value();
+  if (result) return;
+  out.error = result.error().describe();
+  if (result.error().message.empty()) out.violation = "rejected with an empty error message";
+}
+
+}  // namespace
+
+Outcome run_stream(std::span<const std::uint8_t> input) {
+  // As many devices as the header claims (the loader rejects a mismatch before anything
+  // interesting), bounded by the format's 64; one when the header does not even parse.
+  std::vector<std::string> ids = parse_ids(input).value_or(std::vector<std::string>{});
+  if (ids.empty()) ids.push_back("mlx5");
+  std::vector<Sim*> sims;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    sims.push_back(&pooled(*sim::find_profile(profile_for_id(ids[i])), i));
+
+  SessionOptions options;
+  options.stream_buffer_size = kStreamBufferSize;
+  Session session(options);
+  for (std::size_t i = 0; i < sims.size(); ++i) session.add_device(*sims[i]->device, ids[i]);
+
+  Outcome out;
+  InputChannel channel(input);
+  auto report = session.load(channel);
+  Result<> result = report ? Result<>{} : std::unexpected(report.error());
+  record(result, out);
+  if (report && report->stream_bytes > input.size()) {
+    out.violation = fmt::format("load claims {} stream bytes of a {}-byte input",
+                                report->stream_bytes, input.size());
+  }
+  if (out.violation.empty()) check_devices(sims, result, out);
+  return out;
+}
+
+Outcome run_section(std::span<const std::uint8_t> input) {
+  auto profiles = sim::all_profiles();
+  const sim::Profile& profile = profiles[input.empty() ? 0 : input[0] % profiles.size()];
+  if (!input.empty()) input = input.subspan(1);
+
+  Sim& sim = pooled(profile, 0);
+  Outcome out;
+  if (!sim.migration) {
+    auto created = Migration::create(*sim.device);
+    if (!created) {
+      out.violation = "Migration::create failed: " + created.error().describe();
+      return out;
+    }
+    sim.migration = std::move(*created);
+  }
+  Migration& m = *sim.migration;
+  if (auto r = m.load_setup(); !r) {
+    out.violation = "load_setup failed: " + r.error().describe();
+    return out;
+  }
+
+  InputChannel channel(input);
+  StreamReader in(channel, kStreamBufferSize);
+  Result<> result;
+  do {
+    result = m.load_state(in);
+  } while (result && !in.at_end());
+  m.load_cleanup();
+  if (result) result = m.vm_state_change(true);
+  record(result, out);
+  if (!result) {
+    auto a = m.abandon();
+    if (!a && !a.error().fatal) out.violation = "abandon failed: " + a.error().describe();
+  }
+  if (out.violation.empty()) check_devices({&sim}, result, out);
+  // Reused only in the state a fresh one would have; anything else is rebuilt.
+  if (m.device_state() != uapi::State::kRunning || m.data_fd() != -1 || m.broken())
+    sim.migration.reset();
+  return out;
+}
+
+void enforce(const Outcome& outcome, const char* target) {
+  if (outcome.violation.empty()) return;
+  std::fprintf(stderr, "%s: oracle violated: %s\n", target, outcome.violation.c_str());
+  std::abort();
+}
+
+}  // namespace vfio::fuzz

@@ -1,0 +1,43 @@
+// What one fuzz input does, shared by the libFuzzer entry points, the standalone replayer and
+// the corpus replay test: the real loader (Session / Migration) against simulated devices
+// behind DirectDevice, in memory, with the oracles a crash-free run must also satisfy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace vfio::fuzz {
+
+// The stream reader's buffer in the harness. Small on purpose: every 4 KiB is a refill, so
+// inputs of a few KiB already cross buffer boundaries, and a run allocates little.
+constexpr std::size_t kStreamBufferSize = 4096;
+
+// The documented allocation bound: no single allocation while loading one input may reach
+// this (libFuzzer: -malloc_limit_mb=1; the replay test counts operator new).
+constexpr std::size_t kMaxSingleAllocation = 1 << 20;
+// And the heap in use may grow by at most this much during one input (replay test).
+constexpr std::size_t kMaxHeapGrowth = 4 << 20;
+
+struct Outcome {
+  bool accepted = false;
+  std::string error;      // the loader's message when it rejected the input
+  std::string violation;  // an oracle that failed; empty when all is well
+};
+
+// The whole incoming stream: a destination Session with as many simulated devices as the
+// header names (1 when the header does not parse), each of the profile its id names (see
+// profile_for_id), then Session::load.
+Outcome run_stream(std::span<const std::uint8_t> input);
+
+// One device's section payloads: byte 0 picks the profile (modulo the profile count), the
+// rest is fed to Migration::load_state on a device in RESUMING, section after section until
+// the input ends or one fails; then cleanup and RESUMING -> STOP -> RUNNING, where the device
+// validates what it received.
+Outcome run_section(std::span<const std::uint8_t> input);
+
+// For the entry points: prints the violation and aborts, so the fuzzer records a crash.
+void enforce(const Outcome& outcome, const char* target);
+
+}  // namespace vfio::fuzz

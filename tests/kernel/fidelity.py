@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The kernel lane's host-side helpers.
+
+extract CONSOLE OUTDIR
+    Decodes the base64 blocks the guest printed between "KLANE-BEGIN name" and "KLANE-END name"
+    into OUTDIR (conform.json -> conform-real.json, real-mtty.stream, dmesg -> dmesg.txt).
+
+report REAL.json SIM.json FIDELITY.md OUT.md [--stream F --real-into-sim F --sim-stream F
+       --console F]
+    Compares `vfio-mig conform --json` of the real mtty with that of sim:mtty check by check
+    and writes a Markdown report. A check differs when its verdict differs, or when its detail
+    differs after numbers that are not behaviour (fd numbers, byte counts in ids) are
+    normalised. Every differing check id, and every check the real device fails, must appear
+    in FIDELITY.md (as `id`); exit 1 if one does not.
+"""
+import argparse
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+
+NAMES = {"conform.json": "conform-real.json", "real-mtty.stream": "real-mtty.stream",
+         "dmesg": "dmesg.txt"}
+
+
+def extract(console: Path, outdir: Path) -> None:
+    name, lines = None, []
+    for line in console.read_text(errors="replace").splitlines():
+        if line.startswith("KLANE-BEGIN "):
+            name, lines = line.split(" ", 1)[1].strip(), []
+        elif line.startswith("KLANE-END ") and name:
+            data = base64.b64decode("".join(lines), validate=False)
+            (outdir / NAMES.get(name, name)).write_bytes(data)
+            name = None
+        elif name is not None:
+            lines.append(line.strip())
+
+
+def normalise(detail: str) -> str:
+    # File descriptor numbers differ between a FUSE mount and /dev/vfio, not behaviour.
+    return re.sub(r"\bfd \d+", "fd N", detail)
+
+
+def load(path: Path) -> dict:
+    doc = json.loads(path.read_text())
+    return doc, {c["id"]: c for c in doc["checks"]}
+
+
+def explained_ids(fidelity_md: Path) -> set:
+    if not fidelity_md.exists():
+        return set()
+    return set(re.findall(r"`([A-Za-z0-9_.-]+/[^`\s]+)`", fidelity_md.read_text()))
+
+
+def hexdump(data: bytes) -> str:
+    rows = []
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        rows.append(f"{off:08x}  {' '.join(f'{b:02x}' for b in chunk):<47}  "
+                    + "".join(chr(b) if 32 <= b < 127 else "." for b in chunk))
+    return "\n".join(rows)
+
+
+def report(args) -> int:
+    real_doc, real = load(Path(args.real))
+    sim_doc, sim = load(Path(args.sim))
+    explained = explained_ids(Path(args.fidelity))
+    ids = list(real) + [i for i in sim if i not in real]
+    diffs, same = [], 0
+    for cid in ids:
+        r, s = real.get(cid), sim.get(cid)
+        rv = r["verdict"] if r else "absent"
+        sv = s["verdict"] if s else "absent"
+        rd = r.get("detail", "") if r else ""
+        sd = s.get("detail", "") if s else ""
+        if rv == sv and normalise(rd) == normalise(sd):
+            same += 1
+            continue
+        kind = "verdict" if rv != sv else "detail"
+        diffs.append((cid, kind, rv, rd, sv, sd, cid in explained))
+    unexplained = [d for d in diffs if not d[6]]
+    # Checks the real device fails: conform's expectation or the kernel is wrong; either way
+    # docs/fidelity.md must say which.
+    real_failures = [(cid, c.get("detail", "")) for cid, c in real.items()
+                     if c["verdict"] == "fail"]
+    unexplained_failures = [f for f in real_failures if f[0] not in explained]
+    stale = sorted(i for i in explained if i in real and i in sim and
+                   all(d[0] != i for d in diffs))
+
+    out = []
+    out.append("# Fidelity report: real mtty vs sim:mtty\n")
+    out.append(f"- real: `{real_doc.get('device')}`, summary {real_doc.get('summary')}")
+    out.append(f"- sim: `{sim_doc.get('device')}`, summary {sim_doc.get('summary')}")
+    out.append(f"- {len(ids)} checks: {same} identical, {len(diffs)} different "
+               f"({len(diffs) - len(unexplained)} explained in docs/fidelity.md, "
+               f"{len(unexplained)} unexplained); the real mtty fails {len(real_failures)} "
+               f"({len(unexplained_failures)} unexplained)\n")
+    if diffs:
+        out.append("| check | differs in | real mtty | sim:mtty | explained |")
+        out.append("|---|---|---|---|---|")
+        for cid, kind, rv, rd, sv, sd, ok in diffs:
+            cell = lambda v, d: f"{v}: {d}".replace("|", "\\|")
+            out.append(f"| `{cid}` | {kind} | {cell(rv, rd)} | {cell(sv, sd)} | "
+                       f"{'yes' if ok else '**NO**'} |")
+        out.append("")
+    if real_failures:
+        out.append("Checks the real mtty fails:\n")
+        for cid, detail in real_failures:
+            out.append(f"- `{cid}`: {detail} (explained: "
+                       f"{'yes' if cid in explained else '**NO**'})")
+        out.append("")
+    if stale:
+        out.append("Explained in docs/fidelity.md but identical now (the sim was fixed?): "
+                   + ", ".join(f"`{i}`" for i in stale) + "\n")
+
+    if args.stream and Path(args.stream).exists():
+        data = Path(args.stream).read_bytes()
+        out.append("## Streams\n")
+        out.append(f"`vfio-mig save` of the real mtty (after the guest's checks): "
+                   f"{len(data)} bytes.\n")
+        out.append("```\n" + hexdump(data) + "\n```\n")
+        if args.real_into_sim and Path(args.real_into_sim).exists():
+            out.append("Real stream loaded into `sim:mtty` on the host:\n")
+            out.append("```\n" + Path(args.real_into_sim).read_text().strip() + "\n```\n")
+        if args.console and Path(args.console).exists():
+            lines = [l for l in Path(args.console).read_text().splitlines()
+                     if "sim-stream-into-real" in l and l.startswith("KLANE: ")]
+            if lines:
+                out.append("Stream saved from `sim:mtty` loaded into the real mtty in the guest:\n")
+                out.append("```\n" + "\n".join(l[len("KLANE: "):] for l in lines) + "\n```\n")
+        if args.sim_stream and Path(args.sim_stream).exists():
+            sdata = Path(args.sim_stream).read_bytes()
+            out.append(f"`vfio-mig save sim:mtty` for comparison: {len(sdata)} bytes.\n")
+            out.append("```\n" + hexdump(sdata) + "\n```\n")
+
+    Path(args.out).write_text("\n".join(out) + "\n")
+    print("\n".join(out[:4]))
+    for d in unexplained:
+        print(f"unexplained difference: {d[0]}: real {d[2]} ({d[3]}) / sim {d[4]} ({d[5]})")
+    for cid, detail in unexplained_failures:
+        print(f"unexplained failure on the real device: {cid}: {detail}")
+    return 1 if unexplained or unexplained_failures else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract")
+    e.add_argument("console")
+    e.add_argument("outdir")
+    r = sub.add_parser("report")
+    for a in ("real", "sim", "fidelity", "out"):
+        r.add_argument(a)
+    for a in ("--stream", "--real-into-sim", "--sim-stream", "--console"):
+        r.add_argument(a)
+    args = p.parse_args()
+    if args.cmd == "extract":
+        extract(Path(args.console), Path(args.outdir))
+        return 0
+    return report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
