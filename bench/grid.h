@@ -14,6 +14,9 @@ struct Grid {
   std::vector<std::string> transports;
   std::vector<std::string> profiles;
   std::uint64_t baseline_bytes;  // bytes moved per iteration by the baselines
+  // Downtime against dirty rate (bytes per second the guest writes), with and without pre-copy.
+  std::vector<std::uint64_t> dirty_rates;
+  std::uint64_t downtime_state = 0;
 };
 
 Grid full_grid();
@@ -23,5 +26,6 @@ Grid smoke_grid();
 void register_transfer_benchmarks(const Grid& grid);
 void register_baseline_benchmarks(const Grid& grid);
 void register_ioctl_benchmarks(const Grid& grid);
+void register_downtime_benchmarks(const Grid& grid);
 
 }  // namespace vfio::bench

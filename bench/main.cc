@@ -16,6 +16,8 @@ Grid full_grid() {
   g.transports = {"direct", "fuse"};
   g.profiles = {"mlx5", "plain"};
   g.baseline_bytes = 256ULL << 20;
+  g.dirty_rates = {0, 64ULL << 20, 256ULL << 20, 1ULL << 30};
+  g.downtime_state = 256ULL << 20;
   return g;
 }
 
@@ -26,6 +28,8 @@ Grid smoke_grid() {
   g.transports = {"direct", "fuse"};
   g.profiles = {"mlx5", "plain"};
   g.baseline_bytes = 1 << 20;
+  g.dirty_rates = {16ULL << 20};
+  g.downtime_state = 1 << 20;
   return g;
 }
 
@@ -45,6 +49,7 @@ int main(int argc, char** argv) {
   vfio::bench::register_transfer_benchmarks(grid);
   vfio::bench::register_baseline_benchmarks(grid);
   vfio::bench::register_ioctl_benchmarks(grid);
+  vfio::bench::register_downtime_benchmarks(grid);
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 2;

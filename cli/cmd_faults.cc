@@ -80,13 +80,14 @@ int run_matrix_command(const ParsedArgs& args) {
   std::string which = *args.value("matrix");
   faults::MatrixOptions options;
   if (which == "all") {
-    options.scenarios = {faults::Scenario::kSave, faults::Scenario::kLoad,
-                         faults::Scenario::kMigrate, faults::Scenario::kCancel};
+    const auto all = faults::all_scenarios();
+    options.scenarios.assign(all.begin(), all.end());
   } else if (auto s = faults::parse_scenario(which)) {
     options.scenarios = {*s};
   } else {
     return usage_error("faults", Error{EINVAL, fmt::format("unknown scenario '{}' (save, load, "
-                                                           "migrate, cancel, all)",
+                                                           "migrate, cancel, precopy, "
+                                                           "p2p-multi, all)",
                                                            which)});
   }
   if (auto p = args.value("profile")) {

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <variant>
+#include <vector>
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
@@ -79,15 +80,20 @@ int run_load(const ParsedArgs& args) {
   return finish(summary, args);
 }
 
-Summary migrate_and_verify(Device& src, Device& dst, TransferSetup& setup, bool verify,
+Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& setup, bool verify,
                            std::string command) {
   Summary summary(std::move(command));
-  Session source(setup.session);
-  source.add_device(src, src.name());
-  SessionOptions quiet = setup.session;
+  SwitchoverGate gate;  // one per migration: it remembers the approvals
+  SessionOptions source_options = setup.session;
+  if (setup.switchover_ack) source_options.switchover_gate = &gate;
+  SessionOptions quiet = source_options;
   quiet.on_progress = nullptr;  // one progress line: the source's
+  Session source(source_options);
   Session destination(quiet);
-  destination.add_device(dst, dst.name());
+  for (const auto& [src, dst] : pairs) {
+    source.add_device(*src, src->name());
+    destination.add_device(*dst, dst->name());
+  }
   auto result = migrate_locally(source, destination);
   setup.progress->finish();
   if (!result) {
@@ -96,14 +102,22 @@ Summary migrate_and_verify(Device& src, Device& dst, TransferSetup& setup, bool 
   }
   summary.source = result->source;
   summary.destination = result->destination;
-  if (verify) {
-    auto cmp = compare_device_states(src, dst, setup.session.migration.config_size);
+  if (!verify) return summary;
+  summary.verified = true;
+  for (const auto& [src, dst] : pairs) {
+    auto cmp = compare_device_states(*src, *dst, setup.session.migration.config_size);
     if (!cmp) {
       summary.error = cmp.error();
-    } else {
-      summary.verified = cmp->equal && (cmp->config_equal || !setup.session.migration.config_state);
-      summary.verified_bytes = cmp->equal ? cmp->bytes_compared : cmp->first_difference;
+      summary.verified.reset();
+      return summary;
     }
+    const bool same = cmp->equal && (cmp->config_equal || !setup.session.migration.config_state);
+    if (!same) {
+      summary.verified = false;
+      summary.verified_bytes += cmp->first_difference;
+      return summary;
+    }
+    summary.verified_bytes += cmp->bytes_compared;
   }
   return summary;
 }
@@ -111,13 +125,21 @@ Summary migrate_and_verify(Device& src, Device& dst, TransferSetup& setup, bool 
 int run_migrate(const ParsedArgs& args) {
   auto setup = transfer_setup(args);
   if (!setup) return usage_error("migrate", setup.error());
-  auto src = open_or_exit("migrate", args.positionals[0], 0);
-  if (auto* code = std::get_if<int>(&src)) return *code;
-  auto dst = open_or_exit("migrate", args.positionals[1], 1);
-  if (auto* code = std::get_if<int>(&dst)) return *code;
-  auto summary =
-      migrate_and_verify(*std::get<OpenedDevice>(src).device, *std::get<OpenedDevice>(dst).device,
-                         *setup, args.has("verify"), "migrate");
+  if (auto p = precopy_setup(args, *setup); !p) return usage_error("migrate", p.error());
+  if (args.positionals.size() % 2 != 0)
+    return usage_error("migrate",
+                       Error{EINVAL, "migrate: devices come in pairs: SRC DST [SRC DST...]"});
+  // Opened in argument order, so that simulated devices get seeds 1, 2, 3... as given.
+  std::vector<OpenedDevice> opened;
+  for (std::size_t i = 0; i < args.positionals.size(); ++i) {
+    auto dev = open_or_exit("migrate", args.positionals[i], i);
+    if (auto* code = std::get_if<int>(&dev)) return *code;
+    opened.push_back(std::move(std::get<OpenedDevice>(dev)));
+  }
+  std::vector<DevicePair> pairs;
+  for (std::size_t i = 0; i < opened.size(); i += 2)
+    pairs.push_back({opened[i].device.get(), opened[i + 1].device.get()});
+  auto summary = migrate_and_verify(pairs, *setup, args.has("verify"), "migrate");
   return finish(summary, args);
 }
 

@@ -24,6 +24,26 @@ Result<TransferSetup> transfer_setup(const ParsedArgs& args) {
   return setup;
 }
 
+Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup) {
+  const std::string mode = args.value("precopy").value_or("auto");
+  if (mode != "auto" && mode != "off")
+    return fail(EINVAL, fmt::format("--precopy must be auto or off, not '{}'", mode));
+  setup.session.migration.precopy = mode == "auto";
+  if (auto d = args.value("downtime-ms")) {
+    auto ms = parse_uint(*d);
+    if (!ms || *ms > 3'600'000)
+      return fail(EINVAL, fmt::format("--downtime-ms must be 0 to 3600000, not '{}'", *d));
+    setup.session.downtime_limit = std::chrono::milliseconds(*ms);
+  }
+  if (auto n = args.value("max-iterations")) {
+    auto it = parse_uint(*n);
+    if (!it) return fail(EINVAL, fmt::format("--max-iterations must be a number, not '{}'", *n));
+    setup.session.max_iterations = *it;
+  }
+  setup.switchover_ack = args.has("switchover-ack");
+  return {};
+}
+
 OpenOutcome open_arg(std::string_view text, std::size_t index) {
   auto arg = parse_device_arg(text);
   if (!arg) return {std::unexpected(arg.error()), true};

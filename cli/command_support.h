@@ -15,10 +15,13 @@ namespace vfio::cli {
 struct TransferSetup {
   SessionOptions session;
   std::shared_ptr<ProgressLine> progress;
+  bool switchover_ack = false;  // a SwitchoverGate joins the two sides of each migration
 };
 
 // --buffer-size, --no-config, --quiet.
 Result<TransferSetup> transfer_setup(const ParsedArgs& args);
+// --precopy auto|off, --downtime-ms MS, --max-iterations N, --switchover-ack (migrate, demo).
+Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup);
 
 // Parses then opens; parse errors are usage errors (code EINVAL, `usage` set).
 struct OpenOutcome {
@@ -27,8 +30,13 @@ struct OpenOutcome {
 };
 OpenOutcome open_arg(std::string_view text, std::size_t index);
 
-// Migrates src to dst in this process; with `verify`, compares their states afterwards.
-Summary migrate_and_verify(Device& src, Device& dst, TransferSetup& setup, bool verify,
+struct DevicePair {
+  Device* src;
+  Device* dst;
+};
+// Migrates the sources to the destinations in this process, one VM with every device; with
+// `verify`, compares each pair's states afterwards.
+Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& setup, bool verify,
                            std::string command);
 
 // Prints the summary, writes --json when asked, and returns the exit code.

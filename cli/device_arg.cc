@@ -43,12 +43,18 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
       sim.state_size = *number;
     } else if (key == "seed" && (number = parse_uint(value)) && *number != 0) {
       sim.seed = *number;
+    } else if (key == "dirty" && value.ends_with("/read") &&
+               (number = parse_size(value.substr(0, value.size() - 5)))) {
+      sim.dirty_per_read = *number;
+    } else if (key == "dirty" && (number = parse_size(value))) {
+      sim.dirty_rate = *number;
     } else if (key == "transport" && value == "direct") {
       sim.transport = Transport::kDirect;
     } else if (key == "transport" && value == "fuse") {
       sim.transport = Transport::kFuse;
     } else {
       return fail(EINVAL, fmt::format("'{}': bad option '{}' (options: size=SIZE, seed=N>0, "
+                                      "dirty=SIZE (per second) or SIZE/read, "
                                       "transport=fuse|direct)",
                                       text, option));
     }
@@ -109,6 +115,8 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   sim::SimOptions options;
   options.state_size = s.state_size;
   options.seed = s.seed ? s.seed : index + 1;
+  options.dirty_rate = s.dirty_rate;
+  options.dirty_per_read = s.dirty_per_read;
   auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(s.profile), options);
   auto name = fmt::format("sim:{}#{}", s.profile, index);
   if (s.transport != Transport::kDirect) {

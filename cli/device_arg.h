@@ -1,5 +1,6 @@
 // Device specifications on the command line, and opening them:
-//   sim:PROFILE[,size=SIZE][,seed=N][,transport=fuse|direct]  a simulated device; served over
+//   sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]][,transport=fuse|direct]
+//                                                          a simulated device; served over
 //                                                          FUSE by default (direct if FUSE is
 //                                                          unusable, with a notice on stderr)
 //   /dev/vfio/devices/vfioN                                an iommufd cdev
@@ -24,7 +25,9 @@ enum class Transport {
 struct SimSpec {
   std::string profile;
   std::optional<std::uint64_t> state_size;  // unset: the profile's default
-  std::uint64_t seed = 0;  // 0: chosen per device (1 for the first, 2 for the second...)
+  std::uint64_t dirty_rate = 0;             // dirty=SIZE: guest writes per second while running
+  std::uint64_t dirty_per_read = 0;  // dirty=SIZE/read: guest writes before each pre-copy read
+  std::uint64_t seed = 0;            // 0: chosen per device (1 for the first, 2 for the second...)
   Transport transport = Transport::kAuto;
 };
 

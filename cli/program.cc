@@ -12,6 +12,12 @@ const OptionSpec kQuiet{"quiet", "", "no progress line", 'q'};
 const OptionSpec kBuffer{"buffer-size", "SIZE",
                          "data buffer per read (default: min(1 MiB, stop-copy size))"};
 const OptionSpec kNoConfig{"no-config", "", "do not carry the device's config space"};
+const OptionSpec kPrecopy{"precopy", "auto|off",
+                          "pre-copy with devices that offer PRE_COPY (default auto)"};
+const OptionSpec kDowntime{"downtime-ms", "MS",
+                           "pre-copy until the rest fits in this downtime (default 300)"};
+const OptionSpec kMaxIterations{"max-iterations", "N",
+                                "at most N pre-copy iterations (default 10000)"};
 
 const Command kCommands[] = {
     {{"demo",
@@ -22,6 +28,10 @@ const Command kCommands[] = {
       "destination byte for byte. The main job; needs no hardware.",
       {{"profile", "NAME", "simulated device profile (default mlx5)"},
        {"size", "SIZE", "device state size (default 256M)"},
+       {"dirty", "SIZE", "the guest writes SIZE of device state per second (default 64M)"},
+       kPrecopy,
+       kDowntime,
+       kMaxIterations,
        kBuffer,
        kJson,
        kQuiet}},
@@ -47,11 +57,18 @@ const Command kCommands[] = {
       {{"input", "FILE", "the stream to load (required)", 'i'}, kNoConfig, kJson, kQuiet}},
      run_load},
     {{"migrate",
-      "SRC DST",
+      "SRC DST [SRC DST...]",
       2,
-      2,
-      "Migrates SRC to DST through an in-process pipe (source and destination on two threads).",
-      {kBuffer,
+      128,
+      "Migrates SRC to DST through an in-process pipe (source and destination on two threads).\n"
+      "Several pairs migrate together as one VM's devices (every device needs P2P then).",
+      {kPrecopy,
+       kDowntime,
+       kMaxIterations,
+       {"switchover-ack", "",
+        "the source stops only after the destination loaded all "
+        "initial pre-copy data"},
+       kBuffer,
        kNoConfig,
        {"verify", "", "compare the two devices' states byte for byte afterwards"},
        kJson,
@@ -75,7 +92,7 @@ const Command kCommands[] = {
       2,
       "Fault injection: the fault matrix over simulated devices (--matrix), or one migration\n"
       "SRC -> DST under a fault plan (--plan FILE, --fault 'RULE; RULE'). See docs/faults.md.",
-      {{"matrix", "SCENARIO", "save, load, migrate, cancel or all"},
+      {{"matrix", "SCENARIO", "save, load, migrate, cancel, precopy, p2p-multi or all"},
        {"profile", "NAMES", "simulated profiles, comma-separated (default: all)"},
        {"case", "ID", "run only this case (as printed in reproduction commands)"},
        {"random", "N", "N seeded random multi-fault cases (alone, unless --systematic)"},
@@ -101,8 +118,10 @@ const Command kCommands[] = {
 
 constexpr std::string_view kDeviceHelp =
     "devices:\n"
-    "  sim:PROFILE[,size=SIZE][,seed=N]   a simulated device (profiles: mtty, mlx5, stopcopy,\n"
-    "                                     p2p, plain)\n"
+    "  sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]]\n"
+    "                                     a simulated device (profiles: mtty, mlx5, stopcopy,\n"
+    "                                     p2p, plain); dirty: guest writes per second, or\n"
+    "                                     before every pre-copy read\n"
     "  /dev/vfio/devices/vfioN            a VFIO device through its iommufd cdev\n"
     "  0000:00:03.0 | MDEV-UUID           a PCI device or mdev through its IOMMU group\n"
     "  group:N:NAME                       device NAME in IOMMU group N\n";

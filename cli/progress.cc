@@ -34,8 +34,11 @@ void ProgressLine::update(const Progress& p) {
     bar =
         fmt::format("[{:#<{}}{:.<{}}] {:3.0f}% ", "", filled, "", kWidth - filled, fraction * 100);
   }
-  fmt::print(stderr, "\r\033[K{}{:<9} {} {}/s", bar, phase_name(p.phase),
-             format_size(p.device_bytes), format_size(static_cast<std::uint64_t>(rate)));
+  std::string precopy;
+  if (p.phase == Phase::kPrecopy)
+    precopy = fmt::format(" iteration {} estimate {}", p.iteration, format_size(p.pending));
+  fmt::print(stderr, "\r\033[K{}{:<9} {} {}/s{}", bar, phase_name(p.phase),
+             format_size(p.device_bytes), format_size(static_cast<std::uint64_t>(rate)), precopy);
   std::fflush(stderr);
 }
 

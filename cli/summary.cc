@@ -44,9 +44,12 @@ std::string json_report(const Report& r) {
   double total = seconds(r.total);
   return fmt::format(
       "{{\"device_bytes\": {}, \"stream_bytes\": {}, \"seconds\": {:.6f}, "
-      "\"bytes_per_second\": {:.0f}, \"phases\": {{{}}}}}",
+      "\"bytes_per_second\": {:.0f}, \"phases\": {{{}}}, \"precopy_iterations\": {}, "
+      "\"precopy_bytes\": {}, \"stop_copy_bytes\": {}, \"final_pending\": {}, "
+      "\"downtime_seconds\": {:.6f}, \"dirty_pages\": {}}}",
       r.device_bytes, r.stream_bytes, total,
-      total > 0 ? static_cast<double>(r.device_bytes) / total : 0.0, phases);
+      total > 0 ? static_cast<double>(r.device_bytes) / total : 0.0, phases, r.precopy_iterations,
+      r.precopy_bytes, r.stop_copy_bytes, r.final_pending, seconds(r.downtime), r.dirty_pages);
 }
 
 }  // namespace
@@ -63,6 +66,15 @@ void print_summary(const Summary& s) {
                                      : 0));
   }
   if (s.source) fmt::print("  source phases:      {}\n", phase_line(*s.source));
+  if (s.source && s.source->precopy_iterations)
+    fmt::print(
+        "  pre-copy:           {} iterations sent {} while the VM ran; estimate {} at the "
+        "switchover\n",
+        s.source->precopy_iterations, format_size(s.source->precopy_bytes),
+        format_size(s.source->final_pending));
+  if (s.source && !s.error)
+    fmt::print("  downtime (source):  {:.1f} ms, {} in stop-copy\n",
+               seconds(s.source->downtime) * 1e3, format_size(s.source->stop_copy_bytes));
   if (s.destination) fmt::print("  destination phases: {}\n", phase_line(*s.destination));
   if (s.verified) {
     fmt::print("{}\n", *s.verified ? fmt::format("verified: destination state equals the source "

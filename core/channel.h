@@ -38,6 +38,7 @@ class FdChannel final : public Channel {
   const std::string& name() const override { return name_; }
   // Ends the stream for the reader (closes the fd).
   void close();
+  int fd() const { return fd_; }
 
  private:
   int fd_;

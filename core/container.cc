@@ -29,6 +29,7 @@ bool known_section(std::uint32_t type) {
     case SectionType::kSetup:
     case SectionType::kComplete:
     case SectionType::kConfig:
+    case SectionType::kIterate:
     case SectionType::kEnd:
       return true;
   }
@@ -45,6 +46,8 @@ std::string_view section_name(SectionType type) {
       return "complete";
     case SectionType::kConfig:
       return "config";
+    case SectionType::kIterate:
+      return "iterate";
     case SectionType::kEnd:
       return "end";
   }

@@ -19,6 +19,7 @@ enum class SectionType : std::uint32_t {
   kSetup = 1,       // save_setup's output
   kComplete = 2,    // save_complete_precopy's output: the device data
   kConfig = 3,      // save_state's output: config space
+  kIterate = 5,     // save_iterate's output: one pre-copy block (4 stays unassigned)
   kEnd = 0x454e44,  // "END": no payload, the stream is complete
 };
 constexpr std::uint32_t kNoDevice = 0xffffffff;

@@ -97,6 +97,10 @@ void Migration::close_data_fd() {
   data_fd_ = -1;
 }
 
+bool Migration::in_precopy() const {
+  return device_state_ == State::kPreCopy || device_state_ == State::kPreCopyP2p;
+}
+
 Result<> Migration::save_setup(StreamWriter& out) {
   out.put_be64(tag::kSetupState);
   std::uint64_t stop_copy_size = query_stop_copy_size(dev_).value_or(kDefaultDataBufferSize);
@@ -107,6 +111,23 @@ Result<> Migration::save_setup(StreamWriter& out) {
     size = std::max(size, kMinDataBufferSize);
   }
   buffer_.resize(size);
+  if (precopy_supported()) {
+    switch (device_state_) {
+      case State::kRunning:
+      case State::kRunningP2p: {
+        const State target =
+            device_state_ == State::kRunning ? State::kPreCopy : State::kPreCopyP2p;
+        if (auto r = set_state(target, device_state_); !r) return r;
+        query_precopy_size();
+        break;
+      }
+      case State::kStop:
+        break;  // a stopped VM: save_complete_precopy goes to STOP_COPY
+      default:
+        return fail(EINVAL, fmt::format("{}: invalid device state {} for pre-copy", dev_.name(),
+                                        name_of(device_state_)));
+    }
+  }
   out.put_be64(tag::kEndOfState);
   return out.status();
 }
@@ -114,23 +135,69 @@ Result<> Migration::save_setup(StreamWriter& out) {
 void Migration::save_cleanup() {
   buffer_.clear();
   close_data_fd();
+  precopy_init_size_ = precopy_dirty_size_ = 0;
+  initial_data_sent_ = false;
+}
+
+void Migration::query_precopy_size() {
+  // As the reference: a failed query counts as nothing pending.
+  precopy_init_size_ = precopy_dirty_size_ = 0;
+  uapi::PrecopyInfo info{};
+  info.argsz = sizeof(info);
+  if (!dev_.precopy_info(data_fd_, info)) return;
+  precopy_init_size_ = info.initial_bytes;
+  precopy_dirty_size_ = info.dirty_bytes;
+}
+
+void Migration::update_estimated_pending_data(std::uint64_t sent) {
+  if (sent == 0) {
+    // A temporary end of data: the device has nothing more for now.
+    precopy_init_size_ = precopy_dirty_size_ = 0;
+    return;
+  }
+  const std::uint64_t init = std::min(precopy_init_size_, sent);
+  precopy_init_size_ -= init;
+  sent -= init;
+  precopy_dirty_size_ -= std::min(precopy_dirty_size_, sent);
+}
+
+Result<std::uint64_t> Migration::save_iterate(StreamWriter& out) {
+  auto sent = save_block(out);
+  if (!sent) return sent;
+  update_estimated_pending_data(*sent);
+  if (options_.switchover_ack && precopy_init_size_ == 0 && !initial_data_sent_) {
+    out.put_be64(tag::kInitDataSent);
+    initial_data_sent_ = true;
+  } else {
+    out.put_be64(tag::kEndOfState);
+  }
+  if (auto s = out.status(); !s) return std::unexpected(s.error());
+  return *sent;
+}
+
+std::uint64_t Migration::state_pending_estimate() {
+  if (!in_precopy()) return 0;
+  query_precopy_size();
+  return precopy_init_size_ + precopy_dirty_size_;
 }
 
 std::uint64_t Migration::pending_exact() {
   return query_stop_copy_size(dev_).value_or(kUnknownStopCopySize);
 }
 
-Result<bool> Migration::save_block(StreamWriter& out) {
+Result<std::uint64_t> Migration::save_block(StreamWriter& out) {
   auto n = dev_.read(data_fd_, buffer_.span());
+  // ENOMSG: pre-copy emptied the device's data for now (the uAPI's temporary end of data).
+  if (!n && n.error().code == ENOMSG) return 0;
   if (!n) return std::unexpected(n.error());
-  if (*n == 0) return true;
+  if (*n == 0) return 0;
   out.put_be64(tag::kDataState);
   out.put_be64(*n);
   out.put_buffer(buffer_.span().first(*n));
   bytes_transferred_ += *n;
   if (auto s = out.status(); !s) return std::unexpected(s.error());
   if (auto b = block_done(*n); !b) return std::unexpected(b.error());
-  return false;
+  return *n;
 }
 
 Result<> Migration::block_done(std::uint64_t bytes) {
@@ -141,12 +208,12 @@ Result<> Migration::block_done(std::uint64_t bytes) {
 }
 
 Result<> Migration::save_complete_precopy(StreamWriter& out) {
-  // The VM is stopped, so the device is in STOP here.
+  // The VM is stopped, so the device is in STOP, or in STOP_COPY when it came from pre-copy.
   if (auto r = set_state(State::kStopCopy, State::kStop); !r) return r;
   for (;;) {
-    auto end = save_block(out);
-    if (!end) return std::unexpected(end.error());
-    if (*end) break;
+    auto n = save_block(out);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) break;
   }
   out.put_be64(tag::kEndOfState);
   if (auto s = out.status(); !s) return s;
@@ -187,6 +254,7 @@ Result<> Migration::save_state(StreamWriter& out) {
 }
 
 Result<> Migration::load_setup() {
+  initial_data_received_ = false;
   return set_state(State::kResuming, device_state_);
 }
 
@@ -253,6 +321,18 @@ Result<> Migration::load_state(StreamReader& in) {
         }
         break;
       }
+      case tag::kInitDataSent: {
+        // As the reference, the tag ends the section; it is refused where switchover-ack is
+        // not in use (or the device cannot pre-copy), and a second one is refused too.
+        if (!options_.approve_switchover || !precopy_supported())
+          return fail(EINVAL, fmt::format("{}: unknown tag {:#x} in device section (INIT_DATA_SENT"
+                                          " but switchover-ack is not in use)",
+                                          dev_.name(), data));
+        if (initial_data_received_)
+          return fail(EINVAL, fmt::format("{}: INIT_DATA_SENT received twice", dev_.name()));
+        initial_data_received_ = true;
+        return options_.approve_switchover();
+      }
       default:
         return fail(EINVAL,
                     fmt::format("{}: unknown tag {:#x} in device section", dev_.name(), data));
@@ -263,9 +343,18 @@ Result<> Migration::load_state(StreamReader& in) {
   return {};
 }
 
-Result<> Migration::vm_state_change(bool running, StreamWriter* out) {
+Result<> Migration::vm_state_change_prepare(StreamWriter* out) {
+  const State target = device_state_ == State::kPreCopy ? State::kPreCopyP2p : State::kRunningP2p;
+  auto r = set_state(target, State::kError);
+  if (!r && out) out->set_error(r.error());
+  return r;
+}
+
+Result<> Migration::vm_state_change(bool running, StreamWriter* out, bool migrating) {
+  State target = State::kRunning;
+  if (!running) target = migrating && in_precopy() ? State::kStopCopy : State::kStop;
   // Failing to reach the new run state leaves nothing sensible to recover to: reset.
-  auto r = set_state(running ? State::kRunning : State::kStop, State::kError);
+  auto r = set_state(target, State::kError);
   if (!r && out) out->set_error(r.error());
   return r;
 }
@@ -289,6 +378,8 @@ Result<> Migration::on_status(MigrationStatus status) {
     case MigrationStatus::kCancelled:
     case MigrationStatus::kFailed:
       bytes_transferred_ = 0;
+      precopy_init_size_ = precopy_dirty_size_ = 0;
+      initial_data_sent_ = false;
       return set_state(State::kRunning, State::kError);
     case MigrationStatus::kActive:
     case MigrationStatus::kCompleted:

@@ -21,6 +21,9 @@ constexpr std::uint64_t kEndOfState = 0xffffffffef100001ULL;
 constexpr std::uint64_t kConfigState = 0xffffffffef100002ULL;
 constexpr std::uint64_t kSetupState = 0xffffffffef100003ULL;
 constexpr std::uint64_t kDataState = 0xffffffffef100004ULL;
+// Ends an iterate section instead of END_OF_STATE once the device's initial pre-copy data was
+// all sent (switchover-ack).
+constexpr std::uint64_t kInitDataSent = 0xffffffffef100005ULL;
 }  // namespace tag
 
 constexpr std::size_t kDefaultDataBufferSize = 1 << 20;
@@ -43,6 +46,15 @@ struct MigrationOptions {
   // Called after every data block saved or loaded, with the block's size; returning false
   // cancels the transfer (ECANCELED). Progress reporting and cancellation hang here.
   std::function<bool(std::uint64_t)> on_block;
+  // Use PRE_COPY when the device offers it, as the reference's later versions always do. Off
+  // by default so that a plain stop-and-copy stream stays what it was; the CLI turns it on
+  // (--precopy auto).
+  bool precopy = false;
+  // Source: end the iterate section that empties the initial data with INIT_DATA_SENT.
+  bool switchover_ack = false;
+  // Destination: a device's INIT_DATA_SENT arrived (switchover-ack). Unset, the tag is refused
+  // as a destination without the capability refuses it.
+  std::function<Result<>()> approve_switchover;
 };
 
 class Migration {
@@ -55,8 +67,14 @@ class Migration {
   Result<> set_state(uapi::State new_state, uapi::State recover_state);
 
   // Source side.
+  // With pre-copy, RUNNING -> PRE_COPY (RUNNING_P2P -> PRE_COPY_P2P): the data fd opens here.
   Result<> save_setup(StreamWriter& out);
-  std::uint64_t pending_exact();  // bytes the device still has to send
+  // One pre-copy block (none at a temporary end of data), then END_OF_STATE or INIT_DATA_SENT.
+  // Returns the bytes sent.
+  Result<std::uint64_t> save_iterate(StreamWriter& out);
+  // Pre-copy data still to send, from VFIO_MIG_GET_PRECOPY_INFO; 0 outside pre-copy.
+  std::uint64_t state_pending_estimate();
+  std::uint64_t pending_exact();  // MIG_DATA_SIZE: bytes the device still has to send
   Result<> save_complete_precopy(StreamWriter& out);
   Result<> save_state(StreamWriter& out);  // the config section
   void save_cleanup();
@@ -66,9 +84,14 @@ class Migration {
   Result<> load_state(StreamReader& in);
   void load_cleanup();
 
-  // The VM's run state changed (vfio_vmstate_change). Errors are also set on `out` when
-  // a migration is writing one, as the reference does with the outgoing file.
-  Result<> vm_state_change(bool running, StreamWriter* out = nullptr);
+  // The VM's run state is about to change (vfio_vmstate_change_prepare, P2P devices only): to
+  // RUNNING_P2P, or PRE_COPY_P2P from PRE_COPY, so that no device is stopped or started while
+  // another can still reach it by peer-to-peer DMA.
+  Result<> vm_state_change_prepare(StreamWriter* out = nullptr);
+  // The VM's run state changed (vfio_vmstate_change). Stopping for a migration from pre-copy
+  // goes straight to STOP_COPY. Errors are also set on `out` when a migration is writing one,
+  // as the reference does with the outgoing file.
+  Result<> vm_state_change(bool running, StreamWriter* out = nullptr, bool migrating = false);
   // Discards whatever a failed resume left in the device: reset, back to RUNNING.
   Result<> abandon();
   // Migration status notifier: cancel and failure return the device to RUNNING.
@@ -84,12 +107,24 @@ class Migration {
   bool broken() const { return broken_; }
   // Whether the device supports DMA dirty-page logging (probed at creation).
   bool dirty_pages_supported() const { return dirty_pages_supported_; }
+  bool p2p_supported() const { return mig_flags_ & uapi::kMigrationP2p; }
+  // PRE_COPY offered by the device and wanted by the options.
+  bool precopy_supported() const {
+    return (mig_flags_ & uapi::kMigrationPreCopy) && options_.precopy;
+  }
+  bool in_precopy() const;
+  // The initial pre-copy data left, as last learnt (info at setup, minus what was sent since).
+  std::uint64_t precopy_init_size() const { return precopy_init_size_; }
+  bool initial_data_sent() const { return initial_data_sent_; }
 
  private:
   Migration(Device& dev, std::uint64_t mig_flags, MigrationOptions options);
 
-  // One read from the data fd into the stream; 1 at end of data, 0 for more.
-  Result<bool> save_block(StreamWriter& out);
+  // One read from the data fd into the stream: the bytes read, 0 at the end of the data
+  // (STOP_COPY) or a temporary end of it (ENOMSG or 0 in pre-copy).
+  Result<std::uint64_t> save_block(StreamWriter& out);
+  void query_precopy_size();
+  void update_estimated_pending_data(std::uint64_t sent);
   Result<> block_done(std::uint64_t bytes);
   Result<> reset_device(Error cause);
   void close_data_fd();
@@ -105,6 +140,10 @@ class Migration {
   std::uint64_t bytes_transferred_ = 0;
   bool broken_ = false;
   bool dirty_pages_supported_ = false;
+  std::uint64_t precopy_init_size_ = 0;
+  std::uint64_t precopy_dirty_size_ = 0;
+  bool initial_data_sent_ = false;      // source: INIT_DATA_SENT is in the stream
+  bool initial_data_received_ = false;  // destination: INIT_DATA_SENT was loaded
 };
 
 }  // namespace vfio

@@ -1,10 +1,12 @@
 #include "core/session.h"
 
+#include <bit>
 #include <cerrno>
 
 #include <fmt/format.h>
 
 #include "core/container.h"
+#include "core/dirty_tracking.h"
 #include "core/feature.h"
 
 namespace vfio {
@@ -49,6 +51,8 @@ std::string_view phase_name(Phase phase) {
   switch (phase) {
     case Phase::kSetup:
       return "setup";
+    case Phase::kPrecopy:
+      return "pre-copy";
     case Phase::kStopVm:
       return "stop-vm";
     case Phase::kStopCopy:
@@ -71,6 +75,10 @@ Session::~Session() = default;
 MigrationOptions Session::migration_options() {
   MigrationOptions m = options_.migration;
   m.on_block = [this](std::uint64_t bytes) { return on_block(bytes); };
+  m.switchover_ack = options_.switchover_gate != nullptr;
+  m.approve_switchover = nullptr;
+  if (SwitchoverGate* gate = options_.switchover_gate)
+    m.approve_switchover = [gate] { return gate->approve(); };
   return m;
 }
 
@@ -94,7 +102,11 @@ std::vector<std::string> Session::blockers() const {
     if (!d.blocker.empty()) out.push_back(d.blocker);
   }
   if (devices_.empty()) out.push_back("no devices to migrate");
-  if (migratable > 1)
+  // As later QEMU: several devices only when each can be quiesced with P2P first.
+  bool all_p2p = true;
+  for (const auto& d : devices_)
+    if (d.migration && !d.migration->p2p_supported()) all_p2p = false;
+  if (migratable > 1 && !all_p2p)
     out.push_back("Migration is currently not supported with multiple VFIO devices");
   return out;
 }
@@ -107,7 +119,118 @@ bool Session::on_block(std::uint64_t bytes) {
 
 void Session::progress(Phase phase) {
   phase_ = phase;
-  if (options_.on_progress) options_.on_progress({phase, moved_, estimate_});
+  if (options_.on_progress) options_.on_progress({phase, moved_, estimate_, iteration_, pending_});
+}
+
+void Session::stop_vm(StreamWriter& out) {
+  // As in the reference, a device that fails to stop reports it through the stream.
+  for (auto& d : devices_)
+    if (d.migration->p2p_supported()) (void)d.migration->vm_state_change_prepare(&out);
+  for (auto& d : devices_) (void)d.migration->vm_state_change(false, &out, /*migrating=*/true);
+}
+
+Result<> Session::start_vm() {
+  for (auto& d : devices_) {
+    if (!d.migration || !d.migration->p2p_supported()) continue;
+    if (auto r = d.migration->vm_state_change_prepare(); !r) return r;
+  }
+  for (auto& d : devices_) {
+    if (!d.migration) continue;
+    if (auto r = d.migration->vm_state_change(true); !r) return r;
+  }
+  return {};
+}
+
+Result<> Session::start_dirty_tracking() {
+  if (options_.dirty_ranges.empty()) return {};
+  for (auto& d : devices_) {
+    if (!d.migration->dirty_pages_supported()) continue;
+    auto r = dma_logging_start(*d.dev, options_.dirty_page_size, options_.dirty_ranges);
+    if (!r) return r;
+    dirty_tracked_.push_back(d.dev);
+  }
+  return {};
+}
+
+Result<> Session::report_dirty_pages(Report& report) {
+  for (Device* dev : dirty_tracked_) {
+    for (const auto& range : options_.dirty_ranges) {
+      auto bitmap = dma_logging_report(*dev, range.iova, range.length, options_.dirty_page_size);
+      if (!bitmap) return std::unexpected(bitmap.error());
+      for (std::uint64_t w : *bitmap) report.dirty_pages += std::popcount(w);
+    }
+  }
+  return {};
+}
+
+void Session::stop_dirty_tracking() {
+  for (Device* dev : dirty_tracked_) (void)dma_logging_stop(*dev);
+  dirty_tracked_.clear();
+}
+
+Result<> Session::wait_for_switchover(StreamWriter& out) {
+  SwitchoverGate* gate = options_.switchover_gate;
+  if (!gate || gate->approved()) return {};
+  // The destination needs the INIT_DATA_SENT tags still buffered here.
+  if (auto f = out.flush(); !f) return f;
+  std::size_t offered = 0;
+  for (auto& d : devices_) offered += d.migration->initial_data_sent();
+  const auto deadline = Clock::now() + options_.switchover_timeout;
+  const bool bounded = options_.switchover_timeout.count() > 0;
+  auto r = gate->wait(
+      offered, [&] { return cancel_requested_.load() || (bounded && Clock::now() > deadline); });
+  if (!r && r.error().code == ECANCELED && !cancel_requested_)
+    return fail(ETIMEDOUT, fmt::format("no switchover approval from the destination within {} ms",
+                                       options_.switchover_timeout.count()));
+  return r;
+}
+
+Result<> Session::run_precopy(StreamWriter& out, Report& report) {
+  const auto start = Clock::now();
+  std::uint64_t sent = 0;
+  const double downtime = std::chrono::duration<double>(options_.downtime_limit).count();
+  SwitchoverGate* gate = options_.switchover_gate;
+  for (;;) {
+    pending_ = 0;
+    bool initial_left = false;
+    for (auto& d : devices_) {
+      pending_ += d.migration->state_pending_estimate();
+      if (d.migration->in_precopy() && gate && !d.migration->initial_data_sent())
+        initial_left = true;
+    }
+    if (auto r = report_dirty_pages(report); !r) return r;
+    progress(Phase::kPrecopy);
+    if (cancel_requested_) return fail(ECANCELED, "migration cancelled");
+    // The downtime budget: what the link moved per second so far, times the allowed downtime.
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const double rate = options_.switchover_bandwidth
+                            ? static_cast<double>(options_.switchover_bandwidth)
+                        : iteration_ > 0 && elapsed > 0 ? static_cast<double>(sent) / elapsed
+                                                        : 0;
+    const double budget = rate * downtime;
+    const bool converged = pending_ == 0 || static_cast<double>(pending_) <= budget;
+    if ((converged || iteration_ >= options_.max_iterations) && !initial_left) {
+      report.final_pending = pending_;
+      return wait_for_switchover(out);
+    }
+    for (std::uint32_t i = 0; i < devices_.size(); ++i) {
+      Migration& m = *devices_[i].migration;
+      if (!m.in_precopy()) continue;
+      const bool tagged = m.initial_data_sent();
+      container::begin_section(out, SectionType::kIterate, i);
+      auto n = m.save_iterate(out);
+      if (!n) return std::unexpected(n.error());
+      container::end_section(out);
+      if (auto st = out.status(); !st) return st;
+      sent += *n;
+      // Send the tag on at once: the approval should not wait for the buffer to fill.
+      if (!tagged && m.initial_data_sent())
+        if (auto f = out.flush(); !f) return f;
+    }
+    ++iteration_;
+    report.precopy_iterations = iteration_;
+    report.precopy_bytes = moved_;
+  }
 }
 
 Result<> Session::save_sections(StreamWriter& out, Report& report, bool& vm_stopped) {
@@ -130,13 +253,21 @@ Result<> Session::save_sections(StreamWriter& out, Report& report, bool& vm_stop
     return each(SectionType::kSetup, [&](Migration& m) { return m.save_setup(out); });
   });
   if (!r) return r;
+  if (r = start_dirty_tracking(); !r) return r;
   for (auto& d : devices_) estimate_ += d.migration->pending_exact();
 
+  bool precopy = false;
+  for (auto& d : devices_) precopy = precopy || d.migration->in_precopy();
+  if (precopy || options_.switchover_gate) {
+    r = timed(report, Phase::kPrecopy, [&] { return run_precopy(out, report); });
+    if (!r) return r;
+  }
+
+  const auto stop_start = Clock::now();
   progress(Phase::kStopVm);
   r = timed(report, Phase::kStopVm, [&]() -> Result<> {
     vm_stopped = true;
-    // As in the reference, a device that fails to stop reports it through the stream.
-    for (auto& d : devices_) (void)d.migration->vm_state_change(false, &out);
+    stop_vm(out);
     return out.status();
   });
   if (!r) return r;
@@ -146,6 +277,7 @@ Result<> Session::save_sections(StreamWriter& out, Report& report, bool& vm_stop
     return each(SectionType::kComplete, [&](Migration& m) { return m.save_complete_precopy(out); });
   });
   if (!r) return r;
+  if (r = report_dirty_pages(report); !r) return r;
 
   progress(Phase::kConfig);
   r = timed(report, Phase::kConfig, [&]() -> Result<> {
@@ -155,6 +287,7 @@ Result<> Session::save_sections(StreamWriter& out, Report& report, bool& vm_stop
     container::end_section(out);
     return out.flush();
   });
+  report.downtime = Clock::now() - stop_start;
   return r;
 }
 
@@ -165,18 +298,20 @@ Result<Report> Session::save(Channel& channel) {
   Report report;
   auto start = Clock::now();
   cancel_requested_ = false;
-  moved_ = estimate_ = 0;
+  moved_ = estimate_ = iteration_ = pending_ = 0;
   bool vm_stopped = false;
   StreamWriter out(channel, options_.stream_buffer_size);
 
   auto r = save_sections(out, report, vm_stopped);
   (void)timed(report, Phase::kCleanup, [&]() -> Result<> {
+    stop_dirty_tracking();
     for (auto& d : devices_) d.migration->save_cleanup();
     return {};
   });
   if (!r) return std::unexpected(fail_save(r.error(), vm_stopped));
   for (auto& d : devices_) (void)d.migration->on_status(MigrationStatus::kCompleted);
   report.device_bytes = moved_;
+  report.stop_copy_bytes = moved_ - report.precopy_bytes;
   report.stream_bytes = out.bytes_written();
   report.total = Clock::now() - start;
   return report;
@@ -184,9 +319,13 @@ Result<Report> Session::save(Channel& channel) {
 
 Error Session::fail_save(Error cause, bool vm_stopped) {
   auto status = cancel_requested_ ? MigrationStatus::kCancelled : MigrationStatus::kFailed;
-  for (auto& d : devices_) {
-    note(cause, d.migration->on_status(status));
-    if (vm_stopped) note(cause, d.migration->vm_state_change(true));
+  // The status notifier first (every device back to RUNNING), then the VM starts again: P2P
+  // devices pass through RUNNING_P2P, as vm_start's prepare handlers make them.
+  for (auto& d : devices_) note(cause, d.migration->on_status(status));
+  if (vm_stopped) {
+    for (auto& d : devices_)
+      if (d.migration->p2p_supported()) note(cause, d.migration->vm_state_change_prepare());
+    for (auto& d : devices_) note(cause, d.migration->vm_state_change(true));
   }
   return cause;
 }
@@ -202,17 +341,26 @@ Result<> Session::load_sections(StreamReader& in) {
   for (auto& d : devices_) {
     if (auto r = d.migration->load_setup(); !r) return r;
   }
-  // Each device must see its sections in order: setup, complete, config.
+  if (SwitchoverGate* gate = options_.switchover_gate) {
+    std::size_t needed = 0;
+    for (auto& d : devices_) needed += d.migration->precopy_supported();
+    gate->expect(needed);
+  }
+  // Each device must see its sections in order: setup, iterate*, complete, config.
   std::vector<SectionType> last(devices_.size(), SectionType::kEnd);
   for (;;) {
     auto section = container::read_section_start(in, devices_.size());
     if (!section) return std::unexpected(section.error());
     if (section->type == SectionType::kEnd) break;
     auto& seen = last[section->device];
-    auto expected = seen == SectionType::kEnd     ? SectionType::kSetup
-                    : seen == SectionType::kSetup ? SectionType::kComplete
-                                                  : SectionType::kConfig;
-    if (section->type != expected) {
+    auto expected = seen == SectionType::kEnd       ? SectionType::kSetup
+                    : seen == SectionType::kSetup   ? SectionType::kComplete
+                    : seen == SectionType::kIterate ? SectionType::kComplete
+                                                    : SectionType::kConfig;
+    // Pre-copy blocks may follow setup or one another.
+    const bool iterate_ok = section->type == SectionType::kIterate &&
+                            (seen == SectionType::kSetup || seen == SectionType::kIterate);
+    if (section->type != expected && !iterate_ok) {
       return fail(EINVAL, fmt::format("device {}: {} section where a {} section was expected",
                                       section->device, container::section_name(section->type),
                                       container::section_name(expected)));
@@ -232,9 +380,13 @@ Result<> Session::load_sections(StreamReader& in) {
 }
 
 Result<Report> Session::load(Channel& channel) {
-  if (devices_.empty()) return fail(EINVAL, "no devices to load into");
+  auto refuse = [&](int code, std::string why) -> Result<Report> {
+    if (options_.switchover_gate) options_.switchover_gate->abort(Error{code, why});
+    return fail(code, std::move(why));
+  };
+  if (devices_.empty()) return refuse(EINVAL, "no devices to load into");
   for (const auto& d : devices_) {
-    if (!d.migration) return fail(EOPNOTSUPP, d.blocker);
+    if (!d.migration) return refuse(EOPNOTSUPP, d.blocker);
   }
   Report report;
   auto start = Clock::now();
@@ -251,9 +403,8 @@ Result<Report> Session::load(Channel& channel) {
     r = timed(report, Phase::kStartVm, [&]() -> Result<> {
       for (auto& d : devices_) {
         if (auto s = confirm_resuming(*d.dev); !s) return s;
-        if (auto s = d.migration->vm_state_change(true); !s) return s;
       }
-      return {};
+      return start_vm();
     });
   }
   if (!r) return std::unexpected(fail_load(r.error()));
@@ -264,6 +415,8 @@ Result<Report> Session::load(Channel& channel) {
 }
 
 Error Session::fail_load(Error cause) {
+  // A source waiting for the approval must not wait for a destination that gave up.
+  if (options_.switchover_gate) options_.switchover_gate->abort(cause);
   for (auto& d : devices_) {
     if (d.migration->device_state() != uapi::State::kRunning || d.migration->data_fd() != -1)
       note(cause, d.migration->abandon());
@@ -272,11 +425,7 @@ Error Session::fail_load(Error cause) {
 }
 
 Result<> Session::resume_vm() {
-  for (auto& d : devices_) {
-    if (!d.migration) continue;
-    if (auto r = d.migration->vm_state_change(true); !r) return r;
-  }
-  return {};
+  return start_vm();
 }
 
 }  // namespace vfio

@@ -14,16 +14,19 @@
 
 #include "core/channel.h"
 #include "core/migration.h"
+#include "core/switchover_gate.h"
 
 namespace vfio {
 
-enum class Phase { kSetup, kStopVm, kStopCopy, kConfig, kCleanup, kLoad, kStartVm };
+enum class Phase { kSetup, kPrecopy, kStopVm, kStopCopy, kConfig, kCleanup, kLoad, kStartVm };
 std::string_view phase_name(Phase phase);
 
 struct Progress {
   Phase phase;
-  std::uint64_t device_bytes;  // device data moved so far
-  std::uint64_t estimate;      // expected total device data (0 when unknown)
+  std::uint64_t device_bytes;   // device data moved so far
+  std::uint64_t estimate;       // expected total device data (0 when unknown)
+  std::uint64_t iteration = 0;  // pre-copy iterations done
+  std::uint64_t pending = 0;    // pre-copy: the devices' summed estimate of what is left
 };
 
 struct PhaseTiming {
@@ -36,13 +39,38 @@ struct Report {
   std::uint64_t stream_bytes = 0;  // container bytes written or read
   std::vector<PhaseTiming> phases;
   std::chrono::nanoseconds total{};
+  // Source only.
+  std::uint64_t precopy_iterations = 0;
+  std::uint64_t precopy_bytes = 0;      // device data sent while the VM ran
+  std::uint64_t stop_copy_bytes = 0;    // device data sent with the VM stopped
+  std::uint64_t final_pending = 0;      // the pre-copy estimate when the VM was stopped
+  std::chrono::nanoseconds downtime{};  // from stopping the VM to the end of the stream
+  std::uint64_t dirty_pages = 0;        // pages DMA logging reported during the save
 };
 
 struct SessionOptions {
-  MigrationOptions migration;  // on_block is the session's own
+  MigrationOptions migration;  // on_block and approve_switchover are the session's own
   std::function<void(const Progress&)> on_progress;
   // Stream buffer size for the channel side.
   std::size_t stream_buffer_size = 1 << 20;
+  // Pre-copy (migration.precopy): iterate until the devices' estimate fits in this much
+  // downtime at the rate measured so far, or for at most `max_iterations` (one block per
+  // pre-copy device each).
+  std::chrono::milliseconds downtime_limit{300};
+  std::uint64_t max_iterations = 10000;
+  // Bytes per second to assume for the switchover instead of the measured rate (QEMU's
+  // avail-switchover-bandwidth); 0: measure.
+  std::uint64_t switchover_bandwidth = 0;
+  // Switchover-ack, shared with the other side's Session; null: off. The source does not stop
+  // the VM before the destination approved; the destination approves once every pre-copy
+  // device's initial data is loaded.
+  SwitchoverGate* switchover_gate = nullptr;
+  // How long the source waits for the approval once it has nothing else to send (0: for ever,
+  // as QEMU does). A stream cut on the way never brings one.
+  std::chrono::milliseconds switchover_timeout{0};
+  // DMA dirty-page tracking on the source's devices that support it, over these guest ranges.
+  std::vector<uapi::DmaLoggingRange> dirty_ranges;
+  std::uint64_t dirty_page_size = 4096;
 };
 
 class Session {
@@ -52,11 +80,13 @@ class Session {
 
   // vfio_migration_realize: a device that cannot migrate adds a blocker instead of failing.
   void add_device(Device& dev, std::string id, bool enable_migration = true);
-  // Every reason migration is refused now; empty when it may proceed.
+  // Every reason migration is refused now; empty when it may proceed. Several devices may
+  // migrate together only when every one supports P2P.
   std::vector<std::string> blockers() const;
 
-  // Source: the whole stop-and-copy migration into `out`. On success the devices stay
-  // stopped (the VM moved away); on failure they are back in RUNNING, or the error says why not.
+  // Source: the whole migration into `out`: pre-copy iterations for devices that offer it, then
+  // stop-and-copy. On success the devices stay stopped (the VM moved away); on failure they
+  // are back in RUNNING, or the error says why not.
   Result<Report> save(Channel& out);
   // Destination: loads the stream into the devices and starts them.
   Result<Report> load(Channel& in);
@@ -80,7 +110,17 @@ class Session {
   bool on_block(std::uint64_t bytes);
   void progress(Phase phase);
   Result<> save_sections(StreamWriter& out, Report& report, bool& vm_stopped);
+  // Pre-copy iterations until convergence (or the cap) and the switchover approval.
+  Result<> run_precopy(StreamWriter& out, Report& report);
+  Result<> wait_for_switchover(StreamWriter& out);
   Result<> load_sections(StreamReader& in);
+  // Run-state changes of the whole VM: every P2P device is quiesced (RUNNING_P2P or
+  // PRE_COPY_P2P) before any device is stopped or started.
+  void stop_vm(StreamWriter& out);
+  Result<> start_vm();
+  Result<> start_dirty_tracking();
+  Result<> report_dirty_pages(Report& report);
+  void stop_dirty_tracking();
   Error fail_save(Error cause, bool vm_stopped);
   Error fail_load(Error cause);
 
@@ -90,6 +130,9 @@ class Session {
   Phase phase_ = Phase::kSetup;
   std::uint64_t moved_ = 0;
   std::uint64_t estimate_ = 0;
+  std::uint64_t iteration_ = 0;
+  std::uint64_t pending_ = 0;
+  std::vector<Device*> dirty_tracked_;  // devices with DMA logging started
 };
 
 }  // namespace vfio

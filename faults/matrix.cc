@@ -229,6 +229,7 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
 
 Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bool systematic,
                                     std::uint64_t random, std::uint64_t seed) {
+  if (!scenario_applies(scenario, cfg.profile)) return Enumeration{};
   CaseConfig rec = cfg;
   rec.record = true;
   // The cancel scenario cancels a migration: its operations are the migration's.

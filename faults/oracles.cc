@@ -37,12 +37,22 @@ std::string_view scenario_name(Scenario s) {
       return "migrate";
     case Scenario::kCancel:
       return "cancel";
+    case Scenario::kPrecopy:
+      return "precopy";
+    case Scenario::kP2pMulti:
+      return "p2p-multi";
   }
   return "?";
 }
 
+std::span<const Scenario> all_scenarios() {
+  static constexpr Scenario kAll[] = {Scenario::kSave,   Scenario::kLoad,    Scenario::kMigrate,
+                                      Scenario::kCancel, Scenario::kPrecopy, Scenario::kP2pMulti};
+  return kAll;
+}
+
 std::optional<Scenario> parse_scenario(std::string_view name) {
-  for (auto s : {Scenario::kSave, Scenario::kLoad, Scenario::kMigrate, Scenario::kCancel})
+  for (auto s : all_scenarios())
     if (scenario_name(s) == name) return s;
   return std::nullopt;
 }
@@ -59,6 +69,72 @@ std::string_view verdict_name(Verdict v) {
   return "?";
 }
 
+namespace {
+
+// The oracles on one source/destination pair of devices. `label` names the pair when the VM
+// has several ("device 2: ").
+void judge_pair(const Observation& o, const std::string& label, const sim::Image& source_image,
+                const std::vector<std::byte>& source_config, const DeviceEnd& src,
+                const DeviceEnd& dst, Judgement& j, bool& lost) {
+  auto problem = [&](std::string s) { j.problems.push_back(label + std::move(s)); };
+  // The guest may write device state while it runs (Image::written): the destination must
+  // match the source as it was when it stopped, and the source may change only by such writes.
+  const sim::Image& expected = src.present ? src.image : source_image;
+  if (o.success) {
+    // save: the clean load afterwards may refuse data a fault altered; if it accepts, the
+    // result must be exact like any other destination.
+    const bool compare = o.scenario != Scenario::kSave || o.verify_loaded == true;
+    if (dst.present && compare) {
+      if (dst.image != expected && dst.model_fault) {
+        // A reset behind the engine's back after the data went in: RESUMING->RUNNING then
+        // looks like RUNNING->RUNNING, which succeeds. The uAPI gives no way to notice.
+        j.notes.push_back(label +
+                          "the destination was reset behind the engine's back after its data "
+                          "was loaded: it runs with its own state (undetectable, see "
+                          "docs/faults.md)");
+        lost = true;
+      } else if (dst.image != expected)
+        problem(
+            fmt::format("success, but the destination image (seed {:#x}, {} bytes, {} "
+                        "written) differs from the source's (seed {:#x}, {} bytes, {} "
+                        "written)",
+                        dst.image.seed, dst.image.size, dst.image.written, expected.seed,
+                        expected.size, expected.written));
+      if (dst.config != source_config)
+        problem("success, but the destination's config space differs from the source's");
+      if (dst.state != State::kRunning)
+        problem(fmt::format("success, but the destination is in {}", st(dst.state)));
+    }
+  } else {
+    if (src.present && src.state != State::kRunning) {
+      if (src.broken && src.reset_failed_injected) {
+        j.notes.push_back(label + fmt::format("source broken in {} after an injected reset failure",
+                                              st(src.state)));
+        lost = true;
+      } else {
+        problem(fmt::format("failed, but the source was left in {}", st(src.state)));
+      }
+    }
+    if (dst.present && o.scenario != Scenario::kSave && dst.state != State::kRunning &&
+        !(dst.broken && dst.reset_failed_injected))
+      problem(fmt::format("failed, but the destination was left in {}", st(dst.state)));
+  }
+  if (src.present && (src.image.seed != source_image.seed || src.image.size != source_image.size ||
+                      src.image.written < source_image.written))
+    problem("the source's image changed");
+  check_cached((label + "source").c_str(), src, j, lost);
+  check_cached((label + "destination").c_str(), dst, j, lost);
+  if (src.open_sessions) problem(fmt::format("source: {} data fd(s) leaked", src.open_sessions));
+  if (dst.open_sessions)
+    problem(fmt::format("destination: {} data fd(s) leaked", dst.open_sessions));
+  if (src.present && src.reset) {
+    j.notes.push_back(label + "the source was reset during the case");
+    lost = true;
+  }
+}
+
+}  // namespace
+
 Judgement judge(const Observation& o) {
   Judgement j;
   bool lost = false;
@@ -66,66 +142,23 @@ Judgement judge(const Observation& o) {
 
   if (o.hung) problem("hang: the case did not finish after it was cancelled");
   if (o.timed_out && !o.hang_injected) problem("no hang fault, yet the case had to be cancelled");
-
-  // What counts as "the destination": the device loaded into, or for save the clean device
-  // the saved stream was loaded into afterwards.
-  const DeviceEnd& dst = o.dst;
   if (o.success) {
-    // save: the clean load afterwards may refuse data a fault altered; if it accepts, the
-    // result must be exact like any other destination.
-    const bool compare = o.scenario != Scenario::kSave || o.verify_loaded == true;
-    if (dst.present && compare) {
-      if (dst.image != o.source_image && dst.model_fault) {
-        // A reset behind the engine's back after the data went in: RESUMING->RUNNING then
-        // looks like RUNNING->RUNNING, which succeeds. The uAPI gives no way to notice.
-        j.notes.push_back(
-            "the destination was reset behind the engine's back after its data "
-            "was loaded: it runs with its own state (undetectable, see "
-            "docs/faults.md)");
-        lost = true;
-      } else if (dst.image != o.source_image)
-        problem(
-            fmt::format("success, but the destination image (seed {:#x}, {} bytes) differs "
-                        "from the source's (seed {:#x}, {} bytes)",
-                        dst.image.seed, dst.image.size, o.source_image.seed, o.source_image.size));
-      if (dst.config != o.source_config)
-        problem("success, but the destination's config space differs from the source's");
-      if (dst.state != State::kRunning)
-        problem(fmt::format("success, but the destination is in {}", st(dst.state)));
-    }
     if (o.verify_loaded == false && !o.data_altered)
       problem("save reported success, but its stream does not load: " + o.verify_error);
   } else {
     if (o.error.empty()) problem("failure without an error message");
     if (o.destination_loaded)
       problem("the destination runs the VM although the migration failed (split brain)");
-    if (o.src.present && o.src.state != State::kRunning) {
-      if (o.src.broken && o.src.reset_failed_injected) {
-        j.notes.push_back(
-            fmt::format("source broken in {} after an injected reset failure", st(o.src.state)));
-        lost = true;
-      } else {
-        problem(fmt::format("failed, but the source was left in {}", st(o.src.state)));
-      }
-    }
-    if (dst.present && o.scenario != Scenario::kSave && dst.state != State::kRunning &&
-        !(dst.broken && dst.reset_failed_injected))
-      problem(fmt::format("failed, but the destination was left in {}", st(dst.state)));
   }
-  if (o.src.present && o.src.image != o.source_image) problem("the source's image changed");
-  check_cached("source", o.src, j, lost);
-  check_cached("destination", o.dst, j, lost);
-  if (o.src.open_sessions)
-    problem(fmt::format("source: {} data fd(s) leaked", o.src.open_sessions));
-  if (o.dst.open_sessions)
-    problem(fmt::format("destination: {} data fd(s) leaked", o.dst.open_sessions));
+  judge_pair(o, o.more.empty() ? "" : "device 0: ", o.source_image, o.source_config, o.src, o.dst,
+             j, lost);
+  for (std::size_t i = 0; i < o.more.size(); ++i) {
+    const auto& p = o.more[i];
+    judge_pair(o, fmt::format("device {}: ", i + 1), p.source_image, p.source_config, p.src, p.dst,
+               j, lost);
+  }
   if (o.stream && !o.stream->well_formed && !o.stream_mangled)
     problem("malformed stream: " + o.stream->problem);
-
-  if (o.src.present && o.src.reset) {
-    j.notes.push_back("the source was reset during the case");
-    lost = true;
-  }
   j.verdict = !j.problems.empty() ? Verdict::kFail : lost ? Verdict::kStateLost : Verdict::kPass;
   return j;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,9 @@
 
 namespace vfio::faults {
 
-enum class Scenario { kSave, kLoad, kMigrate, kCancel };
+enum class Scenario { kSave, kLoad, kMigrate, kCancel, kPrecopy, kP2pMulti };
+// Every scenario, in `--matrix all` order.
+std::span<const Scenario> all_scenarios();
 std::string_view scenario_name(Scenario s);
 std::optional<Scenario> parse_scenario(std::string_view name);
 
@@ -44,6 +47,14 @@ struct Observation {
   sim::Image source_image;          // before the case
   std::vector<std::byte> source_config;
   DeviceEnd src, dst;
+  // p2p-multi: the other devices of the VM, pairwise, with their sources' images and configs
+  // before the case.
+  struct Pair {
+    sim::Image source_image;
+    std::vector<std::byte> source_config;
+    DeviceEnd src, dst;
+  };
+  std::vector<Pair> more;
   // The stream as it went over the wire (source side), and whether a fault altered it there.
   std::optional<StreamCheck> stream;
   bool stream_mangled = false;

@@ -1,6 +1,8 @@
 #include "faults/scenario.h"
 
+#include <poll.h>
 #include <algorithm>
+
 #include <csignal>
 #include <thread>
 
@@ -48,10 +50,10 @@ bool altered(const std::vector<Fired>& fired, const Plan& plan,
   return false;
 }
 
-void observe(DeviceEnd& end, const SimHandle& h, Session* session, bool fuse) {
+void observe(DeviceEnd& end, const SimHandle& h, Session* session, std::size_t index, bool fuse) {
   end.present = true;
-  if (session && session->device_count() > 0) {
-    if (Migration* m = session->migration(0)) {
+  if (session && session->device_count() > index) {
+    if (Migration* m = session->migration(index)) {
       end.cached = m->device_state();
       end.broken = m->broken();
     }
@@ -68,6 +70,18 @@ void observe(DeviceEnd& end, const SimHandle& h, Session* session, bool fuse) {
 }
 
 }  // namespace
+
+bool scenario_applies(Scenario scenario, const std::string& profile) {
+  const sim::Profile* p = sim::find_profile(profile);
+  if (!p) return true;  // reported as a setup error by the case
+  if (scenario == Scenario::kPrecopy) return p->mig_flags & uapi::kMigrationPreCopy;
+  if (scenario == Scenario::kP2pMulti) return p->mig_flags & uapi::kMigrationP2p;
+  return true;
+}
+
+std::size_t scenario_devices(Scenario scenario) {
+  return scenario == Scenario::kP2pMulti ? 3 : 1;
+}
 
 std::uint64_t case_state_size(const CaseConfig& cfg) {
   if (cfg.state_size) return *cfg.state_size;
@@ -97,13 +111,23 @@ namespace {
 // Reads until the buffer is full or the stream ends. How a pipe splits the stream depends on
 // thread timing; with whole reads every recv and every destination write happens at the same
 // call number in every run, so "recv nth=5" names the same call each time.
+// With switchover-ack the source stops sending until the destination approves: a read also
+// ends when the source waits and the pipe is empty, which is as deterministic (the source only
+// waits after flushing everything it wrote).
 class WholeReads final : public Channel {
  public:
-  explicit WholeReads(Channel& inner) : inner_(inner) {}
+  WholeReads(FdChannel& inner, const SwitchoverGate* gate) : inner_(inner), gate_(gate) {}
   Result<std::size_t> write(std::span<const std::byte> data) override { return inner_.write(data); }
   Result<std::size_t> read(std::span<std::byte> data) override {
     std::size_t got = 0;
     while (got < data.size()) {
+      if (gate_ && got > 0) {
+        pollfd p{inner_.fd(), POLLIN, 0};
+        if (::poll(&p, 1, 1) == 0) {
+          if (gate_->source_waiting() && ::poll(&p, 1, 0) == 0) break;
+          continue;
+        }
+      }
       auto n = inner_.read(data.subspan(got));
       if (!n) return got ? Result<std::size_t>(got) : n;
       if (*n == 0) break;
@@ -114,13 +138,14 @@ class WholeReads final : public Channel {
   const std::string& name() const override { return inner_.name(); }
 
  private:
-  Channel& inner_;
+  FdChannel& inner_;
+  const SwitchoverGate* gate_;
 };
 
 }  // namespace
 
 FaultyMigration migrate_with_faults(Session& source, Session& destination, Injector& injector,
-                                    bool keep_wire) {
+                                    bool keep_wire, const SwitchoverGate* gate) {
   FaultyMigration out;
   // Faults close the pipe under a writer by design: that must be EPIPE, not a dead process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -131,7 +156,7 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
   }
   auto& [read_end, write_end] = *pipe;
   FaultChannel send(write_end, injector, Side::kSource);
-  WholeReads whole(read_end);
+  WholeReads whole(read_end, gate);
   FaultChannel recv(whole, injector, Side::kDestination);
   send.keep_copy(keep_wire);
   std::thread destination_thread([&] {
@@ -169,26 +194,58 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     run.setup_error = fmt::format("unknown profile '{}'", cfg.profile);
     return run;
   }
+  const bool precopy = spec.scenario == Scenario::kPrecopy;
+  const std::size_t devices = scenario_devices(spec.scenario);
   sim::SimOptions options;
   options.state_size = case_state_size(cfg);
-  options.seed = 1;
-  auto src = open_sim(cfg.transport, *profile, options, "src");
-  options.seed = 2;
-  auto dst = open_sim(cfg.transport, *profile, options, "dst");
-  if (!src || !dst) {
-    run.setup_error = (!src ? src.error() : dst.error()).describe();
-    return run;
+  // precopy: the guest writes 1/64 of the state before every pre-copy read, so there is always
+  // dirty data to chase; convergence comes from the budget below.
+  if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
+  std::vector<SimHandle> src, dst;
+  for (std::size_t i = 0; i < devices; ++i) {
+    options.seed = 1 + 2 * i;
+    auto s = open_sim(cfg.transport, *profile, options, i ? fmt::format("src{}", i) : "src");
+    options.seed = 2 + 2 * i;
+    options.dirty_per_read = 0;  // the destination's guest is not running yet
+    auto d = open_sim(cfg.transport, *profile, options, i ? fmt::format("dst{}", i) : "dst");
+    if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
+    if (!s || !d) {
+      run.setup_error = (!s ? s.error() : d.error()).describe();
+      return run;
+    }
+    src.push_back(std::move(*s));
+    dst.push_back(std::move(*d));
   }
-  o.source_image = src->model->image();
-  o.source_config = src->model->config();
-  SimHooks src_hooks(src->model), dst_hooks(dst->model);
-  FaultDevice fsrc(*src->device, inj, Side::kSource, &src_hooks);
-  FaultDevice fdst(*dst->device, inj, Side::kDestination, &dst_hooks);
+  o.source_image = src[0].model->image();
+  o.source_config = src[0].model->config();
+  for (std::size_t i = 1; i < devices; ++i)
+    o.more.push_back({src[i].model->image(), src[i].model->config(), {}, {}});
+  std::vector<std::unique_ptr<SimHooks>> hooks;
+  std::vector<std::unique_ptr<FaultDevice>> fsrc, fdst;
+  for (std::size_t i = 0; i < devices; ++i) {
+    hooks.push_back(std::make_unique<SimHooks>(src[i].model));
+    fsrc.push_back(
+        std::make_unique<FaultDevice>(*src[i].device, inj, Side::kSource, hooks.back().get()));
+    hooks.push_back(std::make_unique<SimHooks>(dst[i].model));
+    fdst.push_back(
+        std::make_unique<FaultDevice>(*dst[i].device, inj, Side::kDestination, hooks.back().get()));
+  }
 
+  SwitchoverGate gate;
   auto options_for = [&](Side side) {
     SessionOptions so;
     so.migration.data_buffer_size = cfg.buffer_size;
     so.stream_buffer_size = cfg.stream_buffer_size;
+    if (precopy) {
+      // Pre-copy with switchover-ack; an assumed rate makes convergence independent of timing:
+      // 1 ms of downtime holds 1/32 of the state plus 4 KiB.
+      so.migration.precopy = true;
+      so.switchover_gate = &gate;
+      so.downtime_limit = std::chrono::milliseconds(1);
+      so.switchover_bandwidth = (*options.state_size / 32 + 4096) * 1000;
+      so.max_iterations = 256;
+      so.switchover_timeout = std::chrono::milliseconds(250);  // a cut stream never approves
+    }
     auto* counter = side == Side::kSource ? &run.progress_src : &run.progress_dst;
     so.on_progress = [&, side, counter](const Progress&) {
       ++*counter;
@@ -207,7 +264,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
 
   switch (spec.scenario) {
     case Scenario::kSave: {
-      source.add_device(fsrc, fsrc.name());
+      source.add_device(*fsrc[0], fsrc[0]->name());
       MemoryChannel file;
       FaultChannel out(file, inj, Side::kSource);
       out.keep_copy(true);
@@ -219,12 +276,12 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       // The saved file must load into a clean device, faults being over.
       if (o.success) {
         Session verify;
-        verify.add_device(*dst->device, dst->device->name());
+        verify.add_device(*dst[0].device, dst[0].device->name());
         file.rewind();
         auto loaded = verify.load(file);
         o.verify_loaded = loaded.has_value();
         if (!loaded) o.verify_error = loaded.error().describe();
-        observe(o.dst, *dst, &verify, fuse);
+        observe(o.dst, dst[0], &verify, 0, fuse);
       }
       break;
     }
@@ -233,7 +290,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       MemoryChannel file;
       {
         Session clean;
-        clean.add_device(*src->device, src->device->name());
+        clean.add_device(*src[0].device, src[0].device->name());
         auto saved = clean.save(file);
         if (saved) (void)clean.resume_vm();
         if (!saved) {
@@ -241,7 +298,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
           break;
         }
       }
-      destination.add_device(fdst, fdst.name());
+      destination.add_device(*fdst[0], fdst[0]->name());
       FaultChannel in(file, inj, Side::kDestination);
       auto loaded = destination.load(in);
       o.success = loaded.has_value();
@@ -250,10 +307,14 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       break;
     }
     case Scenario::kMigrate:
-    case Scenario::kCancel: {
-      source.add_device(fsrc, fsrc.name());
-      destination.add_device(fdst, fdst.name());
-      auto m = migrate_with_faults(source, destination, inj, true);
+    case Scenario::kCancel:
+    case Scenario::kPrecopy:
+    case Scenario::kP2pMulti: {
+      for (std::size_t i = 0; i < devices; ++i) {
+        source.add_device(*fsrc[i], fsrc[i]->name());
+        destination.add_device(*fdst[i], fdst[i]->name());
+      }
+      auto m = migrate_with_faults(source, destination, inj, true, precopy ? &gate : nullptr);
       o.success = m.outcome.has_value();
       if (!m.outcome) o.error = m.outcome.error().message;
       o.destination_loaded = m.loaded.has_value();
@@ -273,17 +334,25 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   o.stream_mangled = altered(run.fired, plan_copy, {"send"});
   o.data_altered = altered(run.fired, plan_copy, {"send", "read", "config-read"});
 
-  if (spec.scenario != Scenario::kLoad) {
-    observe(o.src, *src, &source, fuse);
-    o.src.model_fault = moved_by_fault(inj, Side::kSource, run.fired, plan_copy);
-    o.src.reset = inj.count(Side::kSource, Op::kReset) > 0 ||
-                  inj.fired_kind(Side::kSource, Kind::kAsyncReset);
-    o.src.reset_failed_injected = o.src.broken;
-  }
-  if (spec.scenario != Scenario::kSave) {
-    observe(o.dst, *dst, &destination, fuse);
-    o.dst.model_fault = moved_by_fault(inj, Side::kDestination, run.fired, plan_copy);
-    o.dst.reset_failed_injected = o.dst.broken;
+  // Faults are counted per side, not per device: every device of a side gets the side's facts.
+  const bool src_moved = moved_by_fault(inj, Side::kSource, run.fired, plan_copy);
+  const bool src_reset =
+      inj.count(Side::kSource, Op::kReset) > 0 || inj.fired_kind(Side::kSource, Kind::kAsyncReset);
+  const bool dst_moved = moved_by_fault(inj, Side::kDestination, run.fired, plan_copy);
+  for (std::size_t i = 0; i < devices; ++i) {
+    DeviceEnd& s = i == 0 ? o.src : o.more[i - 1].src;
+    DeviceEnd& d = i == 0 ? o.dst : o.more[i - 1].dst;
+    if (spec.scenario != Scenario::kLoad) {
+      observe(s, src[i], &source, i, fuse);
+      s.model_fault = src_moved;
+      s.reset = src_reset;
+      s.reset_failed_injected = s.broken;
+    }
+    if (spec.scenario != Scenario::kSave) {
+      observe(d, dst[i], &destination, i, fuse);
+      d.model_fault = dst_moved;
+      d.reset_failed_injected = d.broken;
+    }
   }
   return run;
 }

@@ -30,6 +30,12 @@ struct CaseConfig {
 // The state size a case uses for a profile.
 std::uint64_t case_state_size(const CaseConfig& cfg);
 
+// Whether the scenario can run on the profile: precopy needs PRE_COPY, p2p-multi needs P2P
+// (several devices without it are blocked, as the reference blocks them).
+bool scenario_applies(Scenario scenario, const std::string& profile);
+// Devices per side in the scenario's VM.
+std::size_t scenario_devices(Scenario scenario);
+
 struct CaseSpec {
   std::string id;
   Scenario scenario = Scenario::kMigrate;
@@ -82,7 +88,9 @@ struct FaultyMigration {
 // core/migrate_locally with the plan's send and recv faults on the pipe: the same two
 // threads, the same order of closing, the same restart of the source when the destination
 // failed; only the channels are decorated.
+// With switchover-ack, `gate` is the two sessions' gate: the destination's whole reads then also
+// end where the source stopped sending to wait for the approval.
 FaultyMigration migrate_with_faults(Session& source, Session& destination, Injector& injector,
-                                    bool keep_wire);
+                                    bool keep_wire, const SwitchoverGate* gate = nullptr);
 
 }  // namespace vfio::faults

@@ -41,6 +41,8 @@ Result<> skip_payload(StreamReader& in, SectionType type) {
     }
   }
   if (auto s = in.status(); !s) return s;
+  // An iterate section may end with INIT_DATA_SENT instead (switchover-ack).
+  if (type == SectionType::kIterate && t == tag::kInitDataSent) return {};
   if (t != tag::kEndOfState)
     return fail(EINVAL,
                 fmt::format("{} section: unexpected tag {:#x}", container::section_name(type), t));

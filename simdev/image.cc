@@ -131,7 +131,48 @@ Image mutated(Image image) {
   std::uint64_t next = mix64(image.seed ^ 0x6a09e667f3bcc909ULL);
   if (next == image.seed) ++next;  // a mutation must always change the state
   image.seed = next;
+  image.written = 0;
   return image;
+}
+
+namespace {
+
+// The seed of the content the guest's lap `lap` (1, 2, ...) over the body writes.
+std::uint64_t lap_seed(std::uint64_t seed, std::uint64_t lap) {
+  return mix64(seed ^ (lap * 0xbb67ae8584caa73bULL));
+}
+
+// Splits cursor range [cursor, cursor + len) at lap boundaries: f(lap seed, body offset,
+// position in the range, length) for each piece.
+template <class F>
+bool for_each_lap(std::uint64_t seed, std::uint64_t size, std::uint64_t cursor, std::size_t len,
+                  F&& f) {
+  std::size_t done = 0;
+  while (done < len) {
+    const std::uint64_t p = cursor + done;
+    const std::uint64_t at = p % size;
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size - at, len - done));
+    if (!f(lap_seed(seed, p / size + 1), at, done, n)) return false;
+    done += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+void render_written(std::uint64_t seed, std::uint64_t size, std::uint64_t cursor,
+                    std::span<std::byte> out) {
+  for_each_lap(seed, size, cursor, out.size(), [&](auto s, auto at, auto pos, auto n) {
+    render_body(s, at, out.subspan(pos, n));
+    return true;
+  });
+}
+
+bool written_matches(std::uint64_t seed, std::uint64_t size, std::uint64_t cursor,
+                     std::span<const std::byte> in) {
+  return for_each_lap(seed, size, cursor, in.size(), [&](auto s, auto at, auto pos, auto n) {
+    return body_matches(s, at, in.subspan(pos, n));
+  });
 }
 
 }  // namespace vfio::sim

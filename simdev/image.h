@@ -12,6 +12,10 @@ namespace vfio::sim {
 struct Image {
   std::uint64_t seed = 0;
   std::uint64_t size = 0;  // body bytes
+  // The guest's write cursor: bytes written since `seed`, as a ring over the body. The byte at
+  // cursor position p lands at body offset p % size with the content of lap p / size + 1, so a
+  // state that keeps changing stays three numbers and any range of writes can be re-rendered.
+  std::uint64_t written = 0;
 
   bool operator==(const Image&) const = default;
 };
@@ -25,8 +29,16 @@ void render_body(std::uint64_t seed, std::uint64_t offset, std::span<std::byte> 
 // Whether `in` equals body bytes [offset, offset + in.size()) for `seed`. Allocates nothing.
 bool body_matches(std::uint64_t seed, std::uint64_t offset, std::span<const std::byte> in);
 
-// The state after the guest wrote to the device: same size, a new seed derived from the old.
+// The state after the guest rewrote the device: same size, a new seed derived from the old,
+// no partial writes.
 Image mutated(Image image);
+
+// The bytes the guest wrote at cursor positions [cursor, cursor + out.size()) of a body of
+// `size` bytes (size > 0): what a dirty record carries.
+void render_written(std::uint64_t seed, std::uint64_t size, std::uint64_t cursor,
+                    std::span<std::byte> out);
+bool written_matches(std::uint64_t seed, std::uint64_t size, std::uint64_t cursor,
+                     std::span<const std::byte> in);
 
 // splitmix64's finalizer; also used to derive seeds and tags elsewhere in the simulator.
 std::uint64_t mix64(std::uint64_t x);

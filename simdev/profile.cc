@@ -188,16 +188,59 @@ std::uint64_t stream_header_size(const Profile& p) {
   return 0;
 }
 
-std::uint64_t stream_length(const Profile& p, const Image& img) {
-  std::uint64_t len = stream_header_size(p) + img.size;
+std::uint64_t base_stream_length(const Profile& p, std::uint64_t size) {
+  std::uint64_t len = stream_header_size(p) + size;
   if (p.format == StreamFormat::kMlx5Records)
-    len += kRecordPrefixSize * ((img.size + p.record_payload - 1) / p.record_payload);
+    len += kRecordPrefixSize * ((size + p.record_payload - 1) / p.record_payload);
   return len;
+}
+
+DirtyRange visible_writes(const Image& img) {
+  if (img.size == 0 || img.written == 0) return {};
+  const std::uint64_t length = std::min(img.written, img.size);
+  return {img.written - length, length};
+}
+
+void render_dirty_record(const Image& img, DirtyRange r, std::uint64_t offset,
+                         std::span<std::byte> out) {
+  std::array<std::byte, kDirtyPrefixSize> prefix;
+  put_le64(prefix.data(), kDirtyMagic);
+  put_le64(prefix.data() + 8, r.cursor);
+  put_le64(prefix.data() + 16, r.length);
+  std::size_t done = 0;
+  if (offset < kDirtyPrefixSize) {
+    done = std::min<std::size_t>(kDirtyPrefixSize - offset, out.size());
+    std::memcpy(out.data(), prefix.data() + offset, done);
+  }
+  if (done < out.size())
+    render_written(img.seed, img.size, r.cursor + offset + done - kDirtyPrefixSize,
+                   out.subspan(done));
+}
+
+void render_preamble(std::uint64_t offset, std::span<std::byte> out) {
+  std::byte b[kPreambleSize];
+  put_le64(b, kPrecopyMagic);
+  std::memcpy(out.data(), b + offset, out.size());
+}
+
+void render_trailer(std::uint64_t final_cursor, std::uint64_t offset, std::span<std::byte> out) {
+  std::byte b[kTrailerSize];
+  put_le64(b, kEndMagic);
+  put_le64(b + 8, final_cursor);
+  std::memcpy(out.data(), b + offset, out.size());
+}
+
+std::uint64_t stream_length(const Profile& p, const Image& img) {
+  return base_stream_length(p, img.size) + dirty_record_length(visible_writes(img).length);
 }
 
 void render_stream(const Profile& p, const Image& img, std::uint64_t offset,
                    std::span<std::byte> out) {
-  walk(p, img, offset, out.size(), [&](const Segment& s) {
+  const std::uint64_t base = base_stream_length(p, img.size);
+  const std::size_t in_base =
+      offset < base ? static_cast<std::size_t>(std::min<std::uint64_t>(base - offset, out.size()))
+                    : 0;
+  walk(p, img, offset, in_base, [&](const Segment& s) {
     std::span<std::byte> dst = out.subspan(s.pos - offset, s.len);
     if (s.framing)
       std::memcpy(dst.data(), s.framing, s.len);
@@ -205,11 +248,13 @@ void render_stream(const Profile& p, const Image& img, std::uint64_t offset,
       render_body(img.seed, s.body_offset, dst);
     return true;
   });
+  if (in_base < out.size())
+    render_dirty_record(img, visible_writes(img), offset + in_base - base, out.subspan(in_base));
 }
 
 bool ResumeValidator::check_header() {
   const Profile& p = *profile_;
-  const std::uint64_t have = received_;
+  const std::uint64_t have = received_ - preamble();
   auto field = [&](std::uint64_t off, std::uint64_t width) { return have >= off + width; };
   auto le64 = [&](std::uint64_t off) { return get_le64(header_ + off); };
 
@@ -234,17 +279,115 @@ bool ResumeValidator::check_header() {
   if (field(size_at, 8) && le64(size_at) > kMaxDeclaredSize) return false;
   if (have == stream_header_size(p)) {
     image_ = Image{le64(seed_at), le64(size_at)};
-    length_ = stream_length(p, *image_);
+    length_ = preamble() + base_stream_length(p, image_->size);
   }
   return true;
 }
 
+bool ResumeValidator::complete() const {
+  if (!image_ || received_ < length_ || prefix_have_ || record_.length) return false;
+  if (precopy_ && !(ended_ && final_ == written_)) return false;
+  // After a gap (a writer that lapped the reader), the records since must cover the body.
+  return !gap_from_ || written_ - *gap_from_ >= image_->size;
+}
+
+std::optional<Image> ResumeValidator::image() const {
+  if (!image_) return std::nullopt;
+  return Image{image_->seed, image_->size, written_};
+}
+
+std::uint64_t ResumeValidator::expected_length() const {
+  if (!image_ || received_ < length_) return length_;
+  if (record_.length) return received_ + record_.length - record_done_;
+  return received_ + (prefix_have_ ? kDirtyPrefixSize - prefix_have_ : 0);
+}
+
+bool ResumeValidator::prefix_plausible(std::span<const std::byte> data, std::size_t have) const {
+  if (ended_) return false;  // nothing follows the trailer
+  auto matches = [&](std::uint64_t magic) {
+    std::byte m[8];
+    put_le64(m, magic);
+    for (std::size_t i = 0; have + i < 8 && i < data.size(); ++i)
+      if (data[i] != m[have + i]) return false;
+    return true;
+  };
+  return matches(kDirtyMagic) || (precopy_ && matches(kEndMagic));
+}
+
+bool ResumeValidator::start_record() {
+  const std::uint64_t cursor = get_le64(prefix_ + 8), length = get_le64(prefix_ + 16);
+  const std::uint64_t size = image_->size;
+  // An older write than the last `size` ones would overwrite a newer one: refused.
+  if (length == 0 || length > size || cursor > kMaxCursor || cursor + size < written_) return false;
+  if (cursor > written_) gap_from_ = cursor;
+  record_ = {cursor, length};
+  record_done_ = 0;
+  prefix_have_ = 0;
+  return true;
+}
+
+ResumeValidator::Feed ResumeValidator::feed_records(std::span<const std::byte> data) {
+  while (!data.empty()) {
+    if (!record_.length) {
+      // Anything but a record here is excess data, as a stream longer than declared.
+      if (!prefix_plausible(data, prefix_have_))
+        return prefix_have_ ? (framing_bad_ = true, Feed::kBadHeader) : Feed::kOverflow;
+      // The trailer is shorter than a record prefix; both start with their magic.
+      const bool trailer = prefix_have_ >= 8 && get_le64(prefix_) == kEndMagic;
+      const std::size_t want = trailer ? kTrailerSize : kDirtyPrefixSize;
+      const std::size_t n =
+          std::min((prefix_have_ < 8 ? std::size_t{8} : want) - prefix_have_, data.size());
+      std::memcpy(prefix_ + prefix_have_, data.data(), n);
+      prefix_have_ += n;
+      received_ += n;
+      data = data.subspan(n);
+      if (prefix_have_ == kTrailerSize && trailer) {
+        ended_ = true;
+        final_ = get_le64(prefix_ + 8);
+        prefix_have_ = 0;
+      } else if (prefix_have_ == kDirtyPrefixSize && !start_record()) {
+        framing_bad_ = true;
+        return Feed::kBadHeader;
+      }
+      continue;
+    }
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>(record_.length - record_done_, data.size()));
+    if (bytes_ok_ &&
+        !written_matches(image_->seed, image_->size, record_.cursor + record_done_, data.first(n)))
+      bytes_ok_ = false;
+    record_done_ += n;
+    received_ += n;
+    data = data.subspan(n);
+    if (record_done_ == record_.length) {
+      written_ = std::max(written_, record_.cursor + record_.length);
+      record_ = {};
+    }
+  }
+  return Feed::kOk;
+}
+
 ResumeValidator::Feed ResumeValidator::feed(std::span<const std::byte> data) {
   if (framing_bad_) return Feed::kBadHeader;
+  // A pre-copy session's stream opens with the preamble (no profile's header starts like it).
+  if (!image_ && !data.empty() && (received_ == 0 || (precopy_ && received_ < kPreambleSize))) {
+    std::byte m[kPreambleSize];
+    put_le64(m, kPrecopyMagic);
+    if (received_ == 0) precopy_ = data[0] == m[0];
+    if (precopy_) {
+      const std::size_t n = std::min<std::size_t>(kPreambleSize - received_, data.size());
+      if (std::memcmp(data.data(), m + received_, n) != 0) {
+        framing_bad_ = true;
+        return Feed::kBadHeader;
+      }
+      received_ += n;
+      data = data.subspan(n);
+    }
+  }
   if (!image_) {
-    const std::size_t n =
-        std::min<std::uint64_t>(stream_header_size(*profile_) - received_, data.size());
-    std::memcpy(header_ + received_, data.data(), n);
+    const std::uint64_t at = received_ - preamble();
+    const std::size_t n = std::min<std::uint64_t>(stream_header_size(*profile_) - at, data.size());
+    std::memcpy(header_ + at, data.data(), n);
     received_ += n;
     data = data.subspan(n);
     if (!check_header()) {
@@ -253,9 +396,14 @@ ResumeValidator::Feed ResumeValidator::feed(std::span<const std::byte> data) {
     }
     if (!image_) return Feed::kOk;
   }
-  if (data.size() > length_ - received_) return Feed::kOverflow;
-  const std::uint64_t start = received_;
-  walk(*profile_, *image_, start, data.size(), [&](const Segment& s) {
+  const std::uint64_t in_base =
+      std::min<std::uint64_t>(length_ - std::min(received_, length_), data.size());
+  // Excess after the base stream is refused before any of this call's data is consumed.
+  if (in_base < data.size() && received_ + in_base == length_ && !prefix_have_ && !record_.length &&
+      written_ == 0 && !prefix_plausible(data.subspan(in_base), 0))
+    return Feed::kOverflow;
+  const std::uint64_t start = received_ - preamble();
+  walk(*profile_, *image_, start, in_base, [&](const Segment& s) {
     const std::span<const std::byte> got = data.subspan(s.pos - start, s.len);
     if (s.framing) {
       if (std::memcmp(got.data(), s.framing, s.len) != 0) {
@@ -267,8 +415,9 @@ ResumeValidator::Feed ResumeValidator::feed(std::span<const std::byte> data) {
     }
     return true;
   });
-  received_ += data.size();
-  return framing_bad_ ? Feed::kBadHeader : Feed::kOk;
+  received_ += in_base;
+  if (framing_bad_) return Feed::kBadHeader;
+  return feed_records(data.subspan(static_cast<std::size_t>(in_base)));
 }
 
 }  // namespace vfio::sim

@@ -57,7 +57,44 @@ std::uint64_t profile_tag(const Profile& p);
 
 // Bytes before the first body byte.
 std::uint64_t stream_header_size(const Profile& p);
-// Total stream bytes for `image`.
+// Header and framed body of the state's seed: the stream of an image the guest never wrote to.
+std::uint64_t base_stream_length(const Profile& p, std::uint64_t size);
+
+// Dirty records carry guest writes (Image::written) after the base stream, in every profile:
+// {le64 kDirtyMagic, le64 cursor, le64 length} + the bytes written at cursor positions
+// [cursor, cursor + length). A stream may hold any number; they must leave every body byte
+// with its last write, and each record's length is at most the body size, so a device that
+// keeps being written never sends more than one body's worth per record.
+constexpr std::uint64_t kDirtyMagic = 0x4345525954524944ULL;  // "DIRTYREC" little-endian
+constexpr std::size_t kDirtyPrefixSize = 24;
+constexpr std::uint64_t kMaxCursor = 1ULL << 62;  // cursor + length never overflows
+
+// A device whose guest writes (SimOptions::dirty_*) streams a pre-copy session with a preamble
+// {le64 kPrecopyMagic} before the initial data and, in STOP_COPY, a trailer {le64 kEndMagic,
+// le64 final cursor}: the resume side then knows that data is missing when the last dirty
+// records never arrive (a valid but older image otherwise). Without guest writes a pre-copy
+// session streams as the real drivers do.
+constexpr std::uint64_t kPrecopyMagic = 0x3159504f43455250ULL;  // "PRECOPY1"
+constexpr std::uint64_t kEndMagic = 0x31444e4559525444ULL;      // "DTRYEND1"
+constexpr std::size_t kPreambleSize = 8;
+constexpr std::size_t kTrailerSize = 16;
+void render_preamble(std::uint64_t offset, std::span<std::byte> out);
+void render_trailer(std::uint64_t final_cursor, std::uint64_t offset, std::span<std::byte> out);
+
+struct DirtyRange {
+  std::uint64_t cursor = 0;
+  std::uint64_t length = 0;  // 0: no record
+};
+constexpr std::uint64_t dirty_record_length(std::uint64_t length) {
+  return length ? kDirtyPrefixSize + length : 0;
+}
+// The writes still visible in the image: the last min(written, size) cursor positions.
+DirtyRange visible_writes(const Image& image);
+// Writes record bytes [offset, offset + out.size()) of the record for `range`.
+void render_dirty_record(const Image& image, DirtyRange range, std::uint64_t offset,
+                         std::span<std::byte> out);
+
+// Total stream bytes for `image`: the base stream, then one record of its visible writes.
 std::uint64_t stream_length(const Profile& p, const Image& image);
 // Writes stream bytes [offset, offset + out.size()); the range must lie within the stream.
 void render_stream(const Profile& p, const Image& image, std::uint64_t offset,
@@ -81,27 +118,47 @@ class ResumeValidator {
   bool header_valid() const { return image_.has_value() && !framing_bad_; }
   bool framing_bad() const { return framing_bad_; }
   bool bytes_ok() const { return bytes_ok_ && !framing_bad_; }
-  bool complete() const { return image_.has_value() && received_ == length_; }
+  // The base stream is in, no record is cut short, every body byte has its last write, and a
+  // pre-copy stream's trailer arrived with the cursor the records reached.
+  bool complete() const;
   // Everything RS->S needs: valid header, every byte matched, nothing missing.
   bool accepted() const { return header_valid() && bytes_ok() && complete(); }
   std::uint64_t received() const { return received_; }
-  // The declared image and stream length, once the header is in.
-  std::optional<Image> image() const { return image_; }
-  std::uint64_t expected_length() const { return length_; }
+  // The image the stream describes so far (its writes up to the last whole record), once the
+  // header is in.
+  std::optional<Image> image() const;
+  // The length the stream needs at least: the base stream, or the end of the current record.
+  std::uint64_t expected_length() const;
 
  private:
   static constexpr std::size_t kMaxHeader = 48;
 
   // Validates the header fields available so far; parses it when whole.
   bool check_header();
+  // Whether `data` could continue a record prefix that has `have` bytes.
+  bool prefix_plausible(std::span<const std::byte> data, std::size_t have) const;
+  std::uint64_t preamble() const { return precopy_ ? kPreambleSize : 0; }
+  // Takes bytes after the base stream: record prefixes and record bytes.
+  Feed feed_records(std::span<const std::byte> data);
+  bool start_record();
 
   const Profile* profile_;
   std::byte header_[kMaxHeader] = {};
   std::uint64_t received_ = 0;
-  std::uint64_t length_ = 0;
+  std::uint64_t length_ = 0;  // of the base stream
   std::optional<Image> image_;
   bool framing_bad_ = false;
   bool bytes_ok_ = true;
+  // Dirty records.
+  std::byte prefix_[kDirtyPrefixSize] = {};
+  std::size_t prefix_have_ = 0;
+  DirtyRange record_;  // the record being received (length 0: none)
+  std::uint64_t record_done_ = 0;
+  std::uint64_t written_ = 0;              // cursor end of the writes applied
+  std::optional<std::uint64_t> gap_from_;  // writes from here on must cover the whole body
+  bool precopy_ = false;                   // the stream began with the pre-copy preamble
+  bool ended_ = false;                     // its trailer arrived
+  std::uint64_t final_ = 0;
 };
 
 }  // namespace vfio::sim

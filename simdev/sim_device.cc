@@ -70,6 +70,8 @@ void set_user_bit(std::byte* bitmap, std::uint64_t i) {
 
 SimDevice::SimDevice(const Profile& profile, SimOptions options)
     : profile_(&profile),
+      options_(options),
+      accrued_at_(std::chrono::steady_clock::now()),
       image_{options.seed, options.state_size.value_or(profile.default_state_size)},
       config_(options.config_size) {
   // Config space: deterministic bytes from the seed under a PCI-looking type 0 header.
@@ -102,10 +104,30 @@ void SimDevice::set_image(Image image) {
 bool SimDevice::mutate() {
   std::lock_guard lock(mu_);
   if (!is_running(state_)) return false;
-  // An open precopy session keeps its snapshot; tracking the change as dirty data is a later
-  // issue.
   image_ = mutated(image_);
   return true;
+}
+
+bool SimDevice::guest_write(std::uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  accrue_locked();
+  if (!is_running(state_) || image_.size == 0) return false;
+  image_.written = std::min(image_.written + bytes, kMaxCursor);
+  return true;
+}
+
+void SimDevice::accrue_locked() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - accrued_at_).count();
+  if (options_.dirty_rate == 0 || !is_running(state_) || image_.size == 0) {
+    accrued_at_ = now;
+    return;
+  }
+  const auto bytes = static_cast<std::uint64_t>(static_cast<unsigned __int128>(ns) *
+                                                options_.dirty_rate / 1'000'000'000);
+  if (bytes == 0) return;  // keep the time: slow rates still add up
+  image_.written = std::min(image_.written + bytes, kMaxCursor);
+  accrued_at_ = now;
 }
 
 std::uint64_t SimDevice::stream_size() const {
@@ -151,6 +173,7 @@ Result<> SimDevice::feature(std::span<std::byte> arg, const FdOpener& open_fd) {
       return feature_device_state(payload, hdr.flags, open_fd);
     case uapi::Feature::kMigDataSize: {
       std::lock_guard lock(mu_);
+      accrue_locked();
       store(payload, uapi::MigDataSize{data_size_locked()});
       return {};
     }
@@ -185,6 +208,7 @@ Result<> SimDevice::feature_device_state(std::span<std::byte> payload, std::uint
   std::optional<SessionId> opened;
   {
     std::lock_guard lock(mu_);
+    accrue_locked();  // the writes made while the device still ran
     const State start = state_;
     while (state_ != target) {
       const auto next = next_arc(state_, target, profile_->mig_flags);
@@ -223,12 +247,16 @@ SimDevice::ArcResult SimDevice::apply_arc(State from, State to) {
   switch (arc_effect(from, to)) {
     case ArcEffect::kOpensSave: {
       const SessionId id = new_session_locked();
-      const std::uint64_t len = stream_length(*profile_, image_);
-      save_ = SaveSession{.id = id,
-                          .image = image_,
-                          .length = len,
-                          .initial_end = len,
-                          .not_ready = profile_->nonblock_eagain};
+      const bool precopy = is_precopy(to) && (options_.framed_precopy || options_.dirty_rate ||
+                                              options_.dirty_per_read);
+      save_ = SaveSession{
+          .id = id,
+          .image = image_,
+          .precopy = precopy,
+          .initial_length = (precopy ? kPreambleSize : 0) + stream_length(*profile_, image_),
+          .record = {},
+          .sent = image_.written,
+          .not_ready = profile_->nonblock_eagain};
       return id;
     }
     case ArcEffect::kOpensResume: {
@@ -281,15 +309,47 @@ Result<> SimDevice::check_session_locked(SessionId id, const char* op) const {
 }
 
 std::uint64_t SimDevice::data_size_locked() const {
-  if (save_ && (state_ == State::kStopCopy || is_precopy(state_)))
-    return save_->length - save_->offset;
+  using Piece = SaveSession::Piece;
+  if (save_ && (state_ == State::kStopCopy || is_precopy(state_))) {
+    const SaveSession& s = *save_;
+    const std::uint64_t trailer = !s.precopy || s.piece == Piece::kDone ? 0
+                                  : s.piece == Piece::kTrailer          ? kTrailerSize - s.offset
+                                                                        : kTrailerSize;
+    return initial_left_locked() + dirty_left_locked() + trailer;
+  }
   return stream_length(*profile_, image_);
 }
 
+std::uint64_t SimDevice::initial_left_locked() const {
+  const SaveSession& s = *save_;
+  return s.piece == SaveSession::Piece::kInitial ? s.initial_length - s.offset : 0;
+}
+
+DirtyRange SimDevice::next_record_locked() const {
+  const SaveSession& s = *save_;
+  // A rewrite (mutate) replaced the seed: the session keeps its snapshot, no dirty data.
+  if (image_.seed != s.image.seed || image_.written <= s.sent) return {};
+  // A writer that lapped the reader: only the last body's worth is still visible.
+  const std::uint64_t from =
+      std::max(s.sent, image_.written - std::min(image_.written, s.image.size));
+  return {from, image_.written - from};
+}
+
+std::uint64_t SimDevice::dirty_left_locked() const {
+  const SaveSession& s = *save_;
+  using Piece = SaveSession::Piece;
+  if (s.piece == Piece::kTrailer || s.piece == Piece::kDone) return 0;
+  std::uint64_t left = 0;
+  if (s.piece == Piece::kRecords && s.record.length)
+    left = dirty_record_length(s.record.length) - s.offset;
+  return left + dirty_record_length(next_record_locked().length);
+}
+
 Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool nonblock) {
+  using Piece = SaveSession::Piece;
   std::uint64_t pos;
   std::size_t n;
-  Image image;
+  SaveSession at;  // what to render, copied out of the lock
   {
     std::lock_guard lock(mu_);
     if (auto ok = check_session_locked(id, "read"); !ok) return std::unexpected(ok.error());
@@ -301,19 +361,62 @@ Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool
     }
     if (buf.empty()) return 0;
     const bool precopy = is_precopy(state_);
-    const std::uint64_t limit = precopy ? s.initial_end : s.length;
-    if (s.offset >= limit) {
-      if (precopy && !profile_->precopy_eof_returns_zero)
-        return fail(ENOMSG, "read: no more precopy data for now");
-      return 0;
+    accrue_locked();
+    // The guest keeps writing while the engine reads: the deterministic dirty rate.
+    if (precopy && options_.dirty_per_read && image_.size)
+      image_.written = std::min(image_.written + options_.dirty_per_read, kMaxCursor);
+    if (s.piece == Piece::kInitial && s.offset == s.initial_length) {
+      s.piece = Piece::kRecords;
+      s.offset = 0;
     }
+    if (s.piece == Piece::kRecords && s.offset == dirty_record_length(s.record.length)) {
+      // The current record is done (or there is none): cut the next from the writes since.
+      if (s.record.length) s.sent = s.record.cursor + s.record.length;
+      s.record = next_record_locked();
+      s.offset = 0;
+      if (!s.record.length) {
+        if (precopy) {
+          if (!profile_->precopy_eof_returns_zero)
+            return fail(ENOMSG, "read: no more precopy data for now");
+          return 0;
+        }
+        // Stopped: the writes are final. A pre-copy session says where they ended.
+        s.piece = s.precopy ? Piece::kTrailer : Piece::kDone;
+      }
+    }
+    if (s.piece == Piece::kTrailer && s.offset == kTrailerSize) s.piece = Piece::kDone;
+    if (s.piece == Piece::kDone) return 0;
+    const std::uint64_t limit = s.piece == Piece::kInitial   ? s.initial_length
+                                : s.piece == Piece::kRecords ? dirty_record_length(s.record.length)
+                                                             : kTrailerSize;
     n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), limit - s.offset));
     pos = s.offset;
     s.offset += n;
-    image = s.image;
+    at = s;
   }
-  // The rendering depends only on (profile, image, offset): no lock needed for the bulk work.
-  render_stream(*profile_, image, pos, buf.first(n));
+  // The rendering depends only on what was copied out: no lock needed for the bulk work.
+  std::span<std::byte> out = buf.first(n);
+  switch (at.piece) {
+    case Piece::kInitial: {
+      const std::uint64_t pre = at.precopy ? kPreambleSize : 0;
+      if (pos < pre) {
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(pre - pos, n));
+        render_preamble(pos, out.first(k));
+        out = out.subspan(k);
+        pos += k;
+      }
+      render_stream(*profile_, at.image, pos - pre, out);
+      break;
+    }
+    case Piece::kRecords:
+      render_dirty_record(at.image, at.record, pos, out);
+      break;
+    case Piece::kTrailer:
+      render_trailer(at.sent, pos, out);
+      break;
+    case Piece::kDone:
+      break;
+  }
   return n;
 }
 
@@ -347,10 +450,10 @@ Result<> SimDevice::precopy_info(SessionId id, uapi::PrecopyInfo& info) {
   if (!save_ || save_->id != id) return fail(EINVAL, "precopy info: not a save session");
   if (!is_precopy(state_))
     return fail(EINVAL, fmt::format("precopy info: device in {}", uapi::state_name(state_)));
-  const SaveSession& s = *save_;
+  accrue_locked();
   info.flags = 0;
-  info.initial_bytes = s.initial_end > s.offset ? s.initial_end - s.offset : 0;
-  info.dirty_bytes = 0;  // dirty data during precopy: later issue
+  info.initial_bytes = initial_left_locked();
+  info.dirty_bytes = dirty_left_locked();
   return {};
 }
 
@@ -467,6 +570,27 @@ void SimDevice::force_state(State state) {
 std::size_t SimDevice::open_sessions() const {
   std::lock_guard lock(mu_);
   return open_.size();
+}
+
+std::vector<std::uint64_t> SimDevice::simulate_dma(std::uint64_t count) {
+  std::lock_guard lock(mu_);
+  std::vector<std::uint64_t> out;
+  if (!logging_) return out;
+  std::uint64_t total = 0;
+  for (const DmaRange& r : log_ranges_) total += r.length / log_page_size_;
+  for (std::uint64_t i = 0; i < count && total; ++i) {
+    std::uint64_t page = mix64(options_.dma_seed * 0x9e3779b97f4a7c15ULL + ++dma_draws_) % total;
+    for (const DmaRange& r : log_ranges_) {
+      const std::uint64_t pages = r.length / log_page_size_;
+      if (page < pages) {
+        out.push_back(r.iova + page * log_page_size_);
+        dirty_.insert(out.back());
+        break;
+      }
+      page -= pages;
+    }
+  }
+  return out;
 }
 
 void SimDevice::mark_dirty(std::uint64_t iova) {

@@ -4,6 +4,7 @@
 // Every method is thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -24,6 +25,17 @@ struct SimOptions {
   std::optional<std::uint64_t> state_size;  // body bytes; unset = the profile's default
   std::uint64_t seed = 1;
   std::uint32_t config_size = 256;
+  // The guest writing device state, so that pre-copy has dirty data to chase: bytes per second
+  // while the device runs (R, RP, PC, PCP), and bytes before every data read in PC/PCP (the
+  // deterministic form, for tests and the fault matrix).
+  std::uint64_t dirty_rate = 0;
+  std::uint64_t dirty_per_read = 0;
+  // Frame pre-copy sessions with a preamble and a trailer (simdev/profile.h), so that a resume
+  // missing the last dirty records is refused. Implied by either dirty rate; without it a
+  // pre-copy session streams exactly as the real drivers do.
+  bool framed_precopy = false;
+  // Seeds the pages the device DMA-writes into guest memory (simulate_dma).
+  std::uint64_t dma_seed = 1;
 };
 
 class SimDevice {
@@ -39,8 +51,12 @@ class SimDevice {
   Image image() const;  // the committed device state
   void set_image(Image image);
   // The guest changed device state. Applies only while the device runs (R, RP, PC, PCP);
-  // returns whether it did.
+  // returns whether it did. A rewrite during a save session is not tracked: the session keeps
+  // its snapshot.
   bool mutate();
+  // The guest wrote `bytes` of device state (Image::written), while the device runs; returns
+  // whether it did. An open pre-copy session sends them as dirty data.
+  bool guest_write(std::uint64_t bytes);
   std::uint64_t stream_size() const;  // stream length of the current image
 
   // VFIO_DEVICE_FEATURE on `arg` (header + payload), with the kernel's checks and errnos.
@@ -65,6 +81,10 @@ class SimDevice {
   // Test hook standing in for device DMA: marks the page holding `iova` dirty if logging is on
   // and `iova` lies in a logged range.
   void mark_dirty(std::uint64_t iova);
+  // The device DMA-writes `count` pages of the logged ranges, picked by a generator seeded with
+  // SimOptions::dma_seed; returns their iovas (page-aligned, in write order). Nothing when
+  // logging is off.
+  std::vector<std::uint64_t> simulate_dma(std::uint64_t count);
 
   // Fault-injection hooks (faults/sim_hooks.h). force_state: the device is now in `state`, as a
   // failing arc can leave it; a save or resume session survives only in a state that has one.
@@ -73,15 +93,20 @@ class SimDevice {
   std::size_t open_sessions() const;
 
  private:
+  // A save session streams the image as it was when the session opened (the initial data),
+  // then dirty records of the guest's writes since, one record at a time.
+  // A session opened in PRE_COPY adds a preamble before and a trailer after (profile.h).
   struct SaveSession {
+    enum class Piece { kInitial, kRecords, kTrailer, kDone };
     SessionId id;
     Image image;  // snapshot taken when the session opened
-    std::uint64_t offset = 0;
-    std::uint64_t length = 0;
-    // End of the initial precopy data; today the whole stream. Dirty data produced during
-    // precopy (a later issue) will be reported and read beyond it.
-    std::uint64_t initial_end = 0;
-    bool not_ready = false;  // nonblock_eagain: the next O_NONBLOCK read finds nothing yet
+    bool precopy = false;
+    std::uint64_t initial_length = 0;  // preamble and stream of `image`
+    Piece piece = Piece::kInitial;
+    std::uint64_t offset = 0;  // into the current piece
+    DirtyRange record;         // the dirty record being read (length 0: none)
+    std::uint64_t sent = 0;    // writes up to this cursor are covered by data already cut
+    bool not_ready = false;    // nonblock_eagain: the next O_NONBLOCK read finds nothing yet
   };
   struct ResumeSession {
     SessionId id;
@@ -105,12 +130,22 @@ class SimDevice {
   Result<> dma_logging_start(std::span<std::byte> payload);
   Result<> dma_logging_report(std::span<std::byte> payload);
   std::uint64_t data_size_locked() const;
+  // Guest writes since the last call, at dirty_rate, while the device runs.
+  void accrue_locked();
+  // Initial bytes left, and dirty bytes (current record and writes not cut yet) of save_.
+  std::uint64_t initial_left_locked() const;
+  std::uint64_t dirty_left_locked() const;
+  // The next record of writes not yet cut; length 0 when there are none.
+  DirtyRange next_record_locked() const;
   SessionId new_session_locked();
   // ENODEV for a stale session, EBADF for one never issued or already released.
   Result<> check_session_locked(SessionId id, const char* op) const;
 
   const Profile* profile_;
+  SimOptions options_;
   mutable std::mutex mu_;
+  std::chrono::steady_clock::time_point accrued_at_;
+  std::uint64_t dma_draws_ = 0;
   uapi::State state_ = uapi::State::kRunning;
   Image image_;
   std::vector<std::byte> config_;

@@ -121,6 +121,27 @@ TEST_F(ProgramTest, MigrateWithVerify) {
   EXPECT_NE(r.out.find("verified"), std::string::npos);
 }
 
+TEST_F(ProgramTest, MigrateSeveralPairsWithPrecopy) {
+  auto r = run({"migrate", "--verify", "--switchover-ack", "--downtime-ms", "1",
+                "sim:mlx5,size=2M,dirty=16K/read", "sim:mlx5,size=2M", "sim:plain,size=1M",
+                "sim:plain,size=1M", "--json", path("multi.json")});
+  ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
+  EXPECT_NE(r.out.find("pre-copy:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verified"), std::string::npos);
+  std::ifstream json(path("multi.json"));
+  std::string text((std::istreambuf_iterator<char>(json)), {});
+  EXPECT_NE(text.find("\"precopy_iterations\": "), std::string::npos);
+
+  auto odd = run({"migrate", "sim:p2p", "sim:p2p", "sim:p2p"});
+  EXPECT_EQ(odd.code, kExitUsage);
+  auto blocked = run({"migrate", "sim:stopcopy,size=64K", "sim:stopcopy,size=64K",
+                      "sim:stopcopy,size=64K", "sim:stopcopy,size=64K"});
+  EXPECT_EQ(blocked.code, kExitFailed);
+  EXPECT_NE(blocked.err.find("multiple VFIO devices"), std::string::npos) << blocked.err;
+  auto bad = run({"migrate", "--precopy", "sometimes", "sim:p2p", "sim:p2p"});
+  EXPECT_EQ(bad.code, kExitUsage);
+}
+
 // The issue's own example: two default mlx5 devices (256 MiB), over FUSE when it is usable.
 TEST_F(ProgramTest, MigrateTwoDefaultMlx5Devices) {
   auto r = run({"migrate", "--verify", "sim:mlx5", "sim:mlx5"});

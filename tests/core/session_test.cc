@@ -173,8 +173,9 @@ TEST(Session, CancelStopsAtTheNextBlock) {
 }
 
 TEST(Session, BlockersRefuseToStart) {
-  auto a = testing::make_sim("p2p", 4096, 1);
-  auto b = testing::make_sim("p2p", 4096, 2);
+  // Without P2P several devices cannot be quiesced before one stops: the reference's blocker.
+  auto a = testing::make_sim("stopcopy", 4096, 1);
+  auto b = testing::make_sim("stopcopy", 4096, 2);
   Session disabled;
   disabled.add_device(*a.device, "a", /*enable_migration=*/false);
   MemoryChannel out;

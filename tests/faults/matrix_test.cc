@@ -46,6 +46,32 @@ TEST(Matrix, MigrateOnMlx5AndCancelOnMttyFindNoFailures) {
   EXPECT_EQ(first, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
 }
 
+TEST(Matrix, PrecopyAndP2pMultiOnMttyFindNoFailures) {
+  // mtty is the small one: its 72-byte state keeps these quick in ctest.
+  MatrixOptions o;
+  o.scenarios = {Scenario::kPrecopy, Scenario::kP2pMulti};
+  o.profiles = {"mtty"};
+  o.random = 10;
+  o.seed = 5;
+  auto r = run_matrix(o);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(tally(*r).failed, 0u) << failures(*r);
+  EXPECT_GE(r->cases.size(), 300u);
+}
+
+TEST(Matrix, ScenariosSkipProfilesWithoutTheirFlags) {
+  CaseConfig cfg;
+  cfg.profile = "stopcopy";
+  for (auto s : {Scenario::kPrecopy, Scenario::kP2pMulti}) {
+    auto e = enumerate_cases(s, cfg, true, 5, 1);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->cases.empty());
+  }
+  cfg.profile = "p2p";  // P2P without PRE_COPY
+  EXPECT_TRUE(enumerate_cases(Scenario::kPrecopy, cfg, true, 0, 1)->cases.empty());
+  EXPECT_FALSE(enumerate_cases(Scenario::kP2pMulti, cfg, true, 0, 1)->cases.empty());
+}
+
 TEST(Matrix, CaseIdsAreStableAndFindable) {
   CaseConfig cfg;
   cfg.profile = "p2p";
