@@ -8,22 +8,10 @@
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/conformance.h"
+#include "core/json_text.h"
 
 namespace vfio::cli {
 namespace {
-
-std::string json_escape(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += fmt::format("\\{}", c);
-    else if (static_cast<unsigned char>(c) < 0x20)
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    else
-      out += c;
-  }
-  return out + "\"";
-}
 
 // Table cells: failures stand out, the rest stays quiet.
 std::string_view verdict_cell(Verdict v) {
@@ -58,15 +46,15 @@ Result<> write_report_json(const ConformanceReport& r, const std::string& path) 
   for (const auto& c : r.checks) {
     if (!checks.empty()) checks += ",\n";
     checks += fmt::format("    {{\"id\": {}, \"group\": {}, \"verdict\": {}, \"detail\": {}}}",
-                          json_escape(c.id), json_escape(c.group),
-                          json_escape(verdict_name(c.verdict)), json_escape(c.detail));
+                          json_quote(c.id), json_quote(c.group),
+                          json_quote(verdict_name(c.verdict)), json_quote(c.detail));
   }
   const auto n = r.counts();
   const std::string out = fmt::format(
       "{{\n  \"command\": \"conform\",\n  \"device\": {},\n  \"migration_flags\": {},\n"
       "  \"ok\": {},\n  \"summary\": {{\"checks\": {}, \"passed\": {}, \"failed\": {}, "
       "\"deviations\": {}, \"skipped\": {}}},\n  \"checks\": [\n{}\n  ]\n}}\n",
-      json_escape(r.device), r.mig_flags, n.failed ? "false" : "true", n.checks, n.passed, n.failed,
+      json_quote(r.device), r.mig_flags, n.failed ? "false" : "true", n.checks, n.passed, n.failed,
       n.deviations, n.skipped, checks);
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (!f) return fail_errno("cannot write " + path);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/args.h"
+#include "core/json_text.h"
 
 namespace vfio::cli {
 namespace {
@@ -22,24 +23,11 @@ std::string phase_line(const Report& r) {
   return out;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += fmt::format("\\{}", c);
-    else if (static_cast<unsigned char>(c) < 0x20)
-      out += fmt::format("\\u{:04x}", c);
-    else
-      out += c;
-  }
-  return out + "\"";
-}
-
 std::string json_report(const Report& r) {
   std::string phases;
   for (const auto& p : r.phases) {
     if (!phases.empty()) phases += ", ";
-    phases += fmt::format("{}: {:.6f}", json_string(phase_name(p.phase)), seconds(p.elapsed));
+    phases += fmt::format("{}: {:.6f}", json_quote(phase_name(p.phase)), seconds(p.elapsed));
   }
   double total = seconds(r.total);
   return fmt::format(
@@ -90,13 +78,13 @@ Result<> write_json(const Summary& s, const std::string& path) {
   std::string facts;
   for (const auto& [key, value] : s.facts) {
     if (!facts.empty()) facts += ", ";
-    facts += fmt::format("{}: {}", json_string(key), json_string(value));
+    facts += fmt::format("{}: {}", json_quote(key), json_quote(value));
   }
   std::string out = fmt::format(
       "{{\"command\": {}, \"ok\": {}, \"error\": {}, \"errno\": {}, \"source\": {}, "
       "\"destination\": {}, \"verified\": {}, \"facts\": {{{}}}}}\n",
-      json_string(s.command), s.error ? "false" : "true",
-      s.error ? json_string(s.error->describe()) : "null", s.error ? s.error->code : 0,
+      json_quote(s.command), s.error ? "false" : "true",
+      s.error ? json_quote(s.error->describe()) : "null", s.error ? s.error->code : 0,
       s.source ? json_report(*s.source) : "null",
       s.destination ? json_report(*s.destination) : "null",
       s.verified ? (*s.verified ? "true" : "false") : "null", facts);

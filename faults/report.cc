@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_text.h"
+
 namespace vfio::faults {
 namespace {
 
@@ -34,19 +36,6 @@ std::string xml(std::string_view s) {
     }
   }
   return out;
-}
-
-std::string json(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += fmt::format("\\{}", c);
-    else if (static_cast<unsigned char>(c) < 0x20)
-      out += fmt::format("\\u{:04x}", c);
-    else
-      out += c;
-  }
-  return out + "\"";
 }
 
 std::string suite_of(const CaseResult& c) {
@@ -194,7 +183,7 @@ Result<> write_json(const MatrixResult& r, const std::string& path) {
   for (const auto& c : r.cases) {
     auto list = [](const std::vector<std::string>& v) {
       std::string s = "[";
-      for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json(v[i]);
+      for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_quote(v[i]);
       return s + "]";
     };
     std::vector<std::string> fired;
@@ -203,10 +192,11 @@ Result<> write_json(const MatrixResult& r, const std::string& path) {
         "{}  {{\"id\": {}, \"scenario\": {}, \"profile\": {}, \"operation\": {}, \"fault\": {}, "
         "\"plan\": {}, \"verdict\": {}, \"error\": {}, \"problems\": {}, \"notes\": {}, "
         "\"fired\": {}, \"seconds\": {:.6f}, \"reproduce\": {}}}",
-        first ? "" : ",\n", json(c.spec.id), json(scenario_name(c.spec.scenario)),
-        json(c.config.profile), json(c.spec.operation), json(c.spec.fault), json(c.spec.plan),
-        json(verdict_name(c.judgement.verdict)), json(c.error), list(c.judgement.problems),
-        list(c.judgement.notes), list(fired), seconds(c.elapsed), json(c.repro));
+        first ? "" : ",\n", json_quote(c.spec.id), json_quote(scenario_name(c.spec.scenario)),
+        json_quote(c.config.profile), json_quote(c.spec.operation), json_quote(c.spec.fault),
+        json_quote(c.spec.plan), json_quote(verdict_name(c.judgement.verdict)), json_quote(c.error),
+        list(c.judgement.problems), list(c.judgement.notes), list(fired), seconds(c.elapsed),
+        json_quote(c.repro));
     first = false;
   }
   j += "\n]}\n";

@@ -15,6 +15,7 @@
 #include "cli/device_arg.h"
 #include "core/feature.h"
 #include "core/state_machine.h"
+#include "tests/cli/cli_run.h"
 
 namespace vfio::cli {
 namespace {
@@ -376,31 +377,10 @@ TEST(Conformance, SmallBuffersGiveTheSameVerdicts) {
   EXPECT_EQ(report->counts().failed, 0u) << failures(*report);
 }
 
-// The command, in process.
-struct Run {
-  int code;
-  std::string out, err;
-};
+using testing::run;
 
-Run run(std::vector<std::string> args) {
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  int code = run_program(args);
-  std::string out = ::testing::internal::GetCapturedStdout();
-  std::string err = ::testing::internal::GetCapturedStderr();
-  return {code, out, err};
-}
-
-class ConformCommand : public ::testing::Test {
+class ConformCommand : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("vfio-mig-conform-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) { return (dir_ / name).string(); }
   static std::string slurp(const std::string& p) {
     std::ifstream in(p);
     return std::string((std::istreambuf_iterator<char>(in)), {});
@@ -410,7 +390,6 @@ class ConformCommand : public ::testing::Test {
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
     return n;
   }
-  std::filesystem::path dir_;
 };
 
 TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {

@@ -8,36 +8,13 @@
 #include <fstream>
 
 #include "cli/commands.h"
+#include "tests/cli/cli_run.h"
 
 namespace vfio::cli {
 namespace {
 
-struct Run {
-  int code;
-  std::string out, err;
-};
-
-Run run(std::vector<std::string> args) {
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  int code = run_program(args);
-  std::string out = ::testing::internal::GetCapturedStdout();
-  std::string err = ::testing::internal::GetCapturedStderr();
-  return {code, out, err};
-}
-
-class ProgramTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("vfio-mig-cli-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) { return (dir_ / name).string(); }
-  std::filesystem::path dir_;
-};
+using testing::run;
+using ProgramTest = testing::TempDirTest;
 
 TEST_F(ProgramTest, HelpAndVersion) {
   auto help = run({"--help"});
