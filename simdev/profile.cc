@@ -19,6 +19,8 @@ constexpr std::array kProfiles = {
         .description = "kernel sample mtty: 96-byte state, 0 at precopy EOF, EFAULT on bad header",
         .mig_flags = kAllFlags,
         .default_state_size = 72,
+        // Real mtty sets log_ops (no-ops): DMA logging is advertised and argument-checked.
+        .dma_logging = true,
         .format = StreamFormat::kMtty,
         .precopy_eof_returns_zero = true,
         .bad_header_errno = EFAULT,

@@ -77,9 +77,9 @@ TEST(DmaLogging, DirectionsAndSupport) {
   EXPECT_EQ(call(dev, uapi::Feature::kDmaLoggingReport, uapi::kFeatureSet, rep), EINVAL);
   uapi::DmaLoggingControl c{};
   EXPECT_EQ(call(dev, uapi::Feature::kDmaLoggingStart, uapi::kFeatureGet, c), EINVAL);
-  SimDevice mtty(*find_profile("mtty"), {});
-  EXPECT_EQ(start(mtty, kPage, {{0, kPage}}), ENOTTY);
-  EXPECT_EQ(stop(mtty), ENOTTY);
+  SimDevice stop_copy_only(*find_profile("stopcopy"), {.state_size = 4096});
+  EXPECT_EQ(start(stop_copy_only, kPage, {{0, kPage}}), ENOTTY);
+  EXPECT_EQ(stop(stop_copy_only), ENOTTY);
 }
 
 TEST(DmaLogging, ReportChecksAndBitmap) {
