@@ -384,6 +384,7 @@ ResumeValidator::Feed ResumeValidator::feed(std::span<const std::byte> data) {
       }
       received_ += n;
       data = data.subspan(n);
+      if (received_ < kPreambleSize) return Feed::kOk;  // the rest of the preamble comes later
     }
   }
   if (!image_) {
