@@ -410,8 +410,9 @@ TEST_F(SimMountTest, StaleMountOfAKilledProcessIsCleaned) {
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   ASSERT_FALSE(mp.empty()) << "the child could not mount";
-  ASSERT_TRUE(is_mounted(mp));
-  EXPECT_FALSE(fuse_cleanup::owner_alive(mp));
+  // ctest runs other FUSE tests in parallel processes, and their create() cleans stale mounts
+  // too: the dead child's mount may already be gone, which is the behaviour under test as well.
+  if (is_mounted(mp)) EXPECT_FALSE(fuse_cleanup::owner_alive(mp));
 
   auto another = SimMount::create();  // cleans up before mounting
   ASSERT_TRUE(another);
