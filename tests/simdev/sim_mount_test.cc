@@ -412,7 +412,9 @@ TEST_F(SimMountTest, StaleMountOfAKilledProcessIsCleaned) {
   ASSERT_FALSE(mp.empty()) << "the child could not mount";
   // ctest runs other FUSE tests in parallel processes, and their create() cleans stale mounts
   // too: the dead child's mount may already be gone, which is the behaviour under test as well.
-  if (is_mounted(mp)) EXPECT_FALSE(fuse_cleanup::owner_alive(mp));
+  if (is_mounted(mp)) {
+    EXPECT_FALSE(fuse_cleanup::owner_alive(mp));
+  }
 
   auto another = SimMount::create();  // cleans up before mounting
   ASSERT_TRUE(another);
