@@ -51,6 +51,7 @@ def main(path, out):
         elif f["kind"] in ("memcpy", "pipe"):
             baselines[f["kind"]][f["buffer"]] = gbs
 
+    write_downtime_chart(data["benchmarks"], out)
     charts = sorted({(p, s) for (_, p, s) in series})
     for profile, state in charts:
         lines = {label: pts for (label, p, s), pts in series.items() if p == profile and s == state}
@@ -91,6 +92,41 @@ set grid
 plot {plots}
 """
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def write_downtime_chart(benchmarks, out):
+    """downtime/{stopcopy,precopy}/state:N/dirty:RATE -> downtime (ms) against dirty rate."""
+    lines = defaultdict(dict)
+    for b in benchmarks:
+        parts = b["name"].split("/")
+        if parts[0] != "downtime" or "downtime_ms" not in b or b.get("error_occurred"):
+            continue
+        fields = dict(p.split(":", 1) for p in parts if ":" in p)
+        rate = int(fields["dirty"]) / (1 << 20)
+        lines[f"{parts[1]} (state {human(int(fields['state']))}B)"][rate] = b["downtime_ms"]
+    if not lines:
+        return
+    stem = os.path.join(out, "downtime")
+    labels = sorted(lines)
+    rates = sorted({r for pts in lines.values() for r in pts})
+    with open(stem + ".dat", "w") as f:
+        for r in rates:
+            f.write(" ".join([f"{r:g}"] + [f"{lines[l][r]:.3f}" if r in lines[l] else "NaN" for l in labels]) + "\n")
+    plots = ", ".join(f"'{stem}.dat' using 1:{i + 2} with linespoints title '{l}'" for i, l in enumerate(labels))
+    for term, ext in (("pngcairo size 1000,600", "png"), ("svg size 1000,600", "svg")):
+        script = f"""
+set terminal {term} noenhanced
+set output '{stem}.{ext}'
+set title 'vfio-mig downtime against the guest dirty rate, with and without pre-copy'
+set xlabel 'guest writes to device state (MiB/s)'
+set ylabel 'downtime (ms)'
+set logscale y
+set key outside right
+set grid
+plot {plots}
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.remove(stem + ".dat")
 
 
 def write_table(path, series, baselines, rss, context):
