@@ -65,26 +65,27 @@ Result<ParsedArgs> parse_args(const CommandSpec& spec, std::span<const std::stri
       option = find_short(spec, arg[1]);
     }
     if (!option) {
-      return usage(fmt::format("{}: unknown option '{}' (see 'vfio-mig {} --help')", spec.name, arg,
-                               spec.name));
+      return usage(fmt::format("unknown option '{}' (see 'vfio-mig {} --help')", arg, spec.name));
     }
     std::string key(option->name);
+    if (!option->value_name.empty() && parsed.has(key)) {
+      return usage(fmt::format("--{} given twice (it takes one value)", key));
+    }
     if (option->value_name.empty()) {
-      if (inline_value) return usage(fmt::format("{}: --{} takes no value", spec.name, key));
+      if (inline_value) return usage(fmt::format("--{} takes no value", key));
       parsed.values[key] = "";
     } else if (inline_value) {
       parsed.values[key] = *inline_value;
     } else if (i + 1 < args.size()) {
       parsed.values[key] = args[++i];
     } else {
-      return usage(fmt::format("{}: --{} needs a value ({})", spec.name, key, option->value_name));
+      return usage(fmt::format("--{} needs a value ({})", key, option->value_name));
     }
   }
   if (parsed.has("help")) return parsed;
   auto n = parsed.positionals.size();
   if (n < spec.min_positionals || n > spec.max_positionals) {
-    return usage(fmt::format("{}: expected {}, got {} argument{} (see 'vfio-mig {} --help')",
-                             spec.name,
+    return usage(fmt::format("expected {}, got {} argument{} (see 'vfio-mig {} --help')",
                              spec.positionals.empty() ? "no arguments" : spec.positionals, n,
                              n == 1 ? "" : "s", spec.name));
   }
@@ -94,6 +95,10 @@ Result<ParsedArgs> parse_args(const CommandSpec& spec, std::span<const std::stri
 Result<std::uint64_t> parse_uint(std::string_view text) {
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc::result_out_of_range) {
+    return usage(fmt::format("'{}' is too large (at most {})", text,
+                             std::numeric_limits<std::uint64_t>::max()));
+  }
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
     return usage(fmt::format("'{}' is not a non-negative integer", text));
   }
@@ -119,14 +124,24 @@ Result<std::uint64_t> parse_size(std::string_view text) {
     shift = 30;
   else if (unit == "T" || unit == "t")
     shift = 40;
-  auto number = parse_uint(text.substr(0, digits));
-  if (shift < 0 || !number) {
+  if (shift < 0 || digits == 0) {
     return usage(fmt::format("'{}' is not a size (examples: 4096, 64K, 256M, 1G)", text));
   }
-  if (*number > (std::numeric_limits<std::uint64_t>::max() >> shift)) {
+  // All digits: parse_uint fails only on overflow.
+  auto number = parse_uint(text.substr(0, digits));
+  if (!number || *number > (std::numeric_limits<std::uint64_t>::max() >> shift)) {
     return usage(fmt::format("size '{}' is too large", text));
   }
   return *number << shift;
+}
+
+Result<std::uint64_t> parse_size(std::string_view text, std::uint64_t max, std::string_view what) {
+  auto size = parse_size(text);
+  if (!size) return usage(fmt::format("{}: {}", what, size.error().message));
+  if (*size > max) {
+    return usage(fmt::format("{}: {} is above the maximum of {}", what, text, format_size(max)));
+  }
+  return size;
 }
 
 std::string format_size(std::uint64_t bytes) {

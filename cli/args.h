@@ -26,6 +26,8 @@ struct CommandSpec {
   std::string_view positionals;  // for the usage line, e.g. "SRC DST"
   std::size_t min_positionals = 0;
   std::size_t max_positionals = 0;
+  // The first line is the overview's one-line summary, a whole sentence; 'COMMAND --help' shows
+  // all of it.
   std::string_view summary;
   std::vector<OptionSpec> options;
 };
@@ -40,11 +42,15 @@ class ParsedArgs {
 };
 
 // Parses `args` (without the program and subcommand names). `--help` is left to the caller
-// as the flag "help". Errors have code EINVAL and a message fit for one line.
+// as the flag "help". Errors have code EINVAL and a message fit for one line (the caller names
+// the command). A value option given twice is an error.
 Result<ParsedArgs> parse_args(const CommandSpec& spec, std::span<const std::string> args);
 
 // "4096", "64K", "256M", "1G", "1GiB": a byte count (binary units).
 Result<std::uint64_t> parse_size(std::string_view text);
+// The same with an upper bound; errors start with `what` (e.g. "--size") and name the bound.
+Result<std::uint64_t> parse_size(std::string_view text, std::uint64_t max, std::string_view what);
+// A decimal number that fits 64 bits; an overflow is an error, not a wrap.
 Result<std::uint64_t> parse_uint(std::string_view text);
 // 268435456 -> "256 MiB"; non-round numbers get one decimal.
 std::string format_size(std::uint64_t bytes);

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/conformance.h"
 #include "core/json_text.h"
+#include "core/untrusted_text.h"
 
 namespace vfio::cli {
 namespace {
@@ -35,7 +36,7 @@ void print_table(const ConformanceReport& r, bool failures_only) {
       if (c.group != g || (failures_only && c.verdict != Verdict::kFail)) continue;
       if (!header) fmt::print("\n{}\n", g);
       header = true;
-      fmt::print("  {:<38} {:<9} {}\n", c.id, verdict_cell(c.verdict), c.detail);
+      fmt::print("  {:<38} {:<9} {}\n", c.id, verdict_cell(c.verdict), printable(c.detail));
     }
   }
   if (!failures_only || r.counts().failed) fmt::print("\n");
@@ -79,7 +80,7 @@ int run_conform(const ParsedArgs& args) {
   auto opened = open_arg(args.positionals[0], 0);
   if (!opened.device) {
     if (opened.usage) return usage_error("conform", opened.device.error());
-    fmt::print(stderr, "vfio-mig conform: {}\n", opened.device.error().describe());
+    print_error("conform", opened.device.error().describe());
     return kExitFailed;
   }
   // The simulator checks every byte it is given, so accepting a corrupted stream is a bug there;
@@ -89,14 +90,14 @@ int run_conform(const ParsedArgs& args) {
 
   auto report = check_conformance(*opened.device->device, options);
   if (!report) {
-    fmt::print(stderr, "vfio-mig conform: {}\n", report.error().describe());
+    print_error("conform", report.error().describe());
     return kExitFailed;
   }
   print_table(*report, args.has("quiet"));
   fmt::print("{}\n", summary_line(report->counts()));
   if (auto path = args.value("json")) {
     if (auto w = write_report_json(*report, *path); !w) {
-      fmt::print(stderr, "vfio-mig conform: {}\n", w.error().describe());
+      print_error("conform", w.error().describe());
       return kExitFailed;
     }
   }

@@ -16,6 +16,7 @@ int run_demo(const ParsedArgs& args) {
   std::string profile = args.value("profile").value_or("mlx5");
   std::string size = args.value("size").value_or("256M");
   std::string dirty = args.value("dirty").value_or("64M");
+  if (auto s = parse_state_size(size, "--size"); !s) return usage_error("demo", s.error());
   const sim::Profile* p = sim::find_profile(profile);
   const bool precopy =
       p && (p->mig_flags & uapi::kMigrationPreCopy) && setup->session.migration.precopy;

@@ -4,12 +4,12 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "core/feature.h"
+#include "core/untrusted_text.h"
 #include "faults/fault_device.h"
 #include "faults/matrix.h"
 #include "faults/report.h"
@@ -22,7 +22,7 @@ namespace {
 using faults::Side;
 
 int failed(std::string_view what) {
-  fmt::print(stderr, "vfio-mig faults: {}\n", what);
+  print_error("faults", what);
   return kExitFailed;
 }
 
@@ -57,8 +57,9 @@ Result<faults::CaseConfig> case_config(const ParsedArgs& args) {
       return fail(EINVAL, fmt::format("--transport is direct or fuse, not '{}'", *t));
   }
   if (auto s = args.value("size")) {
-    auto v = parse_size(*s);
-    if (!v || *v == 0) return fail(EINVAL, fmt::format("bad --size '{}'", *s));
+    auto v = parse_state_size(*s, "--size");
+    if (!v) return std::unexpected(v.error());
+    if (*v == 0) return fail(EINVAL, "--size: a case needs some device state, not 0");
     cfg.state_size = *v;
   }
   if (auto b = args.value("buffer-size")) {
@@ -109,10 +110,14 @@ int run_matrix_command(const ParsedArgs& args) {
   for (auto [name, field] : {std::pair{"random", &options.random}, {"seed", &options.seed}}) {
     if (auto v = args.value(name)) {
       auto n = parse_uint(*v);
-      if (!n) return usage_error("faults", Error{EINVAL, fmt::format("bad --{} '{}'", name, *v)});
+      if (!n) return usage_error("faults", Error{EINVAL, fmt::format("--{}: {}", name, n.error().message)});
       *field = *n;
     }
   }
+  if (options.random > faults::kMaxRandomCases)
+    return usage_error("faults", Error{EINVAL, fmt::format("--random: at most {} cases, not {}",
+                                                           faults::kMaxRandomCases,
+                                                           options.random)});
   if (args.has("random") && !args.has("case")) options.systematic = args.has("systematic");
   if (auto j = args.value("jobs")) {
     auto n = parse_uint(*j);
@@ -129,7 +134,11 @@ int run_matrix_command(const ParsedArgs& args) {
   auto shard = shard_of(args);
   if (!shard) return usage_error("faults", shard.error());
   std::tie(options.shard_index, options.shard_count) = *shard;
-  if (auto c = args.value("case")) options.only_case = *c;
+  if (auto c = args.value("case")) {
+    if (c->starts_with("random."))
+      if (auto id = faults::parse_random_case_id(*c); !id) return usage_error("faults", id.error());
+    options.only_case = *c;
+  }
 
   if (args.has("record") || args.has("list")) {
     for (const auto& profile : options.profiles) {
@@ -175,11 +184,7 @@ Result<std::string> plan_text(const ParsedArgs& args, std::string& origin) {
     return *f;
   }
   origin = *args.value("plan");
-  std::ifstream in(origin, std::ios::binary);
-  if (!in) return fail(ENOENT, fmt::format("cannot open plan {}", origin));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return faults::read_plan_file(origin);
 }
 
 // One migration SRC -> DST under the plan; for simulated devices the oracles judge it too.
@@ -189,8 +194,9 @@ int run_plan_command(const ParsedArgs& args) {
   std::string origin;
   std::string text;
   if (args.has("plan") || args.has("fault")) {
+    // A plan that cannot be read is bad input, like one that does not parse.
     auto t = plan_text(args, origin);
-    if (!t) return failed(t.error().message);
+    if (!t) return usage_error("faults", t.error());
     text = *t;
   }
   auto plan = faults::parse_plan(text, origin);
@@ -237,14 +243,15 @@ int run_plan_command(const ParsedArgs& args) {
   }
   for (const auto& f : injector.fired()) fmt::print("{}\n", f.describe());
   if (injector.fired().empty() && !text.empty()) fmt::print("no fault fired\n");
-  fmt::print("migration: {}\n", m.outcome ? "success" : "failed: " + m.outcome.error().describe());
+  fmt::print("migration: {}\n",
+             m.outcome ? "success" : "failed: " + printable(m.outcome.error().describe()));
   if (!devs[0].model || !devs[1].model) return m.outcome ? kExitOk : kExitFailed;
 
   // Both simulated: judge the run as the matrix would.
   o.success = m.outcome.has_value();
   if (!m.outcome) o.error = m.outcome.error().message;
   o.destination_loaded = m.loaded.has_value();
-  o.stream = faults::check_stream(m.wire);
+  o.stream = m.stream;
   auto observe = [](faults::DeviceEnd& end, OpenedDevice& d, Session& s) {
     end.present = true;
     if (Migration* mig = s.migration(0)) {
@@ -268,8 +275,8 @@ int run_plan_command(const ParsedArgs& args) {
   for (const auto& f : injector.fired())
     if (f.op == "send") o.stream_mangled = true;  // conservative: any send fault may alter it
   auto j = faults::judge(o);
-  for (const auto& p : j.problems) fmt::print("oracle: {}\n", p);
-  for (const auto& n : j.notes) fmt::print("note: {}\n", n);
+  for (const auto& p : j.problems) fmt::print("oracle: {}\n", printable(p));
+  for (const auto& n : j.notes) fmt::print("note: {}\n", printable(n));
   fmt::print("verdict: {}\n", faults::verdict_name(j.verdict));
   return j.verdict == faults::Verdict::kFail ? kExitFailed : kExitOk;
 }

@@ -18,7 +18,7 @@ std::variant<OpenedDevice, int> open_or_exit(std::string_view command, std::stri
   auto opened = open_arg(text, index);
   if (opened.device) return std::move(*opened.device);
   if (opened.usage) return usage_error(command, opened.device.error());
-  fmt::print(stderr, "vfio-mig {}: {}\n", command, opened.device.error().describe());
+  print_error(command, opened.device.error().describe());
   return kExitFailed;
 }
 

@@ -54,7 +54,7 @@ int finish(const Summary& summary, const ParsedArgs& args) {
   print_summary(summary);
   if (auto path = args.value("json")) {
     if (auto w = write_json(summary, *path); !w) {
-      fmt::print(stderr, "vfio-mig {}: {}\n", summary.command, w.error().describe());
+      print_error(summary.command, w.error().describe());
       return kExitFailed;
     }
   }

@@ -32,7 +32,10 @@ int run_migrate(const ParsedArgs& args);
 int run_faults(const ParsedArgs& args);
 int run_conform(const ParsedArgs& args);
 
-// Prints "vfio-mig CMD: message" on stderr and returns kExitUsage.
+// Prints "vfio-mig CMD: message" on stderr, the message made printable (core/untrusted_text.h:
+// it may quote a stream or a device).
+void print_error(std::string_view command, std::string_view message);
+// print_error(command, e.message), then returns kExitUsage.
 int usage_error(std::string_view command, const Error& e);
 
 }  // namespace vfio::cli

@@ -39,7 +39,9 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
     std::string_view key = option.substr(0, eq);
     std::string_view value = eq == std::string_view::npos ? "" : option.substr(eq + 1);
     Result<std::uint64_t> number = fail(EINVAL, "");
-    if (key == "size" && (number = parse_size(value))) {
+    if (key == "size") {
+      number = parse_state_size(value, "size");
+      if (!number) return fail(EINVAL, fmt::format("'{}': {}", text, number.error().message));
       sim.state_size = *number;
     } else if (key == "seed" && (number = parse_uint(value)) && *number != 0) {
       sim.seed = *number;
@@ -92,6 +94,10 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
 }
 
 }  // namespace
+
+Result<std::uint64_t> parse_state_size(std::string_view text, std::string_view what) {
+  return parse_size(text, sim::kMaxDeclaredSize, what);
+}
 
 Result<DeviceArg> parse_device_arg(std::string_view text) {
   DeviceArg spec{std::string(text), std::nullopt};

@@ -38,6 +38,11 @@ struct DeviceArg {
 
 Result<DeviceArg> parse_device_arg(std::string_view text);
 
+// A simulated device's state size (sim:...,size=SIZE, demo --size, faults --size): at most
+// sim::kMaxDeclaredSize (64 GiB), the largest state a simulated destination accepts. Errors start
+// with `what`.
+Result<std::uint64_t> parse_state_size(std::string_view text, std::string_view what);
+
 struct OpenedDevice {
   // FUSE-served devices: the mount serving them, shared by every device of the process and
   // unmounted with the last one. Declared first so that it outlives the device.

@@ -1,8 +1,12 @@
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.h"
+#include "core/untrusted_text.h"
 
 namespace vfio::cli {
 namespace {
@@ -24,8 +28,8 @@ const Command kCommands[] = {
       "",
       0,
       0,
-      "Migrates a simulated device to a second one in this process and verifies the\n"
-      "destination byte for byte. The main job; needs no hardware.",
+      "Migrates a simulated device to a second one and verifies it byte for byte.\n"
+      "Both devices live in this process: the main job, needs no hardware.",
       {{"profile", "NAME", "simulated device profile (default mlx5)"},
        {"size", "SIZE", "device state size (default 256M)"},
        {"dirty", "SIZE", "the guest writes SIZE of device state per second (default 64M)"},
@@ -41,7 +45,8 @@ const Command kCommands[] = {
       "DEV",
       1,
       1,
-      "Saves a device's state to a file (a stop-and-copy save; the device runs again after).",
+      "Saves a device's state to a file; the device runs again after.\n"
+      "A stop-and-copy save; --stay-stopped leaves the device stopped.",
       {{"output", "FILE", "where to write the stream (required)", 'o'},
        {"stay-stopped", "", "leave the device stopped after the save"},
        kBuffer,
@@ -60,8 +65,9 @@ const Command kCommands[] = {
       "SRC DST [SRC DST...]",
       2,
       128,
-      "Migrates SRC to DST through an in-process pipe (source and destination on two threads).\n"
-      "Several pairs migrate together as one VM's devices (every device needs P2P then).",
+      "Migrates SRC to DST through an in-process pipe.\n"
+      "Source and destination run on two threads. Several pairs migrate together as one VM's\n"
+      "devices (every device needs P2P then).",
       {kPrecopy,
        kDowntime,
        kMaxIterations,
@@ -78,8 +84,9 @@ const Command kCommands[] = {
       "DEV",
       1,
       1,
-      "Checks a device against the VFIO migration contract (state arcs, data streams, feature\n"
-      "header validation, DMA logging). Resets the device; never writes its config space.",
+      "Checks a device against the VFIO migration contract.\n"
+      "State arcs, data streams, feature header validation, DMA logging. Resets the device;\n"
+      "never writes its config space.",
       {{"buffer-size", "SIZE", "bytes per data read or write (default 1 MiB)"},
        {"unsafe-arcs", "",
         "also send SC->PC and SC->PCP to a real device (hangs Linux 6.12's vfio core)"},
@@ -90,8 +97,9 @@ const Command kCommands[] = {
       "[SRC DST]",
       0,
       2,
-      "Fault injection: the fault matrix over simulated devices (--matrix), or one migration\n"
-      "SRC -> DST under a fault plan (--plan FILE, --fault 'RULE; RULE'). See docs/faults.md.",
+      "Runs the fault matrix, or one migration under a fault plan.\n"
+      "The fault matrix over simulated devices (--matrix), or one migration SRC -> DST under a\n"
+      "fault plan (--plan FILE, --fault 'RULE; RULE'). See docs/faults.md.",
       {{"matrix", "SCENARIO", "save, load, migrate, cancel, precopy, p2p-multi or all"},
        {"profile", "NAMES", "simulated profiles, comma-separated (default: all)"},
        {"case", "ID", "run only this case (as printed in reproduction commands)"},
@@ -138,14 +146,40 @@ void print_overview() {
   fmt::print("\n{}\nRun 'vfio-mig COMMAND --help' for a command's options.\n", kDeviceHelp);
 }
 
+// Report files (--json, --junit) are written after the operation: a path that cannot take one
+// must fail before the operation changes a device, not after.
+Result<> check_report_paths(const ParsedArgs& args) {
+  for (std::string_view option : {"json", "junit"}) {
+    auto path = args.value(option);
+    if (!path) continue;
+    auto bad = [&](std::string_view why) {
+      return fail(EINVAL, fmt::format("--{} {}: {}", option, *path, why));
+    };
+    if (path->empty()) return bad("an empty path");
+    struct stat st {};
+    if (::stat(path->c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return bad("is a directory");
+    const auto parent = std::filesystem::path(*path).parent_path();
+    const std::string dir = parent.empty() ? std::string(".") : parent.string();
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return bad(fmt::format("no directory {}", dir));
+    if (::access(dir.c_str(), W_OK | X_OK) != 0)
+      return bad(fmt::format("directory {} is not writable", dir));
+  }
+  return {};
+}
+
 }  // namespace
 
 std::span<const Command> all_commands() {
   return kCommands;
 }
 
+void print_error(std::string_view command, std::string_view message) {
+  fmt::print(stderr, "vfio-mig {}: {}\n", command, printable(message));
+}
+
 int usage_error(std::string_view command, const Error& e) {
-  fmt::print(stderr, "vfio-mig {}: {}\n", command, e.message);
+  print_error(command, e.message);
   return kExitUsage;
 }
 
@@ -166,9 +200,12 @@ int run_program(std::span<const std::string> args) {
       fmt::print("{}\n{}", command_help("vfio-mig", c.spec), kDeviceHelp);
       return kExitOk;
     }
+    if (auto paths = check_report_paths(*parsed); !paths)
+      return usage_error(c.spec.name, paths.error());
     return c.run(*parsed);
   }
-  fmt::print(stderr, "vfio-mig: unknown command '{}' (see 'vfio-mig --help')\n", args[0]);
+  fmt::print(stderr, "vfio-mig: unknown command '{}' (see 'vfio-mig --help')\n",
+             printable_prefix(args[0], kListedIdBytes));
   return kExitUsage;
 }
 

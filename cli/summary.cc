@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include "cli/args.h"
+#include "cli/commands.h"
 #include "core/json_text.h"
+#include "core/untrusted_text.h"
 
 namespace vfio::cli {
 namespace {
@@ -43,7 +45,7 @@ std::string json_report(const Report& r) {
 }  // namespace
 
 void print_summary(const Summary& s) {
-  for (const auto& [key, value] : s.facts) fmt::print("  {:<22} {}\n", key, value);
+  for (const auto& [key, value] : s.facts) fmt::print("  {:<22} {}\n", key, printable(value));
   const Report* main = s.source ? &*s.source : s.destination ? &*s.destination : nullptr;
   if (main && !s.error) {
     double total = seconds(main->total);
@@ -71,7 +73,7 @@ void print_summary(const Summary& s) {
                                    : fmt::format("VERIFY FAILED: states differ at byte {}",
                                                  s.verified_bytes));
   }
-  if (s.error) fmt::print(stderr, "vfio-mig {}: {}\n", s.command, s.error->describe());
+  if (s.error) print_error(s.command, s.error->describe());
 }
 
 Result<> write_json(const Summary& s, const std::string& path) {

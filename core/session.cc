@@ -8,6 +8,7 @@
 #include "core/container.h"
 #include "core/dirty_tracking.h"
 #include "core/feature.h"
+#include "core/untrusted_text.h"
 
 namespace vfio {
 namespace {
@@ -335,7 +336,7 @@ Result<> Session::load_sections(StreamReader& in) {
   if (!header) return std::unexpected(header.error());
   if (header->device_ids.size() != devices_.size()) {
     return fail(EINVAL, fmt::format("the stream carries {} device(s) ({}), the destination has {}",
-                                    header->device_ids.size(), fmt::join(header->device_ids, ", "),
+                                    header->device_ids.size(), id_list(header->device_ids),
                                     devices_.size()));
   }
   for (auto& d : devices_) {
@@ -373,7 +374,7 @@ Result<> Session::load_sections(StreamReader& in) {
   for (std::size_t i = 0; i < devices_.size(); ++i) {
     if (last[i] != SectionType::kConfig) {
       return fail(EINVAL, fmt::format("the stream ended before device {} ({}) was complete", i,
-                                      header->device_ids[i]));
+                                      id_list(std::span(&header->device_ids[i], 1))));
     }
   }
   return {};

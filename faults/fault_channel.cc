@@ -28,14 +28,8 @@ Result<std::size_t> FaultChannel::write(std::span<const std::byte> data) {
   } else if (truncated_ || t.effects.truncate) {
     truncated_ = true;  // the stream ended here: the rest is swallowed
   } else {
-    r = faulty_write(t.effects, data, [&](std::span<const std::byte> b) {
-      auto n = inner_.write(b);
-      if (n && keep_) {
-        std::lock_guard lock(mu_);
-        copy_.insert(copy_.end(), b.begin(), b.begin() + static_cast<std::ptrdiff_t>(*n));
-      }
-      return n;
-    });
+    r = faulty_write(t.effects, data,
+                     [&](std::span<const std::byte> b) { return inner_.write(b); });
   }
   injector_.end(t, r ? *r : 0, !r);
   return r;
@@ -50,18 +44,9 @@ Result<std::size_t> FaultChannel::read(std::span<std::byte> data) {
     truncated_ = truncated_ || t.effects.truncate;
   } else {
     r = faulty_read(t.effects, data, [&](std::span<std::byte> b) { return inner_.read(b); });
-    if (r && keep_) {
-      std::lock_guard lock(mu_);
-      copy_.insert(copy_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(*r));
-    }
   }
   injector_.end(t, r ? *r : 0, !r);
   return r;
-}
-
-std::vector<std::byte> FaultChannel::copy() const {
-  std::lock_guard lock(mu_);
-  return copy_;
 }
 
 }  // namespace vfio::faults

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <random>
 #include <thread>
@@ -229,6 +230,8 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
 
 Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bool systematic,
                                     std::uint64_t random, std::uint64_t seed) {
+  if (random > kMaxRandomCases)
+    return fail(EINVAL, fmt::format("at most {} random cases, not {}", kMaxRandomCases, random));
   if (!scenario_applies(scenario, cfg.profile)) return Enumeration{};
   CaseConfig rec = cfg;
   rec.record = true;
@@ -288,11 +291,25 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
   return out;
 }
 
+Result<std::pair<std::uint64_t, std::uint64_t>> parse_random_case_id(std::string_view id) {
+  std::uint64_t seed = 0, k = 0;
+  const char* end = id.data() + id.size();
+  std::from_chars_result r{end, std::errc::invalid_argument};
+  if (id.starts_with("random.")) r = std::from_chars(id.data() + 7, end, seed);
+  if (r.ec == std::errc() && r.ptr < end && *r.ptr == '.') r = std::from_chars(r.ptr + 1, end, k);
+  else if (r.ec == std::errc()) r.ec = std::errc::invalid_argument;
+  if (r.ec != std::errc() || r.ptr != end)
+    return fail(EINVAL, fmt::format("bad random case id '{}' (random.SEED.K, each a number below "
+                                    "2^64)",
+                                    id));
+  return std::pair{seed, k};
+}
+
 Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::string& id) {
   if (id.starts_with("random.")) {
-    unsigned long long seed = 0, k = 0;
-    if (std::sscanf(id.c_str(), "random.%llu.%llu", &seed, &k) != 2)
-      return fail(EINVAL, fmt::format("bad random case id '{}' (random.SEED.K)", id));
+    auto parsed = parse_random_case_id(id);
+    if (!parsed) return std::unexpected(parsed.error());
+    auto [seed, k] = *parsed;
     auto e = enumerate_cases(scenario, cfg, false, 0, seed);
     if (!e) return std::unexpected(e.error());
     return random_case(scenario, e->trace, flags_of(cfg), seed, k);

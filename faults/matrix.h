@@ -37,10 +37,16 @@ struct Enumeration {
   std::vector<TraceEntry> trace;  // of the clean run
 };
 
+// The most random cases one enumeration makes: each is held in memory until it ran.
+constexpr std::uint64_t kMaxRandomCases = 100'000;
+
 // Records the clean run of `scenario` and derives its cases: the systematic sweep, then
-// `random` seeded multi-fault cases (ids random.SEED.K).
+// `random` seeded multi-fault cases (ids random.SEED.K; at most kMaxRandomCases).
 Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bool systematic,
                                     std::uint64_t random, std::uint64_t seed);
+
+// SEED and K of "random.SEED.K"; anything else (an overflowing number too) is an error.
+Result<std::pair<std::uint64_t, std::uint64_t>> parse_random_case_id(std::string_view id);
 
 // The case with this id (systematic or random.SEED.K), without enumerating the others' runs.
 Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::string& id);

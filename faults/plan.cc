@@ -1,5 +1,10 @@
 #include "faults/plan.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -469,6 +474,44 @@ std::string errno_name(int code) {
   for (const auto& e : kErrnos)
     if (e.code == code) return std::string(e.name);
   return std::to_string(code);
+}
+
+Result<std::string> read_plan_file(const std::string& path) {
+  // Messages are whole sentences with the errno's text: the CLI prints them as usage errors.
+  auto failed_call = [&](std::string_view what) {
+    return fail(errno, fmt::format("cannot {} plan {}: {}", what, path, std::strerror(errno)));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return failed_call("open");
+  std::string text;
+  Result<std::string> out = fail(EINVAL, "");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    out = failed_call("open");
+  } else if (S_ISDIR(st.st_mode)) {
+    out = fail(EISDIR, fmt::format("plan {} is a directory, not a file", path));
+  } else {
+    char chunk[64 * 1024];
+    for (;;) {
+      const auto n = ::read(fd, chunk, std::min(sizeof chunk, kMaxPlanBytes + 1 - text.size()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        out = failed_call("read");
+        break;
+      }
+      text.append(chunk, static_cast<std::size_t>(n));
+      if (text.size() > kMaxPlanBytes) {
+        out = fail(EFBIG, fmt::format("plan {} is larger than {} MiB", path, kMaxPlanBytes >> 20));
+        break;
+      }
+      if (n == 0) {
+        out = std::move(text);
+        break;
+      }
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 Result<Plan> parse_plan(std::string_view text, std::string_view origin) {

@@ -98,6 +98,12 @@ struct Plan {
 // "<origin>:LINE:COL: what is wrong", columns 1-based.
 Result<Plan> parse_plan(std::string_view text, std::string_view origin = "plan");
 
+// A plan file's text. Plans are short: a file over kMaxPlanBytes (1 MiB) is refused after
+// reading at most one byte more, so /dev/zero or a huge file costs no memory. A directory is an
+// error too (EISDIR).
+constexpr std::size_t kMaxPlanBytes = 1 << 20;
+Result<std::string> read_plan_file(const std::string& path);
+
 // Whether an action can act on this operation (eof only on read/recv, ...). Used by the
 // parser for concrete WHEREs and by the matcher for `any`.
 bool applies(Kind kind, Op op);

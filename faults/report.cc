@@ -1,5 +1,6 @@
 #include "faults/report.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <tuple>
@@ -7,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "core/json_text.h"
+#include "core/untrusted_text.h"
 
 namespace vfio::faults {
 namespace {
@@ -17,7 +19,17 @@ double seconds(std::chrono::nanoseconds ns) {
 
 std::string xml(std::string_view s) {
   std::string out;
-  for (char c : s) {
+  for (std::size_t n; !s.empty(); s.remove_prefix(std::max<std::size_t>(n, 1))) {
+    const char c = s[0];
+    n = utf8_sequence_length(s);
+    if (n == 0) {
+      out += "&#xfffd;";  // the report must stay UTF-8: a stray byte becomes the replacement mark
+      continue;
+    }
+    if (n > 1) {
+      out += s.substr(0, n);
+      continue;
+    }
     switch (c) {
       case '<':
         out += "&lt;";
@@ -89,9 +101,9 @@ void print_case(std::FILE* out, const CaseResult& c) {
     fmt::print(out, "  cancel: {} session at progress callback {}\n", side_name(c.spec.cancel_side),
                c.spec.cancel_at_progress);
   for (const auto& f : c.fired) fmt::print(out, "  {}\n", f.describe());
-  fmt::print(out, "  result: {}\n", c.error.empty() ? "success" : "failed: " + c.error);
-  for (const auto& p : c.judgement.problems) fmt::print(out, "  oracle: {}\n", p);
-  for (const auto& n : c.judgement.notes) fmt::print(out, "  note: {}\n", n);
+  fmt::print(out, "  result: {}\n", c.error.empty() ? "success" : "failed: " + printable(c.error));
+  for (const auto& p : c.judgement.problems) fmt::print(out, "  oracle: {}\n", printable(p));
+  for (const auto& n : c.judgement.notes) fmt::print(out, "  note: {}\n", printable(n));
   fmt::print(out, "  reproduce: {}\n", c.repro);
 }
 

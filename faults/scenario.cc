@@ -142,10 +142,19 @@ class WholeReads final : public Channel {
   const SwitchoverGate* gate_;
 };
 
+// Reads a pipe to its end, so that its writer never waits on a reader that stopped early.
+void drain(Channel& channel) {
+  std::vector<std::byte> sink(64 * 1024);
+  while (true) {
+    auto n = channel.read(sink);
+    if (!n || *n == 0) return;
+  }
+}
+
 }  // namespace
 
 FaultyMigration migrate_with_faults(Session& source, Session& destination, Injector& injector,
-                                    bool keep_wire, const SwitchoverGate* gate) {
+                                    bool check_wire, const SwitchoverGate* gate) {
   FaultyMigration out;
   // Faults close the pipe under a writer by design: that must be EPIPE, not a dead process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -155,10 +164,12 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
     return out;
   }
   auto& [read_end, write_end] = *pipe;
-  FaultChannel send(write_end, injector, Side::kSource);
+  StreamChecker checker;
+  CheckedChannel checked(write_end, checker);
+  FaultChannel send(check_wire ? static_cast<Channel&>(checked) : write_end, injector,
+                    Side::kSource);
   WholeReads whole(read_end, gate);
   FaultChannel recv(whole, injector, Side::kDestination);
-  send.keep_copy(keep_wire);
   std::thread destination_thread([&] {
     out.loaded = destination.load(recv);
     read_end.close();  // never leave the source blocked on a full pipe
@@ -166,7 +177,7 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
   out.saved = source.save(send);
   write_end.close();
   destination_thread.join();
-  if (keep_wire) out.wire = send.copy();
+  if (check_wire) out.stream = checker.finish();
 
   if (!out.saved) {
     Error e = out.saved.error();
@@ -264,21 +275,34 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
 
   switch (spec.scenario) {
     case Scenario::kSave: {
+      // The saved stream must load into a clean device (without faults). It is loaded as it is
+      // written, through a pipe, so no copy of it is kept whatever its size; the result counts
+      // only when the save succeeded.
+      auto pipe = make_pipe_channel();
+      if (!pipe) {
+        run.setup_error = pipe.error().describe();
+        break;
+      }
+      auto& [read_end, write_end] = *pipe;
+      Session verify;
+      verify.add_device(*dst[0].device, dst[0].device->name());
+      Result<Report> loaded = fail(ECANCELED, "the clean load did not run");
+      std::thread verifier([&] {
+        loaded = verify.load(read_end);
+        drain(read_end);  // a load that stopped early must not fail the save
+      });
       source.add_device(*fsrc[0], fsrc[0]->name());
-      MemoryChannel file;
-      FaultChannel out(file, inj, Side::kSource);
-      out.keep_copy(true);
+      StreamChecker checker;
+      CheckedChannel checked(write_end, checker);
+      FaultChannel out(checked, inj, Side::kSource);
       auto saved = source.save(out);
+      write_end.close();
+      verifier.join();
       Result<> r = saved ? source.resume_vm() : Result<>(std::unexpected(saved.error()));
       o.success = r.has_value();
       if (!r) o.error = r.error().message;
-      o.stream = check_stream(file.data());
-      // The saved file must load into a clean device, faults being over.
+      o.stream = checker.finish();
       if (o.success) {
-        Session verify;
-        verify.add_device(*dst[0].device, dst[0].device->name());
-        file.rewind();
-        auto loaded = verify.load(file);
         o.verify_loaded = loaded.has_value();
         if (!loaded) o.verify_error = loaded.error().describe();
         observe(o.dst, dst[0], &verify, 0, fuse);
@@ -286,24 +310,37 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       break;
     }
     case Scenario::kLoad: {
-      // A clean stream from a clean source, then a faulty load.
-      MemoryChannel file;
-      {
-        Session clean;
-        clean.add_device(*src[0].device, src[0].device->name());
-        auto saved = clean.save(file);
-        if (saved) (void)clean.resume_vm();
-        if (!saved) {
-          run.setup_error = saved.error().describe();
-          break;
-        }
+      // A clean stream from a clean source, streamed through a pipe into a faulty load. Whole
+      // reads make every recv the same call in every run, as reads from a file would.
+      auto pipe = make_pipe_channel();
+      if (!pipe) {
+        run.setup_error = pipe.error().describe();
+        break;
       }
+      auto& [read_end, write_end] = *pipe;
+      StreamChecker checker;
+      Session clean;
+      clean.add_device(*src[0].device, src[0].device->name());
+      Result<Report> saved = fail(ECANCELED, "the clean save did not run");
+      std::thread saver([&] {
+        CheckedChannel checked(write_end, checker);
+        saved = clean.save(checked);
+        if (saved) (void)clean.resume_vm();
+        write_end.close();
+      });
       destination.add_device(*fdst[0], fdst[0]->name());
-      FaultChannel in(file, inj, Side::kDestination);
+      WholeReads whole(read_end, nullptr);
+      FaultChannel in(whole, inj, Side::kDestination);
       auto loaded = destination.load(in);
+      drain(read_end);  // the clean save runs to its end whatever the load did
+      saver.join();
+      if (!saved) {
+        run.setup_error = saved.error().describe();
+        break;
+      }
       o.success = loaded.has_value();
       if (!loaded) o.error = loaded.error().message;
-      o.stream = check_stream(file.data());
+      o.stream = checker.finish();
       break;
     }
     case Scenario::kMigrate:
@@ -318,7 +355,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       o.success = m.outcome.has_value();
       if (!m.outcome) o.error = m.outcome.error().message;
       o.destination_loaded = m.loaded.has_value();
-      o.stream = check_stream(m.wire);
+      o.stream = m.stream;
       break;
     }
   }

@@ -81,8 +81,8 @@ namespace vfio::faults {
 struct FaultyMigration {
   Result<Report> saved = fail(ECANCELED, "source did not run");
   Result<Report> loaded = fail(ECANCELED, "destination did not run");
-  Result<> outcome;             // as migrate_locally reports it
-  std::vector<std::byte> wire;  // what reached the pipe from the source, when kept
+  Result<> outcome;                  // as migrate_locally reports it
+  std::optional<StreamCheck> stream;  // of what reached the pipe from the source, when checked
 };
 
 // core/migrate_locally with the plan's send and recv faults on the pipe: the same two
@@ -91,6 +91,6 @@ struct FaultyMigration {
 // With switchover-ack, `gate` is the two sessions' gate: the destination's whole reads then also
 // end where the source stopped sending to wait for the approval.
 FaultyMigration migrate_with_faults(Session& source, Session& destination, Injector& injector,
-                                    bool keep_wire, const SwitchoverGate* gate = nullptr);
+                                    bool check_wire, const SwitchoverGate* gate = nullptr);
 
 }  // namespace vfio::faults
