@@ -74,7 +74,7 @@ std::string id_list(std::span<const std::string> ids) {
   std::string out;
   for (std::size_t i = 0; i < ids.size() && i < kListedIds; ++i) {
     if (i) out += ", ";
-    out += "'" + printable_prefix(ids[i], kListedIdBytes) + "'";
+    out += fmt::format("'{}'", printable_prefix(ids[i], kListedIdBytes));
   }
   if (ids.size() > kListedIds) out += fmt::format(", ... (+{} more)", ids.size() - kListedIds);
   return out;

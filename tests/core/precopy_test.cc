@@ -7,6 +7,8 @@
 #include <mutex>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "core/container.h"
 #include "core/dirty_tracking.h"
 #include "core/feature.h"
@@ -272,8 +274,8 @@ TEST(SwitchoverAck, SourceStopsOnlyAfterEveryDeviceWasApproved) {
         stopped_early = true;
       return std::nullopt;
     };
-    source.add_device(*watched.back(), "src" + std::to_string(i));
-    destination.add_device(*dst.back().device, "dst" + std::to_string(i));
+    source.add_device(*watched.back(), fmt::format("src{}", i));
+    destination.add_device(*dst.back().device, fmt::format("dst{}", i));
   }
   auto r = migrate_locally(source, destination);
   ASSERT_TRUE(r) << r.error().describe();
@@ -353,14 +355,14 @@ struct Fleet {
       dst.push_back(make(profiles[i], 4096, 200 + i));
       src_dev.push_back(std::make_unique<ScriptedDevice>(*src.back().device));
       dst_dev.push_back(std::make_unique<ScriptedDevice>(*dst.back().device));
-      log.watch(*src_dev.back(), "s" + std::to_string(i));
-      log.watch(*dst_dev.back(), "d" + std::to_string(i));
+      log.watch(*src_dev.back(), fmt::format("s{}", i));
+      log.watch(*dst_dev.back(), fmt::format("d{}", i));
     }
   }
   void add(Session& source, Session& destination) {
     for (std::size_t i = 0; i < src.size(); ++i) {
-      source.add_device(*src_dev[i], "s" + std::to_string(i));
-      destination.add_device(*dst_dev[i], "d" + std::to_string(i));
+      source.add_device(*src_dev[i], fmt::format("s{}", i));
+      destination.add_device(*dst_dev[i], fmt::format("d{}", i));
     }
   }
   // Position in the log of the first SET by a device of `side` ('s' or 'd') to one of `states`.
@@ -390,7 +392,7 @@ TEST(P2p, EveryDeviceIsQuiescedBeforeAnyStopsOrStarts) {
     const std::set<State> quiesce{State::kRunningP2p, State::kPreCopyP2p};
     const std::set<State> stop{State::kStop, State::kStopCopy};
     for (std::size_t i = 0; i < 3; ++i) {
-      auto sets = f.log.of("s" + std::to_string(i));
+      auto sets = f.log.of(fmt::format("s{}", i));
       EXPECT_EQ(
           std::count_if(sets.begin(), sets.end(), [&](State s) { return quiesce.contains(s); }), 1)
           << i;
