@@ -110,14 +110,16 @@ int run_matrix_command(const ParsedArgs& args) {
   for (auto [name, field] : {std::pair{"random", &options.random}, {"seed", &options.seed}}) {
     if (auto v = args.value(name)) {
       auto n = parse_uint(*v);
-      if (!n) return usage_error("faults", Error{EINVAL, fmt::format("--{}: {}", name, n.error().message)});
+      if (!n)
+        return usage_error("faults",
+                           Error{EINVAL, fmt::format("--{}: {}", name, n.error().message)});
       *field = *n;
     }
   }
   if (options.random > faults::kMaxRandomCases)
-    return usage_error("faults", Error{EINVAL, fmt::format("--random: at most {} cases, not {}",
-                                                           faults::kMaxRandomCases,
-                                                           options.random)});
+    return usage_error("faults",
+                       Error{EINVAL, fmt::format("--random: at most {} cases, not {}",
+                                                 faults::kMaxRandomCases, options.random)});
   if (args.has("random") && !args.has("case")) options.systematic = args.has("systematic");
   if (auto j = args.value("jobs")) {
     auto n = parse_uint(*j);

@@ -296,8 +296,10 @@ Result<std::pair<std::uint64_t, std::uint64_t>> parse_random_case_id(std::string
   const char* end = id.data() + id.size();
   std::from_chars_result r{end, std::errc::invalid_argument};
   if (id.starts_with("random.")) r = std::from_chars(id.data() + 7, end, seed);
-  if (r.ec == std::errc() && r.ptr < end && *r.ptr == '.') r = std::from_chars(r.ptr + 1, end, k);
-  else if (r.ec == std::errc()) r.ec = std::errc::invalid_argument;
+  if (r.ec == std::errc() && r.ptr < end && *r.ptr == '.')
+    r = std::from_chars(r.ptr + 1, end, k);
+  else if (r.ec == std::errc())
+    r.ec = std::errc::invalid_argument;
   if (r.ec != std::errc() || r.ptr != end)
     return fail(EINVAL, fmt::format("bad random case id '{}' (random.SEED.K, each a number below "
                                     "2^64)",

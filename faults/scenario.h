@@ -81,7 +81,7 @@ namespace vfio::faults {
 struct FaultyMigration {
   Result<Report> saved = fail(ECANCELED, "source did not run");
   Result<Report> loaded = fail(ECANCELED, "destination did not run");
-  Result<> outcome;                  // as migrate_locally reports it
+  Result<> outcome;                   // as migrate_locally reports it
   std::optional<StreamCheck> stream;  // of what reached the pipe from the source, when checked
 };
 

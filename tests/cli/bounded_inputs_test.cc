@@ -81,8 +81,8 @@ TEST_F(BoundedInputs, RandomCaseCountIsCapped) {
                "is too large");
   // The library refuses too, for callers other than the CLI.
   faults::CaseConfig cfg;
-  auto e = faults::enumerate_cases(faults::Scenario::kSave, cfg, false,
-                                   faults::kMaxRandomCases + 1, 1);
+  auto e =
+      faults::enumerate_cases(faults::Scenario::kSave, cfg, false, faults::kMaxRandomCases + 1, 1);
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().message.find("at most 100000"), std::string::npos);
 }
@@ -117,8 +117,7 @@ TEST_F(BoundedInputs, NumbersThatOverflowAreRefused) {
   expect_usage(run({"faults", "--matrix", "save", "--case", "random.-1.2"}), "bad random case id");
   expect_usage(run({"faults", "--matrix", "save", "--seed", kHuge}), "too large");
   expect_usage(run({"faults", "--matrix", "save", "--jobs", kHuge}), "--jobs");
-  expect_usage(run({"faults", "--matrix", "save", "--shard", "1/99999999999999999999"}),
-               "--shard");
+  expect_usage(run({"faults", "--matrix", "save", "--shard", "1/99999999999999999999"}), "--shard");
   expect_usage(run({"demo", "--downtime-ms", kHuge}), "--downtime-ms");
   expect_usage(run({"demo", "--max-iterations", kHuge}), "--max-iterations");
   expect_usage(run({"demo", "--buffer-size", "99999999999999999999K"}), "too large");
@@ -134,9 +133,9 @@ TEST_F(BoundedInputs, ReportPathsAreCheckedBeforeTheOperation) {
   expect_usage(run({"save", kDevice, "-o", path("t.bin"), "--json", path("no/dir/x.json")}),
                "no directory");
   EXPECT_FALSE(std::filesystem::exists(path("t.bin")));  // the save never started
-  expect_usage(run({"faults", "--matrix", "save", "--profile", "plain", "--junit",
-                    "/nonexistent/j.xml"}),
-               "--junit /nonexistent/j.xml");
+  expect_usage(
+      run({"faults", "--matrix", "save", "--profile", "plain", "--junit", "/nonexistent/j.xml"}),
+      "--junit /nonexistent/j.xml");
   expect_usage(run({"conform", kDevice, "--json", "/nonexistent/c.json"}), "no directory");
   expect_usage(run({"probe", kDevice, "--json", ""}), "an empty path");
   // A file name alone goes to the working directory, which exists.

@@ -28,7 +28,7 @@ TEST(UntrustedText, PrintableEscapesControlsAndBadBytes) {
   EXPECT_EQ(printable("mlx5 #0 é"), "mlx5 #0 é");
   EXPECT_EQ(printable("\x1b]0;title\x07"), "\\x1b]0;title\\x07");
   EXPECT_EQ(printable("a\nb\tc\x7f"), "a\\x0ab\\x09c\\x7f");
-  EXPECT_EQ(printable("\xc2\x9b" "2J"), "\\xc2\\x9b2J");  // C1 CSI, as UTF-8
+  EXPECT_EQ(printable("\xc2\x9b[2J"), "\\xc2\\x9b[2J");  // C1 CSI, as UTF-8
   EXPECT_EQ(printable("\xff\xc3("), "\\xff\\xc3(");
   const std::string once = printable("\x1b[31m\xfe");
   EXPECT_EQ(printable(once), once);
