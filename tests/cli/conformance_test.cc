@@ -440,10 +440,12 @@ TEST_F(ConformCommand, UsageAndOpenErrors) {
   EXPECT_EQ(missing.code, kExitFailed);
   EXPECT_NE(missing.err.find("vfio999"), std::string::npos) << missing.err;
 
+  // Refused before any check touched the device.
   auto unwritable =
       run({"conform", "sim:mtty,transport=direct", "--json", path("no/such/dir/c.json")});
-  EXPECT_EQ(unwritable.code, kExitFailed);
+  EXPECT_EQ(unwritable.code, kExitUsage);
   EXPECT_NE(unwritable.err.find("c.json"), std::string::npos) << unwritable.err;
+  EXPECT_EQ(unwritable.out, "");
 }
 
 TEST_F(ConformCommand, ListedInHelp) {
