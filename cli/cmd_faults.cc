@@ -242,6 +242,8 @@ int run_plan_command(const ParsedArgs& args) {
   if (args.has("record")) {
     fmt::print("trace:\n");
     print_trace(injector.trace());
+    if (injector.trace_overflowed())
+      fmt::print("  ... (the trace stops after {} operations)\n", faults::Injector::kMaxTrace);
   }
   for (const auto& f : injector.fired()) fmt::print("{}\n", f.describe());
   if (injector.fired().empty() && !text.empty()) fmt::print("no fault fired\n");

@@ -131,7 +131,9 @@ Injector::Ticket Injector::begin(const Call& call, const CallFacts& facts) {
       where_counts_.push_back({{call.side, where}, 1});
     else
       index = ++it->second;
-    if (recording_) {
+    if (recording_ && trace_.size() == kMaxTrace) {
+      trace_overflowed_ = true;
+    } else if (recording_) {
       t.trace = trace_.size();
       trace_.push_back({call.side, call.op, std::move(where), index, 0});
     }
@@ -184,6 +186,11 @@ Result<> Injector::pause(const Effects& effects, std::string_view what) {
 std::vector<TraceEntry> Injector::trace() const {
   std::lock_guard lock(mu_);
   return trace_;
+}
+
+bool Injector::trace_overflowed() const {
+  std::lock_guard lock(mu_);
+  return trace_overflowed_;
 }
 
 std::vector<Fired> Injector::fired() const {

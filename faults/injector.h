@@ -80,7 +80,11 @@ class Injector {
   Result<> pause(const Effects& effects, std::string_view what);
 
   void set_recording(bool on) { recording_ = on; }
+  // A trace keeps at most kMaxTrace operations, so that recording costs bounded memory whatever
+  // the stream size; trace_overflowed() says whether the run had more.
+  static constexpr std::size_t kMaxTrace = 100'000;
   std::vector<TraceEntry> trace() const;
+  bool trace_overflowed() const;
   std::vector<Fired> fired() const;
   bool fired_kind(Side side, Kind kind) const;
   // Calls that reached the decorator, per side and operation (resets count even if failed).
@@ -107,6 +111,7 @@ class Injector {
   Plan plan_;
   bool needs_state_ = false;
   bool recording_ = false;
+  bool trace_overflowed_ = false;
   std::function<void(Side)> cancel_hook_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

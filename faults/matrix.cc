@@ -245,6 +245,11 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
   if (!run.observation.success)
     return fail(EIO, fmt::format("the clean {} run failed: {}", scenario_name(scenario),
                                  run.observation.error));
+  // Every operation gets its cases: a run this long would make millions.
+  if (run.trace_overflowed)
+    return fail(EOVERFLOW, fmt::format("the clean {} run of {} took more than {} operations; a "
+                                       "smaller state size or a larger buffer makes fewer",
+                                       scenario_name(scenario), cfg.profile, Injector::kMaxTrace));
   Enumeration out;
   out.trace = run.trace;
   // Each side's calls come in a fixed order, but the two sides interleave as the threads run:

@@ -364,6 +364,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   control.attach(Side::kDestination, nullptr);
   run.fired = inj.fired();
   run.trace = inj.trace();
+  run.trace_overflowed = inj.trace_overflowed();
   Plan plan_copy;  // fired entries name rules by text; look their kinds up in the plan
   if (auto p = parse_plan(spec.plan); p) plan_copy = *p;
   o.hang_injected =

@@ -67,6 +67,7 @@ struct CaseRun {
   Observation observation;
   std::vector<Fired> fired;
   std::vector<TraceEntry> trace;                     // when recording
+  bool trace_overflowed = false;                     // more than Injector::kMaxTrace operations
   std::uint64_t progress_src = 0, progress_dst = 0;  // progress callbacks seen
   std::string setup_error;  // the case could not be set up (not an oracle failure)
 };

@@ -89,6 +89,29 @@ TEST(Matrix, CaseIdsAreStableAndFindable) {
   EXPECT_EQ(r1->plan, r2->plan);
 }
 
+TEST(Matrix, RandomCaseIdsMustFit) {
+  EXPECT_EQ(parse_random_case_id("random.9.4").value(),
+            (std::pair<std::uint64_t, std::uint64_t>{9, 4}));
+  for (auto id : {"random.1.99999999999999999999", "random.-1.2", "random.1", "random.1.2x",
+                  "random..2", "random.1.2.3"})
+    EXPECT_FALSE(parse_random_case_id(id)) << id;
+}
+
+// Each traced operation gets its cases, so the trace of the clean run is bounded: a run with
+// more operations than Injector::kMaxTrace (here 8 MiB in 64-byte reads) is refused, not
+// enumerated into millions of cases.
+TEST(Matrix, ARunTooLongToEnumerateIsRefused) {
+  CaseConfig cfg;
+  cfg.profile = "plain";
+  cfg.state_size = 8 << 20;
+  cfg.buffer_size = 64;
+  auto e = enumerate_cases(Scenario::kSave, cfg, true, 0, 0);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, EOVERFLOW);
+  EXPECT_NE(e.error().message.find("more than 100000 operations"), std::string::npos)
+      << e.error().message;
+}
+
 TEST(Matrix, ShardsPartitionTheCases) {
   MatrixOptions o;
   o.scenarios = {Scenario::kSave};
