@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/conformance.h"
 #include "core/json_text.h"
+#include "core/kernel_device.h"
 #include "core/untrusted_text.h"
 
 namespace vfio::cli {
@@ -86,7 +87,13 @@ int run_conform(const ParsedArgs& args) {
   // The simulator checks every byte it is given, so accepting a corrupted stream is a bug there;
   // real devices (mtty) may only check the header.
   options.strict_resume_validation = opened.device->model != nullptr;
-  options.send_hanging_arcs = opened.device->model != nullptr || args.has("unsafe-arcs");
+  // SC->PC and SC->PCP hang Linux 6.12's vfio core, so a KernelDevice (a real device, or the
+  // simulator over FUSE) refuses them unsent; --unsafe-arcs alone lifts that. The simulator
+  // called in process has no kernel to hang: it always gets them.
+  const bool unsafe = args.has("unsafe-arcs");
+  auto* kernel = dynamic_cast<KernelDevice*>(opened.device->device.get());
+  if (kernel) kernel->allow_hanging_arcs(unsafe);
+  options.send_hanging_arcs = unsafe || !kernel;
 
   auto report = check_conformance(*opened.device->device, options);
   if (!report) {

@@ -18,6 +18,8 @@ Result<TransferSetup> transfer_setup(const ParsedArgs& args) {
     setup.session.migration.data_buffer_size = static_cast<std::size_t>(*size);
   }
   setup.session.migration.config_state = !args.has("no-config");
+  setup.session.reset_first = args.has("reset-first");
+  setup.session.on_notice = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
   setup.progress =
       std::make_shared<ProgressLine>(!args.has("quiet") && ProgressLine::stderr_is_terminal());
   setup.session.on_progress = [p = setup.progress](const Progress& pr) { p->update(pr); };

@@ -18,7 +18,7 @@ struct TransferSetup {
   bool switchover_ack = false;  // a SwitchoverGate joins the two sides of each migration
 };
 
-// --buffer-size, --no-config, --quiet.
+// --buffer-size, --no-config, --reset-first, --quiet.
 Result<TransferSetup> transfer_setup(const ParsedArgs& args);
 // --precopy auto|off, --downtime-ms MS, --max-iterations N, --switchover-ack (migrate, demo).
 Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup);

@@ -42,8 +42,8 @@ struct ConformanceOptions {
   bool strict_resume_validation = false;
   // SC->PC and SC->PCP are refused by the contract, but Linux's vfio core (6.12,
   // vfio_mig_get_next_state) spins forever on them for PRE_COPY devices: the ERROR entry of its
-  // table matches every flag. Off by default so a real host is never hung; the simulator and
-  // --unsafe-arcs send them.
+  // table matches every flag. Off by default so a real host is never hung (KernelDevice would
+  // refuse them anyway); the in-process simulator and --unsafe-arcs send them.
   bool send_hanging_arcs = false;
 };
 

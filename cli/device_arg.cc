@@ -50,6 +50,10 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
       sim.dirty_per_read = *number;
     } else if (key == "dirty" && (number = parse_size(value))) {
       sim.dirty_rate = *number;
+    } else if (key == "keep-state" && (value == "0" || value == "1")) {
+      sim.keep_state = value == "1";
+    } else if (key == "hang-sc-pc" && (value == "0" || value == "1")) {
+      sim.hang_sc_pc = value == "1";
     } else if (key == "transport" && value == "direct") {
       sim.transport = Transport::kDirect;
     } else if (key == "transport" && value == "fuse") {
@@ -57,7 +61,7 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
     } else {
       return fail(EINVAL, fmt::format("'{}': bad option '{}' (options: size=SIZE, seed=N>0, "
                                       "dirty=SIZE (per second) or SIZE/read, "
-                                      "transport=fuse|direct)",
+                                      "transport=fuse|direct, keep-state=0|1, hang-sc-pc=0|1)",
                                       text, option));
     }
   }
@@ -123,6 +127,8 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   options.seed = s.seed ? s.seed : index + 1;
   options.dirty_rate = s.dirty_rate;
   options.dirty_per_read = s.dirty_per_read;
+  options.keep_state = s.keep_state;
+  options.hang_stop_copy_to_precopy = s.hang_sc_pc;
   auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(s.profile), options);
   auto name = fmt::format("sim:{}#{}", s.profile, index);
   if (s.transport != Transport::kDirect) {

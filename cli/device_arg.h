@@ -1,5 +1,6 @@
 // Device specifications on the command line, and opening them:
 //   sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]][,transport=fuse|direct]
+//              [,keep-state=0|1][,hang-sc-pc=0|1]
 //                                                          a simulated device; served over
 //                                                          FUSE by default (direct if FUSE is
 //                                                          unusable, with a notice on stderr)
@@ -29,6 +30,8 @@ struct SimSpec {
   std::uint64_t dirty_per_read = 0;  // dirty=SIZE/read: guest writes before each pre-copy read
   std::uint64_t seed = 0;            // 0: chosen per device (1 for the first, 2 for the second...)
   Transport transport = Transport::kAuto;
+  std::optional<bool> keep_state;  // keep-state=0|1; unset: the profile's (SimOptions)
+  bool hang_sc_pc = false;         // hang-sc-pc=1: SC->PC/PCP blocks as on Linux 6.12
 };
 
 struct DeviceArg {

@@ -22,6 +22,9 @@ const OptionSpec kDowntime{"downtime-ms", "MS",
                            "pre-copy until the rest fits in this downtime (default 300)"};
 const OptionSpec kMaxIterations{"max-iterations", "N",
                                 "at most N pre-copy iterations (default 10000)"};
+const OptionSpec kResetFirst{"reset-first", "",
+                             "reset a device found in a state other than RUNNING instead of "
+                             "refusing it (its device state is lost)"};
 
 const Command kCommands[] = {
     {{"demo",
@@ -49,6 +52,7 @@ const Command kCommands[] = {
       "A stop-and-copy save; --stay-stopped leaves the device stopped.",
       {{"output", "FILE", "where to write the stream (required)", 'o'},
        {"stay-stopped", "", "leave the device stopped after the save"},
+       kResetFirst,
        kBuffer,
        kNoConfig,
        kJson,
@@ -59,7 +63,7 @@ const Command kCommands[] = {
       1,
       1,
       "Loads a saved stream into a device and starts it.",
-      {{"input", "FILE", "the stream to load (required)", 'i'}, kNoConfig, kJson, kQuiet}},
+      {{"input", "FILE", "the stream to load (required)", 'i'}, kResetFirst, kNoConfig, kJson, kQuiet}},
      run_load},
     {{"migrate",
       "SRC DST [SRC DST...]",
@@ -74,6 +78,7 @@ const Command kCommands[] = {
        {"switchover-ack", "",
         "the source stops only after the destination loaded all "
         "initial pre-copy data"},
+       kResetFirst,
        kBuffer,
        kNoConfig,
        {"verify", "", "compare the two devices' states byte for byte afterwards"},
@@ -116,6 +121,7 @@ const Command kCommands[] = {
        {"plan", "FILE", "a fault plan to migrate SRC to DST under"},
        {"fault", "RULES", "plan rules inline, ';'-separated"},
        {"record", "", "print the operation trace of a clean run"},
+       kResetFirst,
        {"list", "", "list the matrix's case ids"},
        {"verbose", "", "every table row and state-lost case"},
        kNoConfig,
@@ -126,10 +132,14 @@ const Command kCommands[] = {
 
 constexpr std::string_view kDeviceHelp =
     "devices:\n"
-    "  sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]]\n"
+    "  sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]][,transport=fuse|direct]\n"
+    "             [,keep-state=0|1][,hang-sc-pc=0|1]\n"
     "                                     a simulated device (profiles: mtty, mlx5, stopcopy,\n"
     "                                     p2p, plain); dirty: guest writes per second, or\n"
-    "                                     before every pre-copy read\n"
+    "                                     before every pre-copy read; keep-state: keep the\n"
+    "                                     migration state across close and open (mtty: 1,\n"
+    "                                     others: 0); hang-sc-pc=1: SET STOP_COPY->PRE_COPY(_P2P)\n"
+    "                                     blocks, as on Linux 6.12\n"
     "  /dev/vfio/devices/vfioN            a VFIO device through its iommufd cdev\n"
     "  0000:00:03.0 | MDEV-UUID           a PCI device or mdev through its IOMMU group\n"
     "  group:N:NAME                       device NAME in IOMMU group N\n";

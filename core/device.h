@@ -3,6 +3,7 @@
 // DirectDevice calls the simulator's model; fault decorators wrap either.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -13,12 +14,16 @@
 
 namespace vfio {
 
+// The errno of a SET refused before it reached a kernel it would hang; its message says why.
+constexpr int kHangingArcRefused = EDEADLK;
+
 class Device {
  public:
   virtual ~Device() = default;
 
   // VFIO_DEVICE_FEATURE. `arg` starts with a uapi::FeatureHeader whose argsz the caller set;
-  // the device reads and writes within min(argsz, arg.size()) bytes.
+  // the device reads and writes within min(argsz, arg.size()) bytes. A device that knows a SET
+  // would hang the kernel refuses it unsent with kHangingArcRefused (KernelDevice does).
   virtual Result<> feature(std::span<std::byte> arg) = 0;
 
   // VFIO_DEVICE_RESET: back to RUNNING, every open data fd becomes stale.

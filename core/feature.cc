@@ -41,7 +41,9 @@ Result<int> request_device_state(Device& dev, uapi::State state) {
                                     {static_cast<std::uint32_t>(state), -1});
   if (auto r = dev.feature(buf.bytes()); !r) {
     Error e = r.error();
-    e.message = fmt::format("{}: set device state {}", dev.name(), uapi::state_name(state));
+    // A SET refused before it reached the kernel explains itself; others name the raw ioctl.
+    if (e.code != kHangingArcRefused)
+      e.message = fmt::format("{}: set device state {}", dev.name(), uapi::state_name(state));
     return std::unexpected(e);
   }
   return buf.payload.data_fd;

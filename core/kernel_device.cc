@@ -11,6 +11,8 @@
 #include <limits>
 #include <utility>
 
+#include "core/feature.h"
+
 namespace vfio {
 namespace {
 
@@ -31,6 +33,23 @@ std::string feature_op(std::span<const std::byte> arg) {
   if (h.flags & uapi::kFeatureProbe) dirs += " PROBE";
   return fmt::format("VFIO_DEVICE_FEATURE (feature {},{} argsz {})", h.flags & uapi::kFeatureMask,
                      dirs.empty() ? " no direction," : dirs + ",", h.argsz);
+}
+
+// The target of a SET MIG_DEVICE_STATE that the kernel would walk (a well-formed SET alone),
+// when it is PRE_COPY or PRE_COPY_P2P: from STOP_COPY, the arcs Linux 6.12 never returns from.
+std::optional<uapi::State> precopy_target(std::span<const std::byte> arg) {
+  uapi::FeatureHeader h;
+  uapi::MigState mig;
+  if (arg.size() < sizeof(h) + sizeof(mig)) return std::nullopt;
+  std::memcpy(&h, arg.data(), sizeof(h));
+  std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+  // Anything else the kernel refuses before its walk (or never walks).
+  if (h.argsz < sizeof(h) + sizeof(mig) || (h.flags & ~uapi::kFeatureMask) != uapi::kFeatureSet ||
+      (h.flags & uapi::kFeatureMask) != static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState))
+    return std::nullopt;
+  const auto target = static_cast<uapi::State>(mig.device_state);
+  if (target != uapi::State::kPreCopy && target != uapi::State::kPreCopyP2p) return std::nullopt;
+  return target;
 }
 
 }  // namespace
@@ -72,6 +91,21 @@ Result<> KernelDevice::feature(std::span<std::byte> arg) {
     return fail(EINVAL, fmt::format("{}: VFIO_DEVICE_FEATURE: argument of {} bytes is shorter "
                                     "than the {}-byte header",
                                     name_, arg.size(), sizeof(uapi::FeatureHeader)));
+  }
+  if (auto target = precopy_target(arg); target && !allow_hanging_arcs_) {
+    auto state = query_device_state(*this);
+    if (!state) {
+      Error e = state.error();
+      e.message = fmt::format("{}: SET {} not sent: reading the device state first failed ({})",
+                              name_, uapi::state_name(*target), e.message);
+      return std::unexpected(e);
+    }
+    if (*state == uapi::State::kStopCopy)
+      return fail(kHangingArcRefused,
+                  fmt::format("{}: SET {} not sent: the device is in STOP_COPY, and that arc hangs "
+                              "Linux's vfio core for ever (vfio_mig_get_next_state; fixed upstream "
+                              "in 2026, present in 6.12)",
+                              name_, uapi::state_name(*target)));
   }
   if (::ioctl(fd_.get(), uapi::kDeviceFeature, arg.data()) < 0) {
     const int err = errno;

@@ -55,8 +55,14 @@ class KernelDevice final : public Device {
   KernelDevice& operator=(const KernelDevice&) = delete;
 
   // Passes `arg` to the kernel as is (argsz included, even a wrong one); refuses only an `arg`
-  // too short to hold a FeatureHeader (EINVAL), since the ioctl would read past it.
+  // too short to hold a FeatureHeader (EINVAL), since the ioctl would read past it, and a SET
+  // of MIG_DEVICE_STATE to PRE_COPY or PRE_COPY_P2P while the device is in STOP_COPY (one GET
+  // first; kHangingArcRefused): Linux's vfio core spins for ever on that arc
+  // (vfio_mig_get_next_state, fixed upstream in 2026, present in 6.12), whatever the caller
+  // believes the state is.
   Result<> feature(std::span<std::byte> arg) override;
+  // Sends those arcs anyway: only `conform --unsafe-arcs` does, to see what a kernel does.
+  void allow_hanging_arcs(bool allow) { allow_hanging_arcs_ = allow; }
   Result<> reset() override;
 
   // One syscall each (retried only on EINTR); short transfers are returned as they are.
@@ -94,6 +100,7 @@ class KernelDevice final : public Device {
   std::vector<ScopedFd> keep_alive_;
   ScopedFd fd_;
   std::optional<uapi::RegionInfo> config_;
+  bool allow_hanging_arcs_ = false;
 };
 
 }  // namespace vfio

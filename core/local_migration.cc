@@ -1,10 +1,19 @@
 #include "core/local_migration.h"
 
 #include <thread>
+#include <utility>
 
 namespace vfio {
 
 Result<LocalMigrationReport> migrate_locally(Session& source, Session& destination) {
+  // Both sides' devices are checked before either side sends anything.
+  for (auto [session, side] : {std::pair{&source, "source: "}, {&destination, "destination: "}}) {
+    if (auto r = session->learn_device_states(); !r) {
+      Error e = r.error();
+      e.message = side + e.message;
+      return std::unexpected(e);
+    }
+  }
   auto pipe = make_pipe_channel();
   if (!pipe) return std::unexpected(pipe.error());
   auto& [read_end, write_end] = *pipe;

@@ -80,6 +80,34 @@ Result<> Migration::set_state(State new_state, State recover_state) {
   return {};
 }
 
+Result<State> Migration::query_state() {
+  auto state = query_device_state(dev_);
+  if (!state) {
+    Error e = state.error();
+    e.message = dev_.name() + ": reading the device state (GET MIG_DEVICE_STATE): " + e.message;
+    return std::unexpected(e);
+  }
+  device_state_ = *state;
+  return *state;
+}
+
+Result<> Migration::reset_to_running() {
+  close_data_fd();
+  if (auto r = dev_.reset(); !r) {
+    broken_ = true;
+    Error e = r.error();
+    e.message = dev_.name() + ": VFIO_DEVICE_RESET: " + e.message;
+    e.fatal = true;
+    return std::unexpected(e);
+  }
+  auto state = query_state();
+  if (!state) return std::unexpected(state.error());
+  if (*state != State::kRunning)
+    return fail(EIO, fmt::format("{}: in {} after VFIO_DEVICE_RESET, not RUNNING", dev_.name(),
+                                 name_of(*state)));
+  return {};
+}
+
 Result<> Migration::reset_device(Error cause) {
   if (auto r = dev_.reset(); !r) {
     broken_ = true;

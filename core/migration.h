@@ -66,6 +66,14 @@ class Migration {
   // recover state is ERROR or cannot be reached. A failed reset is returned as a fatal error.
   Result<> set_state(uapi::State new_state, uapi::State recover_state);
 
+  // The device's real state (GET MIG_DEVICE_STATE), which becomes the cached one. The reference
+  // assumes a device fresh from open, in RUNNING; one left by an earlier process may not be
+  // (docs/deviations.md).
+  Result<uapi::State> query_state();
+  // VFIO_DEVICE_RESET (allowed from every state), then a GET that must find RUNNING. A failed
+  // reset is fatal, as in set_state.
+  Result<> reset_to_running();
+
   // Source side.
   // With pre-copy, RUNNING -> PRE_COPY (RUNNING_P2P -> PRE_COPY_P2P): the data fd opens here.
   Result<> save_setup(StreamWriter& out);

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -110,6 +111,43 @@ std::vector<std::string> Session::blockers() const {
   if (migratable > 1 && !all_p2p)
     out.push_back("Migration is currently not supported with multiple VFIO devices");
   return out;
+}
+
+Result<> Session::learn_device_states() {
+  states_learnt_ = false;
+  std::vector<std::string> stale;
+  for (auto& d : devices_) {
+    if (!d.migration) continue;
+    auto state = d.migration->query_state();
+    if (!state) return std::unexpected(state.error());
+    if (*state == uapi::State::kRunning) continue;
+    const std::string_view name = uapi::state_name(*state);
+    if (!options_.reset_first) {
+      stale.push_back(fmt::format("{} is in {}", d.dev->name(), name));
+      continue;
+    }
+    if (auto r = d.migration->reset_to_running(); !r) return r;
+    if (options_.on_notice)
+      options_.on_notice(fmt::format("{}: was in {}; reset (VFIO_DEVICE_RESET) as --reset-first "
+                                     "asks: its device state is lost",
+                                     d.dev->name(), name));
+  }
+  // Anything but RUNNING (RUNNING_P2P too) is not a fresh device: its last user was stopped
+  // part way, and the reference's walk from RUNNING would start from a wrong cached state.
+  if (!stale.empty())
+    return fail(EBUSY, fmt::format("{}, not RUNNING (left by an earlier process that was "
+                                   "killed?): nothing was sent. Rerun with --reset-first, which "
+                                   "resets it with VFIO_DEVICE_RESET and loses its device state",
+                                   fmt::join(stale, "; ")));
+  states_learnt_ = true;
+  return {};
+}
+
+Result<> Session::ensure_device_states() {
+  if (std::exchange(states_learnt_, false)) return {};
+  auto r = learn_device_states();
+  states_learnt_ = false;
+  return r;
 }
 
 bool Session::on_block(std::uint64_t bytes) {
@@ -296,6 +334,8 @@ Result<Report> Session::save(Channel& channel) {
   if (auto b = blockers(); !b.empty()) {
     return fail(EOPNOTSUPP, "migration is blocked: " + fmt::format("{}", fmt::join(b, "; ")));
   }
+  // A refusal leaves the devices untouched: no failure path runs.
+  if (auto r = ensure_device_states(); !r) return std::unexpected(r.error());
   Report report;
   auto start = Clock::now();
   cancel_requested_ = false;
@@ -388,6 +428,10 @@ Result<Report> Session::load(Channel& channel) {
   if (devices_.empty()) return refuse(EINVAL, "no devices to load into");
   for (const auto& d : devices_) {
     if (!d.migration) return refuse(EOPNOTSUPP, d.blocker);
+  }
+  if (auto r = ensure_device_states(); !r) {
+    if (options_.switchover_gate) options_.switchover_gate->abort(r.error());
+    return std::unexpected(r.error());
   }
   Report report;
   auto start = Clock::now();

@@ -71,6 +71,11 @@ struct SessionOptions {
   // DMA dirty-page tracking on the source's devices that support it, over these guest ranges.
   std::vector<uapi::DmaLoggingRange> dirty_ranges;
   std::uint64_t dirty_page_size = 4096;
+  // A device found in a state other than RUNNING before a save or load is reset
+  // (VFIO_DEVICE_RESET, its device state is lost) instead of refused (the CLI's --reset-first).
+  bool reset_first = false;
+  // One line for the user about something done on their behalf (a reset_first reset).
+  std::function<void(const std::string&)> on_notice;
 };
 
 class Session {
@@ -83,6 +88,14 @@ class Session {
   // Every reason migration is refused now; empty when it may proceed. Several devices may
   // migrate together only when every one supports P2P.
   std::vector<std::string> blockers() const;
+
+  // Learns every device's real state before anything is sent (one GET each). RUNNING goes
+  // ahead; any other state, left by an earlier process, is refused (EBUSY, the message names
+  // the device, its state and --reset-first) or, with `reset_first`, reset and confirmed
+  // RUNNING (docs/deviations.md). save() and load() call it first unless it was the last call
+  // before them; migrate_locally calls it on both sessions, so that a refusal on either side
+  // sends nothing on the other.
+  Result<> learn_device_states();
 
   // Source: the whole migration into `out`: pre-copy iterations for devices that offer it, then
   // stop-and-copy. On success the devices stay stopped (the VM moved away); on failure they
@@ -107,6 +120,8 @@ class Session {
   };
 
   MigrationOptions migration_options();
+  // learn_device_states(), unless it just ran.
+  Result<> ensure_device_states();
   bool on_block(std::uint64_t bytes);
   void progress(Phase phase);
   Result<> save_sections(StreamWriter& out, Report& report, bool& vm_stopped);
@@ -127,6 +142,7 @@ class Session {
   SessionOptions options_;
   std::vector<Entry> devices_;
   std::atomic<bool> cancel_requested_ = false;
+  bool states_learnt_ = false;  // learn_device_states() ran, and no save or load since
   Phase phase_ = Phase::kSetup;
   std::uint64_t moved_ = 0;
   std::uint64_t estimate_ = 0;

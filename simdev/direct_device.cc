@@ -6,7 +6,13 @@
 namespace vfio::sim {
 
 DirectDevice::DirectDevice(std::shared_ptr<SimDevice> sim, std::string name)
-    : sim_(std::move(sim)), name_(std::move(name)) {}
+    : sim_(std::move(sim)), name_(std::move(name)) {
+  sim_->open_device();
+}
+
+DirectDevice::~DirectDevice() {
+  sim_->close_device();
+}
 
 std::unexpected<Error> DirectDevice::wrap(const Error& e, std::string_view op) const {
   Error out = e;

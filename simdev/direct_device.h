@@ -14,7 +14,11 @@ namespace vfio::sim {
 
 class DirectDevice final : public vfio::Device {
  public:
+  // Opens the device (SimDevice::open_device); destroying the DirectDevice closes it.
   DirectDevice(std::shared_ptr<SimDevice> sim, std::string name);
+  ~DirectDevice() override;
+  DirectDevice(const DirectDevice&) = delete;
+  DirectDevice& operator=(const DirectDevice&) = delete;
 
   Result<> feature(std::span<std::byte> arg) override;
   Result<> reset() override;

@@ -25,6 +25,7 @@ constexpr std::array kProfiles = {
         .precopy_eof_returns_zero = true,
         .bad_header_errno = EFAULT,
         .deferred_reset = true,
+        .keeps_state_on_close = true,
     },
     Profile{
         .name = "mlx5",

@@ -37,6 +37,9 @@ struct Profile {
   bool deferred_reset = false;      // mtty: reset finishes later; old fds fail ENODEV
   bool failed_arc_lands_last_good = false;  // mlx5: a failing arc stops at the last good state;
                                             // others land in ERROR unless it was the first arc
+  // mtty: closing the device keeps its migration state (mtty_close_device never resets it);
+  // vfio-pci drivers (mlx5, hisi_acc, pds...) return to RUNNING when the device is closed.
+  bool keeps_state_on_close = false;
 };
 
 const Profile* find_profile(std::string_view name);

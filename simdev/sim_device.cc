@@ -207,8 +207,15 @@ Result<> SimDevice::feature_device_state(std::span<std::byte> payload, std::uint
   const auto target = static_cast<State>(mig.device_state);
   std::optional<SessionId> opened;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     accrue_locked();  // the writes made while the device still ran
+    if (hangs_locked(target)) {
+      ++hung_arcs_;
+      hang_released_cv_.wait_for(lock, kHangLimit, [this] { return hang_released_; });
+      return fail(EINVAL, fmt::format("transition {} -> {} hung (as Linux 6.12's "
+                                      "vfio_mig_get_next_state does) and was released",
+                                      uapi::state_name(state_), uapi::state_name(target)));
+    }
     const State start = state_;
     while (state_ != target) {
       const auto next = next_arc(state_, target, profile_->mig_flags);
@@ -464,6 +471,11 @@ void SimDevice::release(SessionId id) {
 
 Result<> SimDevice::reset() {
   std::lock_guard lock(mu_);
+  reset_locked();
+  return {};
+}
+
+void SimDevice::reset_locked() {
   // deferred_reset (mtty) differs only in timing we do not model: callers see a finished reset.
   state_ = State::kRunning;
   save_.reset();
@@ -471,7 +483,38 @@ Result<> SimDevice::reset() {
   logging_ = false;
   log_ranges_.clear();
   dirty_.clear();
-  return {};
+}
+
+void SimDevice::open_device() {
+  std::lock_guard lock(mu_);
+  ++users_;
+}
+
+void SimDevice::close_device() {
+  std::lock_guard lock(mu_);
+  if (users_ > 0) --users_;
+  if (users_ == 0 && !options_.keep_state.value_or(profile_->keeps_state_on_close))
+    reset_locked();
+}
+
+bool SimDevice::hangs_locked(State target) const {
+  // Linux refuses an unsupported target before its walk; only a supported one spins.
+  return options_.hang_stop_copy_to_precopy && state_ == State::kStopCopy &&
+         (target == State::kPreCopy || target == State::kPreCopyP2p) &&
+         state_supported(target, profile_->mig_flags);
+}
+
+std::size_t SimDevice::hung_arcs() const {
+  std::lock_guard lock(mu_);
+  return hung_arcs_;
+}
+
+void SimDevice::release_hangs() {
+  {
+    std::lock_guard lock(mu_);
+    hang_released_ = true;
+  }
+  hang_released_cv_.notify_all();
 }
 
 Result<std::size_t> SimDevice::config_read(std::uint64_t offset, std::span<std::byte> buf) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -36,11 +37,21 @@ struct SimOptions {
   bool framed_precopy = false;
   // Seeds the pages the device DMA-writes into guest memory (simulate_dma).
   std::uint64_t dma_seed = 1;
+  // Whether the device keeps its migration state when its last user closes it; unset: the
+  // profile's keeps_state_on_close (mtty keeps it, the vfio-pci drivers return to RUNNING).
+  std::optional<bool> keep_state = std::nullopt;
+  // SET STOP_COPY -> PRE_COPY or PRE_COPY_P2P blocks the caller, as Linux 6.12 spins for ever in
+  // vfio_mig_get_next_state on it: for at most kHangLimit (or until release_hangs()), then
+  // EINVAL. Each one is counted (hung_arcs()), so tests can prove no command sends it.
+  bool hang_stop_copy_to_precopy = false;
 };
 
 class SimDevice {
  public:
   using SessionId = std::uint64_t;
+  // How long a simulated kernel hang (SimOptions::hang_stop_copy_to_precopy) blocks at most:
+  // generous, so that only a test that would otherwise hang for ever ever reaches it.
+  static constexpr std::chrono::seconds kHangLimit{60};
   // Turns a new session into the fd number the SET reports in data_fd.
   using FdOpener = std::function<Result<int>(SessionId)>;
 
@@ -72,6 +83,17 @@ class SimDevice {
 
   // VFIO_DEVICE_RESET: RUNNING, every session stale, DMA logging stopped. The image is kept.
   Result<> reset();
+
+  // A user (a DirectDevice, an open device file on the FUSE mount) opened or closed the
+  // device. When the last one closes it the device is reset, unless it keeps its state
+  // (SimOptions::keep_state).
+  void open_device();
+  void close_device();
+
+  // SETs that arrived in the simulated kernel hang (SimOptions::hang_stop_copy_to_precopy).
+  std::size_t hung_arcs() const;
+  // Lets every blocked hanging SET return (EINVAL), and every later one at once.
+  void release_hangs();
 
   // The PCI config region.
   Result<std::size_t> config_read(std::uint64_t offset, std::span<std::byte> buf) const;
@@ -127,6 +149,9 @@ class SimDevice {
 
   Result<> feature_device_state(std::span<std::byte> payload, std::uint32_t flags,
                                 const FdOpener& open_fd);
+  void reset_locked();
+  // Whether a SET to `target` from the current state is the arc Linux 6.12 hangs on.
+  bool hangs_locked(uapi::State target) const;
   Result<> dma_logging_start(std::span<std::byte> payload);
   Result<> dma_logging_report(std::span<std::byte> payload);
   std::uint64_t data_size_locked() const;
@@ -144,6 +169,10 @@ class SimDevice {
   const Profile* profile_;
   SimOptions options_;
   mutable std::mutex mu_;
+  std::condition_variable hang_released_cv_;
+  bool hang_released_ = false;
+  std::size_t hung_arcs_ = 0;
+  std::size_t users_ = 0;  // open_device() minus close_device()
   std::chrono::steady_clock::time_point accrued_at_;
   std::uint64_t dma_draws_ = 0;
   uapi::State state_ = uapi::State::kRunning;

@@ -201,9 +201,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = 0;
   if (ino == kRootIno || ino == kDataDirIno) return reply_error(req, EISDIR);
   if (ino < kFirstDataIno) {
-    if (!m.device(ino)) return reply_error(req, ENOENT);
+    auto sim = m.device(ino);
+    if (!sim) return reply_error(req, ENOENT);
     fi->fh = 0;
-    fuse_reply_open(req, fi);
+    sim->open_device();
+    // The opener went away (interrupted): no release will follow.
+    if (fuse_reply_open(req, fi) != 0) sim->close_device();
     return;
   }
   std::shared_ptr<DataHandle> pending;
@@ -244,6 +247,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     h->sim->release(h->id);
     delete h;
+  } else if (auto sim = impl_of(req).device(ino)) {
+    sim->close_device();
   }
   fuse_reply_err(req, 0);
 }

@@ -18,6 +18,32 @@ std::shared_ptr<SimDevice> make(const char* profile, std::uint64_t seed) {
                                      SimOptions{.state_size = 100000, .seed = seed});
 }
 
+// Real mtty keeps its migration state when the device is closed (mtty_close_device never
+// resets it); the vfio-pci drivers return to RUNNING. keep_state overrides either way. Only the
+// last user's close counts.
+TEST(DirectDevice, LastCloseResetsUnlessTheDeviceKeepsItsState) {
+  struct Case {
+    const char* profile;
+    std::optional<bool> keep;
+    State after;
+  };
+  for (const auto& [profile, keep, after] :
+       {Case{"mtty", std::nullopt, State::kStop}, Case{"mlx5", std::nullopt, State::kRunning},
+        Case{"mtty", false, State::kRunning}, Case{"mlx5", true, State::kStop}}) {
+    SCOPED_TRACE(::testing::Message() << profile << " keep-state " << keep.value_or(-1));
+    auto model = std::make_shared<SimDevice>(
+        *find_profile(profile), SimOptions{.state_size = 3000, .seed = 1, .keep_state = keep});
+    auto first = std::make_unique<DirectDevice>(model, "first");
+    auto second = std::make_unique<DirectDevice>(model, "second");
+    ASSERT_TRUE(request_device_state(*first, State::kStop));
+    first.reset();
+    EXPECT_EQ(model->state(), State::kStop);  // still open through `second`
+    second.reset();
+    EXPECT_EQ(model->state(), after);
+    EXPECT_EQ(query_device_state(*std::make_unique<DirectDevice>(model, "again")), after);
+  }
+}
+
 TEST(DirectDevice, UnknownFdIsEbadf) {
   DirectDevice dev(make("plain", 1), "sim:plain#0");
   std::vector<std::byte> buf(8);

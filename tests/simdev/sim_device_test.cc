@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/state_machine.h"
+#include "tests/eventually.h"
 
 namespace vfio::sim {
 namespace {
@@ -168,6 +169,43 @@ TEST(SimDeviceStates, StopCopyToPreCopyIsRefused) {
   EXPECT_EQ(err(set_state(dev, State::kPreCopy)), EINVAL);
   EXPECT_EQ(err(set_state(dev, State::kPreCopyP2p)), EINVAL);
   EXPECT_EQ(get_state(dev), State::kStopCopy);
+}
+
+// Linux 6.12 never returns from SC->PC or SC->PCP on a PRE_COPY device; the hang mode blocks
+// like it and counts the arc, so that tests can prove a command never sends it.
+TEST(SimDeviceStates, HangModeBlocksOnStopCopyToPreCopyUntilReleased) {
+  SimOptions options = small();
+  options.hang_stop_copy_to_precopy = true;
+  SimDevice dev(*find_profile("mtty"), options);
+  ASSERT_TRUE(set_state(dev, State::kStopCopy));
+  std::atomic<int> code = -1;
+  std::thread caller([&] { code = err(set_state(dev, State::kPreCopy)); });
+  ASSERT_TRUE(testing::eventually([&] { return dev.hung_arcs() == 1; }));
+  EXPECT_EQ(code, -1) << "returned before it was released";
+  EXPECT_EQ(get_state(dev), State::kStopCopy);  // other calls go on meanwhile
+  dev.release_hangs();
+  caller.join();
+  EXPECT_EQ(code, EINVAL);
+  // Released: later ones return at once, and are still counted.
+  EXPECT_EQ(err(set_state(dev, State::kPreCopyP2p)), EINVAL);
+  EXPECT_EQ(dev.hung_arcs(), 2u);
+  EXPECT_EQ(get_state(dev), State::kStopCopy);
+}
+
+TEST(SimDeviceStates, HangModeOnlyHangsTheArcLinuxHangsOn) {
+  SimOptions options = small();
+  options.hang_stop_copy_to_precopy = true;
+  SimDevice mtty(*find_profile("mtty"), options);
+  // PRE_COPY from elsewhere, and every other arc from STOP_COPY, are walked as usual.
+  ASSERT_TRUE(set_state(mtty, State::kPreCopy));
+  ASSERT_TRUE(set_state(mtty, State::kStopCopy));
+  ASSERT_TRUE(set_state(mtty, State::kRunning));
+  EXPECT_EQ(mtty.hung_arcs(), 0u);
+  // Linux refuses a target the device lacks before its walk: no hang without PRE_COPY.
+  SimDevice p2p(*find_profile("p2p"), options);
+  ASSERT_TRUE(set_state(p2p, State::kStopCopy));
+  EXPECT_EQ(err(set_state(p2p, State::kPreCopy)), EINVAL);
+  EXPECT_EQ(p2p.hung_arcs(), 0u);
 }
 
 // --- the feature header -------------------------------------------------------------------------

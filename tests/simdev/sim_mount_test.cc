@@ -27,6 +27,7 @@
 #include "simdev/direct_device.h"
 #include "simdev/fuse_cleanup.h"
 #include "simdev/profile.h"
+#include "tests/eventually.h"
 
 namespace vfio::sim {
 namespace {
@@ -149,6 +150,24 @@ TEST_F(SimMountTest, EveryProfileRoundTripsThroughTheEngine) {
     EXPECT_EQ(dst_sim->config(), src_sim->config());
     EXPECT_EQ(dst_sim->state(), State::kRunning);
   }
+}
+
+// Opening and closing the device file reach the model: a device that keeps its state (mtty)
+// still has it when opened again; one that does not is reset when its last user closes it.
+TEST_F(SimMountTest, CloseAndOpenReachTheModel) {
+  auto kept = make("mtty", std::nullopt, 1), dropped = make("mlx5", 4096, 2);
+  for (const auto& sim : {kept, dropped}) {
+    auto dev = serve(sim, std::string(sim->profile().name));
+    auto fd = request_device_state(*dev, State::kStopCopy);
+    ASSERT_TRUE(fd) << fd.error().describe();
+    ASSERT_TRUE(dev->close(*fd));
+  }
+  // The kernel sends FUSE's RELEASE after close() returns: wait for it to arrive.
+  EXPECT_TRUE(vfio::testing::eventually([&] { return dropped->state() == State::kRunning; }));
+  EXPECT_EQ(kept->state(), State::kStopCopy);
+  auto again = SimMount::open_device(mount_->mountpoint() + "/mtty", "mtty again");
+  ASSERT_TRUE(again) << again.error().describe();
+  EXPECT_EQ(query_device_state(**again), State::kStopCopy);
 }
 
 // The same reads through DirectDevice and through FUSE return the same counts and bytes,
