@@ -54,7 +54,10 @@ int run_probe(const ParsedArgs& args) {
   summary.facts.emplace_back("migration flags", flag_names(*flags));
   summary.facts.emplace_back("states", supported_states(*flags));
   if (auto state = query_device_state(dev)) {
-    summary.facts.emplace_back("device state", std::string(uapi::state_name(*state)));
+    std::string text(uapi::state_name(*state));
+    if (*state != uapi::State::kRunning)
+      text += " (not RUNNING: save, load and migrate refuse it without --reset-first)";
+    summary.facts.emplace_back("device state", text);
   } else {
     summary.facts.emplace_back("device state", "GET failed: " + state.error().describe());
   }

@@ -1,5 +1,6 @@
 // The conformance checker: every simulator profile conforms, checks catch broken devices, and
 // `vfio-mig conform` reports, writes JSON and exits as documented.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "cli/device_arg.h"
 #include "core/feature.h"
 #include "core/state_machine.h"
+#include "simdev/sim_mount.h"
 #include "tests/cli/cli_run.h"
 
 namespace vfio::cli {
@@ -416,6 +418,23 @@ TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
       << json;
   EXPECT_NE(json.find("\"id\": \"arc/SC->PC\", \"group\": \"arcs\", \"verdict\": \"pass\""),
             std::string::npos);
+}
+
+// Over FUSE the simulator is a KernelDevice: SC->PC and SC->PCP go only with --unsafe-arcs,
+// which lifts KernelDevice's guard, and the device then refuses them as the contract says.
+TEST_F(ConformCommand, HangingArcsReachAKernelDeviceOnlyWithUnsafeArcs) {
+  if (auto ok = sim::SimMount::fuse_available(); !ok)
+    GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
+  auto safe = run({"conform", "sim:mtty,transport=fuse", "--json", path("safe.json")});
+  EXPECT_EQ(safe.code, kExitOk) << safe.out << safe.err;
+  auto unsafe =
+      run({"conform", "sim:mtty,transport=fuse", "--unsafe-arcs", "--json", path("unsafe.json")});
+  EXPECT_EQ(unsafe.code, kExitOk) << unsafe.out << unsafe.err;
+  for (auto id : {"arc/SC->PC", "arc/SC->PCP"}) {
+    const std::string check = fmt::format("\"id\": \"{}\", \"group\": \"arcs\", \"verdict\": ", id);
+    EXPECT_NE(slurp(path("safe.json")).find(check + "\"skip\""), std::string::npos) << id;
+    EXPECT_NE(slurp(path("unsafe.json")).find(check + "\"pass\""), std::string::npos) << id;
+  }
 }
 
 TEST_F(ConformCommand, QuietPrintsOnlyTheSummary) {
