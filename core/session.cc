@@ -128,9 +128,10 @@ Result<> Session::learn_device_states() {
     }
     if (auto r = d.migration->reset_to_running(); !r) return r;
     if (options_.on_notice)
-      options_.on_notice(fmt::format("{}: was in {}; reset (VFIO_DEVICE_RESET) as --reset-first "
-                                     "asks: its device state is lost",
-                                     d.dev->name(), name));
+      options_.on_notice(
+          fmt::format("{}: was in {}; reset (VFIO_DEVICE_RESET) as --reset-first "
+                      "asks: its device state is lost",
+                      d.dev->name(), name));
   }
   // Anything but RUNNING (RUNNING_P2P too) is not a fresh device: its last user was stopped
   // part way, and the reference's walk from RUNNING would start from a wrong cached state.

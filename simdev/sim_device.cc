@@ -493,8 +493,7 @@ void SimDevice::open_device() {
 void SimDevice::close_device() {
   std::lock_guard lock(mu_);
   if (users_ > 0) --users_;
-  if (users_ == 0 && !options_.keep_state.value_or(profile_->keeps_state_on_close))
-    reset_locked();
+  if (users_ == 0 && !options_.keep_state.value_or(profile_->keeps_state_on_close)) reset_locked();
 }
 
 bool SimDevice::hangs_locked(State target) const {

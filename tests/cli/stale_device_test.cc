@@ -127,17 +127,19 @@ TEST_P(StaleDeviceCli, ProbeShowsTheState) {
   auto r = run({"probe", dev.path});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_THAT(r.out, ::testing::ContainsRegex(fmt::format(
-                        "device state +{} \\(not RUNNING: save, load and migrate refuse it "
-                        "without --reset-first\\)\n",
-                        uapi::state_name(GetParam()))));
+                         "device state +{} \\(not RUNNING: save, load and migrate refuse it "
+                         "without --reset-first\\)\n",
+                         uapi::state_name(GetParam()))));
   EXPECT_EQ(dev.model->state(), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryState, StaleDeviceCli,
                          ::testing::Values(State::kStop, State::kStopCopy, State::kResuming,
-                                           State::kRunningP2p, State::kPreCopy,
-                                           State::kPreCopyP2p, State::kError),
-                         [](const auto& info) { return std::string(uapi::state_name(info.param)); });
+                                           State::kRunningP2p, State::kPreCopy, State::kPreCopyP2p,
+                                           State::kError),
+                         [](const auto& info) {
+                           return std::string(uapi::state_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace vfio::cli

@@ -231,7 +231,9 @@ TEST_P(StaleDevice, MigrateWithResetFirstRecoversBothSides) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryState, StaleDevice, ::testing::ValuesIn(kStaleStates),
-                         [](const auto& info) { return std::string(uapi::state_name(info.param)); });
+                         [](const auto& info) {
+                           return std::string(uapi::state_name(info.param));
+                         });
 
 // RUNNING_P2P is not fresh either, and a fresh RUNNING device is not reset by reset_first.
 TEST(StaleDevice, ResetFirstLeavesARunningDeviceAlone) {
