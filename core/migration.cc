@@ -92,14 +92,7 @@ Result<State> Migration::query_state() {
 }
 
 Result<> Migration::reset_to_running() {
-  close_data_fd();
-  if (auto r = dev_.reset(); !r) {
-    broken_ = true;
-    Error e = r.error();
-    e.message = dev_.name() + ": VFIO_DEVICE_RESET: " + e.message;
-    e.fatal = true;
-    return std::unexpected(e);
-  }
+  if (auto r = hard_reset("VFIO_DEVICE_RESET"); !r) return r;
   auto state = query_state();
   if (!state) return std::unexpected(state.error());
   if (*state != State::kRunning)
@@ -388,11 +381,15 @@ Result<> Migration::vm_state_change(bool running, StreamWriter* out, bool migrat
 }
 
 Result<> Migration::abandon() {
+  return hard_reset("resetting the device after a failed resume");
+}
+
+Result<> Migration::hard_reset(std::string_view what) {
   close_data_fd();
   if (auto r = dev_.reset(); !r) {
     broken_ = true;
     Error e = r.error();
-    e.message = dev_.name() + ": resetting the device after a failed resume: " + e.message;
+    e.message = fmt::format("{}: {}: {}", dev_.name(), what, e.message);
     e.fatal = true;
     return std::unexpected(e);
   }

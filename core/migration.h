@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/aligned_buffer.h"
@@ -135,6 +136,8 @@ class Migration {
   void update_estimated_pending_data(std::uint64_t sent);
   Result<> block_done(std::uint64_t bytes);
   Result<> reset_device(Error cause);
+  // VFIO_DEVICE_RESET, the data fd closed; a failure is fatal and named by `what`.
+  Result<> hard_reset(std::string_view what);
   void close_data_fd();
   Result<> save_config(StreamWriter& out);
   Result<> load_config(StreamReader& in);

@@ -10,9 +10,8 @@
 
 #include "cli/commands.h"
 #include "core/feature.h"
-#include "simdev/sim_mount.h"
 #include "tests/cli/cli_run.h"
-#include "tests/core/sim_pair.h"
+#include "tests/core/stale_mtty.h"
 
 namespace vfio::cli {
 namespace {
@@ -21,43 +20,17 @@ using ::testing::HasSubstr;
 using testing::run;
 using uapi::State;
 
-struct Served {
-  std::shared_ptr<sim::SimDevice> model;
-  std::string path;
-};
+using Served = vfio::testing::ServedSim;
 
 class StaleDeviceCli : public testing::TempDirTest, public ::testing::WithParamInterface<State> {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    if (auto ok = sim::SimMount::fuse_available(); !ok)
-      GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
-    auto m = sim::SimMount::create();
-    ASSERT_TRUE(m) << m.error().describe();
-    mount_ = std::move(*m);
-  }
-  void TearDown() override {
-    if (mount_) {
-      EXPECT_TRUE(mount_->unmount());
-    }
-    TempDirTest::TearDown();
+    mount_.start();
   }
 
-  // An mtty as on Linux 6.12, served on the mount and left in `state` by an earlier user.
   Served serve(State state, std::uint64_t seed) {
-    sim::SimOptions o;
-    o.seed = seed;
-    o.keep_state = true;
-    o.hang_stop_copy_to_precopy = true;
-    auto model = std::make_shared<sim::SimDevice>(*sim::find_profile("mtty"), o);
-    auto path = mount_->add_device(model, "mtty" + std::to_string(seed));
-    EXPECT_TRUE(path) << path.error().describe();
-    if (state != State::kRunning) {
-      auto earlier = sim::SimMount::open_device(*path, "earlier process");
-      EXPECT_TRUE(earlier) << earlier.error().describe();
-      vfio::testing::leave_in_state(**earlier, *model, state);
-    }
-    return {model, *path};
+    return mount_.serve_stale(state, seed, "mtty" + std::to_string(seed));
   }
 
   // The refusal: exit 1, one line naming the state and --reset-first; the device untouched.
@@ -71,7 +44,7 @@ class StaleDeviceCli : public testing::TempDirTest, public ::testing::WithParamI
     EXPECT_THAT(r.err, HasSubstr(fmt::format("was in {}; reset", uapi::state_name(GetParam()))));
   }
 
-  std::unique_ptr<sim::SimMount> mount_;
+  vfio::testing::TestMount mount_;
 };
 
 TEST_P(StaleDeviceCli, Save) {

@@ -14,9 +14,9 @@
 #include "core/feature.h"
 #include "core/local_migration.h"
 #include "core/session.h"
-#include "simdev/sim_mount.h"
 #include "tests/core/scripted_device.h"
 #include "tests/core/sim_pair.h"
+#include "tests/core/stale_mtty.h"
 #include "tests/eventually.h"
 
 namespace vfio {
@@ -30,26 +30,18 @@ constexpr State kStaleStates[] = {State::kStop,       State::kStopCopy, State::k
                                   State::kRunningP2p, State::kPreCopy,  State::kPreCopyP2p,
                                   State::kError};
 
-std::shared_ptr<sim::SimDevice> linux_6_12_mtty(std::uint64_t seed) {
-  sim::SimOptions o;
-  o.seed = seed;
-  o.keep_state = true;
-  o.hang_stop_copy_to_precopy = true;
-  return std::make_shared<sim::SimDevice>(*sim::find_profile("mtty"), o);
-}
-
 std::string name_of(std::uint64_t seed) {
   return "mtty#" + std::to_string(seed);
 }
 
 testing::SimHandle fresh(std::uint64_t seed) {
-  auto model = linux_6_12_mtty(seed);
+  auto model = testing::linux_6_12_mtty(seed);
   return {model, std::make_unique<sim::DirectDevice>(model, name_of(seed))};
 }
 
 // A device an earlier process left in `state` and closed, opened again.
 testing::SimHandle stale(State state, std::uint64_t seed) {
-  auto model = linux_6_12_mtty(seed);
+  auto model = testing::linux_6_12_mtty(seed);
   {
     sim::DirectDevice earlier(model, "earlier process");
     testing::leave_in_state(earlier, *model, state);
@@ -272,35 +264,17 @@ class FuseStaleDevice : public ::testing::Test {
     std::unique_ptr<KernelDevice> device;
   };
 
-  void SetUp() override {
-    if (auto ok = sim::SimMount::fuse_available(); !ok)
-      GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
-    auto m = sim::SimMount::create();
-    ASSERT_TRUE(m) << m.error().describe();
-    mount_ = std::move(*m);
-  }
-  void TearDown() override {
-    if (mount_) {
-      EXPECT_TRUE(mount_->unmount());
-    }
-  }
+  void SetUp() override { mount_.start(); }
 
   // A device served on the mount, left in `state` by an earlier user (unless RUNNING).
   Handle serve(State state, std::uint64_t seed) {
-    auto model = linux_6_12_mtty(seed);
-    auto path = mount_->add_device(model, name_of(seed));
-    EXPECT_TRUE(path) << path.error().describe();
-    if (state != State::kRunning) {
-      auto earlier = sim::SimMount::open_device(*path, "earlier process");
-      EXPECT_TRUE(earlier) << earlier.error().describe();
-      testing::leave_in_state(**earlier, *model, state);
-    }
-    auto dev = sim::SimMount::open_device(*path, name_of(seed) + " (fuse)");
+    auto served = mount_.serve_stale(state, seed, name_of(seed));
+    auto dev = sim::SimMount::open_device(served.path, name_of(seed) + " (fuse)");
     EXPECT_TRUE(dev) << dev.error().describe();
-    return {model, std::move(*dev)};
+    return {served.model, std::move(*dev)};
   }
 
-  std::unique_ptr<sim::SimMount> mount_;
+  testing::TestMount mount_;
 };
 
 TEST_F(FuseStaleDevice, KernelDeviceRefusesTheHangingArcUnsent) {
