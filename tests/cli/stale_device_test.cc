@@ -94,6 +94,24 @@ TEST_P(StaleDeviceCli, Migrate) {
   EXPECT_EQ(src.model->hung_arcs() + dst.model->hung_arcs(), 0u);
 }
 
+// A single fault run migrates as `migrate` does, and takes --reset-first too.
+TEST_P(StaleDeviceCli, FaultsSingleRun) {
+  auto src = serve(GetParam(), 1);
+  auto dst = serve(GetParam(), 2);
+  auto refused = run({"faults", "--record", src.path, dst.path, "-q"});
+  EXPECT_EQ(refused.code, kExitFailed);
+  EXPECT_THAT(refused.out, HasSubstr(fmt::format("migration: failed: source: {} is in {}", src.path,
+                                                 uapi::state_name(GetParam()))));
+  EXPECT_THAT(refused.out, HasSubstr("--reset-first"));
+  EXPECT_EQ(src.model->state(), GetParam());
+
+  auto migrated = run({"faults", "--record", "--reset-first", src.path, dst.path, "-q"});
+  EXPECT_EQ(migrated.code, kExitOk) << migrated.out << migrated.err;
+  EXPECT_THAT(migrated.out, HasSubstr("migration: success"));
+  EXPECT_EQ(dst.model->image(), src.model->image());
+  EXPECT_EQ(src.model->hung_arcs() + dst.model->hung_arcs(), 0u);
+}
+
 // probe only reads: it works in any state and says which.
 TEST_P(StaleDeviceCli, ProbeShowsTheState) {
   auto dev = serve(GetParam(), 1);
