@@ -14,6 +14,7 @@
 #include "faults/matrix.h"
 #include "faults/report.h"
 #include "faults/sim_hooks.h"
+#include "faults/watchdog.h"
 #include "simdev/profile.h"
 
 namespace vfio::cli {
@@ -69,6 +70,16 @@ Result<faults::CaseConfig> case_config(const ParsedArgs& args) {
     cfg.buffer_size = static_cast<std::size_t>(*v);
   }
   return cfg;
+}
+
+Result<faults::WatchdogOptions> watchdog_options(const ParsedArgs& args) {
+  faults::WatchdogOptions w;
+  if (auto t = args.value("timeout")) {
+    auto d = faults::parse_duration(*t);
+    if (!d || d->count() == 0) return fail(EINVAL, fmt::format("bad --timeout '{}'", *t));
+    w.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  return w;
 }
 
 void print_trace(const std::vector<faults::TraceEntry>& trace) {
@@ -127,12 +138,9 @@ int run_matrix_command(const ParsedArgs& args) {
       return usage_error("faults", Error{EINVAL, fmt::format("bad --jobs '{}'", *j)});
     options.jobs = static_cast<unsigned>(*n);
   }
-  if (auto t = args.value("timeout")) {
-    auto d = faults::parse_duration(*t);
-    if (!d || d->count() == 0)
-      return usage_error("faults", Error{EINVAL, fmt::format("bad --timeout '{}'", *t)});
-    options.watchdog.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
-  }
+  auto watchdog = watchdog_options(args);
+  if (!watchdog) return usage_error("faults", watchdog.error());
+  options.watchdog = *watchdog;
   auto shard = shard_of(args);
   if (!shard) return usage_error("faults", shard.error());
   std::tie(options.shard_index, options.shard_count) = *shard;
@@ -210,6 +218,12 @@ int run_plan_command(const ParsedArgs& args) {
   }
   auto setup = transfer_setup(args);
   if (!setup) return usage_error("faults", setup.error());
+  // The same pre-copy default as `migrate`, so that pre-copy faults fire on devices that offer it.
+  if (auto p = precopy_setup(args, *setup); !p) return usage_error("faults", p.error());
+  auto watchdog = watchdog_options(args);
+  if (!watchdog) return usage_error("faults", watchdog.error());
+  // A single run's injected hang lasts until the timeout (the matrix cancels it at once).
+  watchdog->hang_grace = watchdog->timeout;
   std::vector<OpenedDevice> devs;
   for (std::size_t i = 0; i < 2; ++i) {
     auto opened = open_arg(args.positionals[i], i);
@@ -219,7 +233,8 @@ int run_plan_command(const ParsedArgs& args) {
     }
     devs.push_back(std::move(*opened.device));
   }
-  faults::Injector injector(std::move(*plan));
+  faults::CaseControl control(std::move(*plan));
+  faults::Injector& injector = control.injector;
   injector.set_recording(args.has("record"));
   std::unique_ptr<faults::SimHooks> hooks[2];
   for (int i = 0; i < 2; ++i)
@@ -234,10 +249,25 @@ int run_plan_command(const ParsedArgs& args) {
   SessionOptions quiet = setup->session;
   quiet.on_progress = nullptr;
   Session source(setup->session), destination(quiet);
-  source.add_device(src, src.name());
-  destination.add_device(dst, dst.name());
-  auto m = faults::migrate_with_faults(source, destination, injector, true);
+  source.add_device(src, src.name(), devs[0].config_restore);
+  destination.add_device(dst, dst.name(), devs[1].config_restore);
+  control.attach(Side::kSource, &source);
+  control.attach(Side::kDestination, &destination);
+  faults::FaultyMigration m;
+  auto watched = faults::run_under_watchdog(
+      control, [&] { m = faults::migrate_with_faults(source, destination, injector, true); },
+      *watchdog);
   setup->progress->finish();
+  if (watched.hung) {
+    // Still blocked (in the kernel, or in a call no cancel reaches): nothing can be restored.
+    fmt::print(
+        "hang: the migration did not end {} ms after it was cancelled at the {} ms timeout\n",
+        watchdog->cancel_grace.count(), watchdog->timeout.count());
+    std::fflush(stdout);
+    std::_Exit(kExitFailed);
+  }
+  control.attach(Side::kSource, nullptr);
+  control.attach(Side::kDestination, nullptr);
 
   if (args.has("record")) {
     fmt::print("trace:\n");
@@ -249,11 +279,20 @@ int run_plan_command(const ParsedArgs& args) {
   if (injector.fired().empty() && !text.empty()) fmt::print("no fault fired\n");
   fmt::print("migration: {}\n",
              m.outcome ? "success" : "failed: " + printable(m.outcome.error().describe()));
-  if (!devs[0].model || !devs[1].model) return m.outcome ? kExitOk : kExitFailed;
+  const bool hang_fired = injector.fired_kind(Side::kSource, faults::Kind::kHang) ||
+                          injector.fired_kind(Side::kDestination, faults::Kind::kHang);
+  if (watched.timed_out)
+    fmt::print("hang: still running after the {} ms timeout ({}); cancelled\n",
+               watchdog->timeout.count(),
+               hang_fired ? "an injected hang blocked it" : "no hang fault fired");
+  const int ok = watched.timed_out ? kExitFailed : kExitOk;
+  if (!devs[0].model || !devs[1].model) return m.outcome ? ok : kExitFailed;
 
   // Both simulated: judge the run as the matrix would.
   o.success = m.outcome.has_value();
   if (!m.outcome) o.error = m.outcome.error().message;
+  o.timed_out = watched.timed_out;
+  o.hang_injected = hang_fired;
   o.destination_loaded = m.loaded.has_value();
   o.stream = m.stream;
   auto observe = [](faults::DeviceEnd& end, OpenedDevice& d, Session& s) {
@@ -282,7 +321,7 @@ int run_plan_command(const ParsedArgs& args) {
   for (const auto& p : j.problems) fmt::print("oracle: {}\n", printable(p));
   for (const auto& n : j.notes) fmt::print("note: {}\n", printable(n));
   fmt::print("verdict: {}\n", faults::verdict_name(j.verdict));
-  return j.verdict == faults::Verdict::kFail ? kExitFailed : kExitOk;
+  return j.verdict == faults::Verdict::kFail ? kExitFailed : ok;
 }
 
 }  // namespace
@@ -297,6 +336,10 @@ int run_faults(const ParsedArgs& args) {
   if (args.has("matrix")) {
     if (!args.positionals.empty())
       return usage_error("faults", Error{EINVAL, "--matrix takes no devices"});
+    if (args.has("precopy"))
+      return usage_error("faults", Error{EINVAL,
+                                         "--precopy is for --plan/--fault/--record runs (the "
+                                         "matrix's precopy scenario pre-copies)"});
     return run_matrix_command(args);
   }
   return run_plan_command(args);

@@ -70,7 +70,7 @@ int run_load(const ParsedArgs& args) {
     return finish(summary, args);
   }
   Session session(setup->session);
-  session.add_device(*opened.device, opened.device->name());
+  session.add_device(*opened.device, opened.device->name(), opened.config_restore);
   auto report = session.load(*file);
   setup->progress->finish();
   if (!report)
@@ -90,9 +90,9 @@ Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& set
   quiet.on_progress = nullptr;  // one progress line: the source's
   Session source(source_options);
   Session destination(quiet);
-  for (const auto& [src, dst] : pairs) {
+  for (const auto& [src, dst, dst_restore] : pairs) {
     source.add_device(*src, src->name());
-    destination.add_device(*dst, dst->name());
+    destination.add_device(*dst, dst->name(), dst_restore);
   }
   auto result = migrate_locally(source, destination);
   setup.progress->finish();
@@ -104,8 +104,8 @@ Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& set
   summary.destination = result->destination;
   if (!verify) return summary;
   summary.verified = true;
-  for (const auto& [src, dst] : pairs) {
-    auto cmp = compare_device_states(*src, *dst, setup.session.migration.config_size);
+  for (const auto& [src, dst, dst_restore] : pairs) {
+    auto cmp = compare_device_states(*src, *dst, setup.session.migration.config_size, dst_restore);
     if (!cmp) {
       summary.error = cmp.error();
       summary.verified.reset();
@@ -138,7 +138,8 @@ int run_migrate(const ParsedArgs& args) {
   }
   std::vector<DevicePair> pairs;
   for (std::size_t i = 0; i < opened.size(); i += 2)
-    pairs.push_back({opened[i].device.get(), opened[i + 1].device.get()});
+    pairs.push_back(
+        {opened[i].device.get(), opened[i + 1].device.get(), opened[i + 1].config_restore});
   auto summary = migrate_and_verify(pairs, *setup, args.has("verify"), "migrate");
   return finish(summary, args);
 }

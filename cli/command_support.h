@@ -33,6 +33,7 @@ OpenOutcome open_arg(std::string_view text, std::size_t index);
 struct DevicePair {
   Device* src;
   Device* dst;
+  ConfigRestore dst_restore = ConfigRestore::kExact;  // OpenedDevice::config_restore of dst
 };
 // Migrates the sources to the destinations in this process, one VM with every device; with
 // `verify`, compares each pair's states afterwards.

@@ -119,7 +119,7 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   if (!spec.sim) {
     auto dev = open_vfio_device(spec.text);
     if (!dev) return std::unexpected(dev.error());
-    return OpenedDevice{nullptr, std::move(*dev), nullptr};
+    return OpenedDevice{nullptr, std::move(*dev), nullptr, ConfigRestore::kRegisters};
   }
   const auto& s = *spec.sim;
   sim::SimOptions options;

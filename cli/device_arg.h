@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "core/config_restore.h"
 #include "core/device.h"
 #include "simdev/sim_device.h"
 #include "simdev/sim_mount.h"
@@ -52,6 +53,9 @@ struct OpenedDevice {
   std::shared_ptr<sim::SimMount> mount;
   std::unique_ptr<Device> device;
   std::shared_ptr<sim::SimDevice> model;  // simulated devices only
+  // Real devices take only the config registers a VMM restores; the simulator (also when served
+  // over FUSE, a KernelDevice too) every byte, which the fault oracles check.
+  ConfigRestore config_restore = ConfigRestore::kExact;
 };
 
 // `index` picks distinct default seeds for simulated devices opened by one command.

@@ -46,12 +46,15 @@ Result<int> start_stop_copy(SaveSession& s) {
 
 }  // namespace
 
-Result<Comparison> compare_device_states(Device& a, Device& b, std::uint32_t config_size) {
+Result<Comparison> compare_device_states(Device& a, Device& b, std::uint32_t config_size,
+                                         ConfigRestore restore) {
   Comparison result;
   std::vector<std::byte> ca(config_size), cb(config_size);
   auto na = a.config_read(0, ca);
   auto nb = b.config_read(0, cb);
-  result.config_equal = na && nb && *na == *nb && ca == cb;
+  result.config_equal =
+      na && nb && *na == *nb &&
+      config_restored_equal(std::span(ca).first(*na), std::span(cb).first(*nb), restore);
 
   SaveSession sa{a, State::kRunning}, sb{b, State::kRunning};
   if (auto r = start_stop_copy(sa); !r) return std::unexpected(r.error());

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/config_restore.h"
 #include "core/device.h"
 
 namespace vfio::cli {
@@ -12,10 +13,11 @@ struct Comparison {
   bool equal = false;
   std::uint64_t bytes_compared = 0;
   std::uint64_t first_difference = 0;  // offset, when !equal
-  bool config_equal = false;
+  bool config_equal = false;  // on what restoring a's config into b under `restore` carries
 };
 
 // Leaves each device in the state it was found in (STOP or RUNNING).
-Result<Comparison> compare_device_states(Device& a, Device& b, std::uint32_t config_size = 256);
+Result<Comparison> compare_device_states(Device& a, Device& b, std::uint32_t config_size = 256,
+                                         ConfigRestore restore = ConfigRestore::kExact);
 
 }  // namespace vfio::cli

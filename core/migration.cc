@@ -295,16 +295,10 @@ Result<> Migration::load_config(StreamReader& in) {
   in.get_buffer(bytes);
   if (auto s = in.status(); !s) return s;
   if (options_.config_state && !bytes.empty()) {
-    // Short writes are resumed; a write that accepts nothing would otherwise lose the rest.
-    for (std::size_t done = 0; done < bytes.size();) {
-      auto w = dev_.config_write(done, bytes.subspan(done));
-      if (!w || *w == 0) {
-        Error e = w ? Error{EIO, fmt::format("config write at offset {} accepted no bytes", done)}
-                    : w.error();
-        e.message = dev_.name() + ": failed to load device config space: " + e.message;
-        return std::unexpected(e);
-      }
-      done += *w;
+    if (auto r = restore_config(dev_, bytes, options_.config_restore); !r) {
+      Error e = r.error();
+      e.message = dev_.name() + ": failed to load device config space: " + e.message;
+      return std::unexpected(e);
     }
   }
   std::uint64_t end = in.get_be64();

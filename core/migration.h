@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/aligned_buffer.h"
+#include "core/config_restore.h"
 #include "core/device.h"
 #include "core/stream.h"
 
@@ -44,6 +45,9 @@ struct MigrationOptions {
   bool config_state = true;
   // How many config-space bytes to carry.
   std::uint32_t config_size = 256;
+  // How a loaded CONFIG section goes into the device: chosen by whoever opened it (the
+  // simulator takes the bytes as they are; a real device only the registers a VMM restores).
+  ConfigRestore config_restore = ConfigRestore::kExact;
   // Called after every data block saved or loaded, with the block's size; returning false
   // cancels the transfer (ECANCELED). Progress reporting and cancellation hang here.
   std::function<bool(std::uint64_t)> on_block;

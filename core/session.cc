@@ -85,10 +85,20 @@ MigrationOptions Session::migration_options() {
 }
 
 void Session::add_device(Device& dev, std::string id, bool enable_migration) {
+  add(dev, std::move(id), enable_migration, migration_options());
+}
+
+void Session::add_device(Device& dev, std::string id, ConfigRestore config_restore) {
+  MigrationOptions options = migration_options();
+  options.config_restore = config_restore;
+  add(dev, std::move(id), true, std::move(options));
+}
+
+void Session::add(Device& dev, std::string id, bool enable_migration, MigrationOptions options) {
   Entry entry{&dev, std::move(id), nullptr, {}};
   if (!enable_migration) {
     entry.blocker = dev.name() + ": VFIO device doesn't support migration (disabled)";
-  } else if (auto m = Migration::create(dev, migration_options()); m) {
+  } else if (auto m = Migration::create(dev, std::move(options)); m) {
     entry.migration = std::move(*m);
   } else {
     entry.blocker = m.error().describe();

@@ -85,6 +85,9 @@ class Session {
 
   // vfio_migration_realize: a device that cannot migrate adds a blocker instead of failing.
   void add_device(Device& dev, std::string id, bool enable_migration = true);
+  // The same, with this device's way of taking a CONFIG section instead of the options' (the
+  // opener knows whether it is a real device or the simulator).
+  void add_device(Device& dev, std::string id, ConfigRestore config_restore);
   // Every reason migration is refused now; empty when it may proceed. Several devices may
   // migrate together only when every one supports P2P.
   std::vector<std::string> blockers() const;
@@ -122,6 +125,7 @@ class Session {
   MigrationOptions migration_options();
   // learn_device_states(), unless it just ran.
   Result<> ensure_device_states();
+  void add(Device& dev, std::string id, bool enable_migration, MigrationOptions options);
   bool on_block(std::uint64_t bytes);
   void progress(Phase phase);
   Result<> save_sections(StreamWriter& out, Report& report, bool& vm_stopped);

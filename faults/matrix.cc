@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <random>
 #include <thread>
 
@@ -168,60 +167,25 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
     explicit Shared(Plan p) : control(std::move(p)) {}
     CaseControl control;
     CaseRun run;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
   };
+  // The case's thread may outlive this call (a case that never ends is abandoned): it keeps
+  // what it uses alive.
   auto shared = std::make_shared<Shared>(std::move(*plan));
-  const auto start = Clock::now();
-  // The case runs on its own thread so that one that never ends can be abandoned.
-  std::thread body([shared, spec, cfg] {
-    CaseRun run = run_case(spec, cfg, shared->control);
-    std::lock_guard lock(shared->mu);
-    shared->run = std::move(run);
-    shared->done = true;
-    shared->cv.notify_all();
-  });
-  bool timed_out = false, hung = false;
-  std::optional<Clock::time_point> cancelled_at, hang_seen;
-  {
-    std::unique_lock lock(shared->mu);
-    while (!shared->done) {
-      shared->cv.wait_for(lock, std::chrono::milliseconds(5));
-      if (shared->done) break;
-      const auto now = Clock::now();
-      if (!cancelled_at) {
-        if (shared->control.injector.hanging()) {
-          if (!hang_seen) hang_seen = now;
-        }
-        bool hang_due = hang_seen && now - *hang_seen >= w.hang_grace;
-        timed_out = now - start > w.timeout;
-        if (hang_due || timed_out) {
-          lock.unlock();
-          shared->control.cancel();
-          lock.lock();
-          cancelled_at = now;
-        }
-      } else if (now - *cancelled_at > w.cancel_grace) {
-        hung = true;
-        break;
-      }
-    }
-  }
-  result.elapsed = Clock::now() - start;
-  if (hung) {
-    body.detach();  // it holds `shared`; nothing it touches goes away
+  auto watched = run_under_watchdog(
+      shared->control, [shared, spec, cfg] { shared->run = run_case(spec, cfg, shared->control); },
+      w);
+  result.elapsed = watched.elapsed;
+  if (watched.hung) {
     result.judgement = {
         Verdict::kFail, {"hang: the case did not finish after it was cancelled"}, {}};
     return result;
   }
-  body.join();
   CaseRun& run = shared->run;
   if (!run.setup_error.empty()) {
     result.judgement = {Verdict::kFail, {"setup failed: " + run.setup_error}, {}};
     return result;
   }
-  run.observation.timed_out = timed_out;
+  run.observation.timed_out = watched.timed_out;
   result.judgement = judge(run.observation);
   result.fired = std::move(run.fired);
   result.error = run.observation.error;

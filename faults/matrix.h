@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "faults/scenario.h"
+#include "faults/watchdog.h"
 
 namespace vfio::faults {
 
@@ -21,12 +22,6 @@ struct CaseResult {
   std::string error;  // what the caller was told (empty on success)
   std::chrono::nanoseconds elapsed{};
   std::string repro;  // the command that runs this case alone
-};
-
-struct WatchdogOptions {
-  std::chrono::milliseconds timeout{10'000};      // a case taking longer is cancelled
-  std::chrono::milliseconds hang_grace{20};       // a fired hang is cancelled after this
-  std::chrono::milliseconds cancel_grace{5'000};  // after cancelling, wait this long at most
 };
 
 // Runs one case under a watchdog: hangs are cancelled, a case that never ends is reported.

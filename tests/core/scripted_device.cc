@@ -84,13 +84,20 @@ Result<> ScriptedDevice::close(int fd) {
 }
 
 Result<std::size_t> ScriptedDevice::config_read(std::uint64_t off, std::span<std::byte> buf) {
-  if (auto e = intercept({Call::Op::kConfigRead})) return std::unexpected(*e);
+  Call call{Call::Op::kConfigRead};
+  call.offset = off;
+  call.size = buf.size();
+  if (auto e = intercept(call)) return std::unexpected(*e);
   return inner_.config_read(off, buf);
 }
 
 Result<std::size_t> ScriptedDevice::config_write(std::uint64_t off,
                                                  std::span<const std::byte> buf) {
-  if (auto e = intercept({Call::Op::kConfigWrite})) return std::unexpected(*e);
+  Call call{Call::Op::kConfigWrite};
+  call.offset = off;
+  call.size = buf.size();
+  if (auto e = intercept(call)) return std::unexpected(*e);
+  if (swallow_config_writes) return buf.size();
   return inner_.config_write(off, buf);
 }
 

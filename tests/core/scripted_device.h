@@ -25,6 +25,8 @@ struct Call {
   Op op;
   std::uint32_t feature_flags = 0;             // kFeature: the header's flags
   std::optional<uapi::State> requested_state;  // kFeature SET MIG_DEVICE_STATE
+  std::uint64_t offset = 0;                    // kConfigRead, kConfigWrite
+  std::size_t size = 0;                        // kConfigRead, kConfigWrite: bytes asked for
 };
 
 class ScriptedDevice final : public Device {
@@ -37,6 +39,8 @@ class ScriptedDevice final : public Device {
   void fail_set(uapi::State state, int err, int times = 1);
   // Every reset fails with `err`.
   void fail_resets(int err);
+  // Config writes report every byte written and change nothing (a device ignoring them).
+  bool swallow_config_writes = false;
 
   const std::vector<Call>& calls() const { return calls_; }
   std::size_t count(Call::Op op) const;
