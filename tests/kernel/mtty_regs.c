@@ -3,7 +3,8 @@
 // static for the kernel lane's initramfs; the guest checks use it to plant device state before a
 // migration and to read it back on the destination.
 //
-//   mtty-regs UUID OP...      OP: wB:OFF=VAL (write byte VAL at register OFF of BAR B)
+//   mtty-regs UUID OP...      OP: wB:OFF=VAL (write byte VAL at register OFF of BAR B;
+//                                            region 7 is the PCI config space)
 //                                 rB:OFF     (read it; printed as 0xVV, space-separated)
 //                                 state      (GET MIG_DEVICE_STATE; printed as its name)
 //                                 reset      (VFIO_DEVICE_RESET)
