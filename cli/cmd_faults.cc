@@ -285,8 +285,8 @@ int run_plan_command(const ParsedArgs& args) {
     fmt::print("hang: still running after the {} ms timeout ({}); cancelled\n",
                watchdog->timeout.count(),
                hang_fired ? "an injected hang blocked it" : "no hang fault fired");
-  const int ok = watched.timed_out ? kExitFailed : kExitOk;
-  if (!devs[0].model || !devs[1].model) return m.outcome ? ok : kExitFailed;
+  const int finished = watched.timed_out ? kExitFailed : kExitOk;  // unless it failed otherwise
+  if (!devs[0].model || !devs[1].model) return m.outcome ? finished : kExitFailed;
 
   // Both simulated: judge the run as the matrix would.
   o.success = m.outcome.has_value();
@@ -321,7 +321,7 @@ int run_plan_command(const ParsedArgs& args) {
   for (const auto& p : j.problems) fmt::print("oracle: {}\n", printable(p));
   for (const auto& n : j.notes) fmt::print("note: {}\n", printable(n));
   fmt::print("verdict: {}\n", faults::verdict_name(j.verdict));
-  return j.verdict == faults::Verdict::kFail ? kExitFailed : ok;
+  return j.verdict == faults::Verdict::kFail ? kExitFailed : finished;
 }
 
 }  // namespace
