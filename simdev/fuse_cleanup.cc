@@ -9,7 +9,9 @@
 #include <fmt/format.h>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -59,6 +61,37 @@ std::optional<ProcStat> read_stat(const std::string& pid) {
   fields >> st.starttime;                        // 22
   if (!fields) return std::nullopt;
   return st;
+}
+
+// Whether SIGKILL is pending in `status` (a /proc status file) in the set named `field`.
+bool sigkill_in(const std::string& status, std::string_view field) {
+  std::ifstream in(status);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with(field)) continue;
+    const auto mask = std::strtoull(line.c_str() + field.size(), nullptr, 16);
+    return (mask >> (SIGKILL - 1)) & 1;
+  }
+  return false;
+}
+
+// A process with SIGKILL pending never runs its own code again: it only waits to finish. The
+// kernel also queues SIGKILL on every thread for any fatal signal it turns into a group exit.
+// If one of its threads waits on a request its own (now dead) server thread had taken, it
+// stays in D state until the connection is aborted, so such an owner counts as gone.
+bool sigkill_pending(const std::string& pid) {
+  const std::string proc = "/proc/" + pid;
+  if (sigkill_in(proc + "/status", "ShdPnd:")) return true;
+  if (DIR* tasks = ::opendir((proc + "/task").c_str())) {
+    bool pending = false;
+    while (dirent* t = ::readdir(tasks)) {
+      if (t->d_name[0] == '.') continue;
+      if (sigkill_in(proc + "/task/" + t->d_name + "/status", "SigPnd:")) pending = true;
+    }
+    ::closedir(tasks);
+    return pending;
+  }
+  return false;
 }
 
 // The owner tag in a mountpoint's last component: "vfio-mig-sim.<pid>.<starttime>.XXXXXX".
@@ -150,8 +183,10 @@ bool owner_alive(const std::string& mountpoint) {
   auto st = read_stat(owner->first);
   if (!st) return false;                                             // gone
   if (std::to_string(st->starttime) != owner->second) return false;  // pid reused
-  // A dying process may hang on its own mount: the leader is a zombie or exiting.
-  return !(st->state == 'Z' || st->state == 'X' || (st->flags & kPfExiting));
+  // A dying process may hang on its own mount: the leader is a zombie or exiting, or the
+  // process was killed (SIGKILL pending) while a thread waits on its own mount.
+  if (st->state == 'Z' || st->state == 'X' || (st->flags & kPfExiting)) return false;
+  return !sigkill_pending(owner->first);
 }
 
 Result<> ensure_fusectl() {

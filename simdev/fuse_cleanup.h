@@ -5,8 +5,10 @@
 // being served, the caller (and with it the whole dying process) hangs in D state until the
 // connection is aborted through fusectl (/sys/fs/fuse/connections/<dev>/abort). Three defences:
 //  - every mountpoint is named /tmp/vfio-mig-sim.<pid>.<starttime>.XXXXXX, so a later process can
-//    tell a mount whose owner is gone (or is exiting, or whose pid was reused) and clean it:
-//    abort through fusectl, detach, remove the directory (cleanup_stale_mounts);
+//    tell a mount whose owner is gone (or is dying, even stuck in D state on that very mount, or
+//    whose pid was reused) and clean it: abort through fusectl (the connection taken from
+//    /proc/self/mountinfo, the mount itself never touched), detach, remove the directory
+//    (cleanup_stale_mounts);
 //  - live mounts are kept in a fixed table that abort_registered() walks with async-signal-safe
 //    calls only, for fatal-signal, terminate and atexit handlers;
 //  - device and data files are opened with noflush, so close() at exit never waits on a server.
@@ -31,7 +33,12 @@ std::vector<SimMountEntry> sim_mounts();
 
 // "<pid>.<starttime>" of this process, for the mountpoint name.
 std::string owner_tag();
-// Whether the process named by a mountpoint's owner tag still runs (and is not exiting).
+// Whether the process named by a mountpoint's owner tag still runs and is not dying. Dying:
+// its leader is a zombie or exiting (PF_EXITING), or SIGKILL is pending (in the shared set or
+// any thread's; the kernel queues it on every thread for each fatal signal). Such a process
+// never runs its own code again; when a thread of it waits on a request its own server thread
+// had taken, it stays in D state until the connection is aborted. A live process waiting for
+// its own healthy server has no SIGKILL pending, so its mount is never touched.
 // Names that carry no tag count as alive: they are not ours to touch.
 bool owner_alive(const std::string& mountpoint);
 

@@ -3,9 +3,13 @@
 // reason when FUSE cannot be used here.
 #include "simdev/sim_mount.h"
 
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <thread>
 #include <vector>
 
 #include "core/channel.h"
@@ -441,6 +446,117 @@ TEST_F(SimMountTest, StaleMountOfAKilledProcessIsCleaned) {
   EXPECT_FALSE(std::filesystem::exists(mp));
   EXPECT_TRUE(fuse_cleanup::owner_alive((*another)->mountpoint()));
   EXPECT_TRUE((*another)->unmount());
+}
+
+// A FUSE server that takes a read and never answers it, in a child that reads through it
+// itself: killed with SIGKILL, the server thread dies and the reading thread stays in D state
+// (request_wait_answer) for as long as the connection lives, as a vfio-mig process killed in the
+// middle of a transfer does. Mounted under the simulator's name and owner tag so that the
+// stale-mount cleanup considers it.
+namespace stuck {
+int g_ready_fd = -1;
+void op_lookup(fuse_req_t req, fuse_ino_t, const char*) {
+  fuse_entry_param e{};
+  e.ino = 2;
+  e.attr.st_ino = 2;
+  e.attr.st_mode = S_IFREG | 0600;
+  e.attr.st_nlink = 1;
+  fuse_reply_entry(req, &e);
+}
+void op_open(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  fi->direct_io = 1;
+  fuse_reply_open(req, fi);
+}
+void op_read(fuse_req_t, fuse_ino_t, size_t, off_t, fuse_file_info*) {
+  (void)!::write(g_ready_fd, "r", 1);  // the read is in flight
+  for (;;) ::pause();
+}
+fuse_lowlevel_ops ops() {
+  fuse_lowlevel_ops o{};
+  o.lookup = op_lookup;
+  o.open = op_open;
+  o.read = op_read;
+  return o;
+}
+
+[[noreturn]] void child_main(int ready_fd) {
+  g_ready_fd = ready_fd;
+  std::string dir = fmt::format("/tmp/{}{}.XXXXXX", fuse_cleanup::kMountPrefix,
+                                fuse_cleanup::owner_tag());
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  fuse_opt_add_arg(&args, "stuck");
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, fmt::format("fsname={}", fuse_cleanup::kFsName).c_str());
+  const fuse_lowlevel_ops o = ops();
+  fuse_session* se =
+      ::mkdtemp(dir.data()) ? fuse_session_new(&args, &o, sizeof(o), nullptr) : nullptr;
+  if (!se || fuse_session_mount(se, dir.c_str()) != 0) ::_exit(1);
+  std::thread([se] { fuse_session_loop(se); }).detach();
+  const int fd = ::open((dir + "/f").c_str(), O_RDONLY);
+  char buf[16];
+  (void)!::read(fd, buf, sizeof(buf));  // never answered
+  ::_exit(2);
+}
+}  // namespace stuck
+
+char proc_state(pid_t pid) {
+  std::FILE* f = std::fopen(fmt::format("/proc/{}/stat", pid).c_str(), "r");
+  if (!f) return 0;
+  char state = 0;
+  (void)!std::fscanf(f, "%*d (%*[^)]) %c", &state);
+  std::fclose(f);
+  return state;
+}
+
+TEST_F(SimMountTest, MountOfAnOwnerStuckInDStateIsFreed) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    stuck::child_main(ready[1]);
+  }
+  ::close(ready[1]);
+  char c;
+  const bool in_flight = ::read(ready[0], &c, 1) == 1;
+  ::close(ready[0]);
+  std::string mp;
+  unsigned long dev = 0;
+  for (const auto& m : fuse_cleanup::sim_mounts()) {
+    if (m.mountpoint.find(fmt::format("{}{}.", fuse_cleanup::kMountPrefix, child)) !=
+        std::string::npos) {
+      mp = m.mountpoint;
+      dev = m.dev;
+    }
+  }
+  ::kill(child, SIGKILL);
+  ASSERT_TRUE(in_flight) << "the child could not mount";
+  ASSERT_FALSE(mp.empty());
+  // The child now waits for an answer no one will give: D state, SIGKILL pending. (A parallel
+  // test process's cleanup may free it first; then it is gone already.)
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (proc_state(child) != 'D' && is_mounted(mp) && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (is_mounted(mp)) {
+    EXPECT_FALSE(fuse_cleanup::owner_alive(mp));
+  }
+
+  fuse_cleanup::cleanup_stale_mounts();
+  int status = 0;
+  pid_t reaped = 0;
+  while ((reaped = ::waitpid(child, &status, WNOHANG)) == 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(reaped, child) << "the child is still stuck in state " << proc_state(child);
+  const bool mounted = is_mounted(mp);
+  EXPECT_FALSE(mounted);
+  if (!mounted) {
+    EXPECT_FALSE(std::filesystem::exists(mp));  // stat only once no server can be stuck
+  } else {  // do not leave it stuck for ever
+    (void)fuse_cleanup::abort_connection(dev);
+    ::umount2(mp.c_str(), MNT_DETACH);
+    ::waitpid(child, nullptr, 0);
+  }
 }
 
 TEST_F(SimMountTest, AbortAllConnectionsUnblocksEverything) {
