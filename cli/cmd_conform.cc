@@ -8,6 +8,7 @@
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/conformance.h"
+#include "core/atomic_file.h"
 #include "core/json_text.h"
 #include "core/kernel_device.h"
 #include "core/untrusted_text.h"
@@ -58,12 +59,7 @@ Result<> write_report_json(const ConformanceReport& r, const std::string& path) 
       "\"deviations\": {}, \"skipped\": {}}},\n  \"checks\": [\n{}\n  ]\n}}\n",
       json_quote(r.device), r.mig_flags, n.failed ? "false" : "true", n.checks, n.passed, n.failed,
       n.deviations, n.skipped, checks);
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) return fail_errno("cannot write " + path);
-  bool ok = std::fputs(out.c_str(), f) >= 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) return fail_errno("cannot write " + path);
-  return {};
+  return write_file_atomically(path, out);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "core/feature.h"
 #include "core/untrusted_text.h"
 #include "faults/fault_device.h"
@@ -253,6 +254,8 @@ int run_plan_command(const ParsedArgs& args) {
   destination.add_device(dst, dst.name(), devs[1].config_restore);
   control.attach(Side::kSource, &source);
   control.attach(Side::kDestination, &destination);
+  // A signal cancels as the watchdog does: injected hangs end, both sessions stop.
+  interrupt::OnInterrupt cancel([&control] { control.cancel(); });
   faults::FaultyMigration m;
   auto watched = faults::run_under_watchdog(
       control, [&] { m = faults::migrate_with_faults(source, destination, injector, true); },

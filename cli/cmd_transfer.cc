@@ -6,7 +6,9 @@
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "cli/verify.h"
+#include "core/atomic_file.h"
 #include "core/local_migration.h"
 
 namespace vfio::cli {
@@ -34,17 +36,27 @@ int run_save(const ParsedArgs& args) {
   auto& opened = std::get<OpenedDevice>(dev);
 
   Summary summary("save");
-  auto file = FdChannel::open_for_write(*output);
+  auto file = AtomicFile::create(*output, interrupt::cancel_fd());
   if (!file) {
     summary.error = file.error();
     return finish(summary, args);
   }
+  FdChannel out(file->fd(), file->path(), /*owns_fd=*/false);
+  out.set_cancel_fd(interrupt::cancel_fd());
   Session session(setup->session);
   session.add_device(*opened.device, opened.device->name());
-  auto report = session.save(*file);
+  interrupt::OnInterrupt cancel([&session] { session.cancel(); });
+  auto report = session.save(out);
   setup->progress->finish();
+  // The output replaces the old file only when the whole save succeeded and was not interrupted.
+  Result<> kept = !report              ? Result<>{}
+                  : interrupt::received() ? fail(ECANCELED, "save interrupted")
+                                          : file->commit();
   if (!report) {
-    summary.error = report.error();
+    summary.error = report.error();  // the failed save restarted the device
+  } else if (!kept) {
+    summary.error = kept.error();
+    if (auto r = session.resume_vm(); !r) summary.error->message += "; " + r.error().describe();
   } else {
     summary.source = *report;
     if (!args.has("stay-stopped")) {
@@ -69,8 +81,10 @@ int run_load(const ParsedArgs& args) {
     summary.error = file.error();
     return finish(summary, args);
   }
+  file->set_cancel_fd(interrupt::cancel_fd());
   Session session(setup->session);
   session.add_device(*opened.device, opened.device->name(), opened.config_restore);
+  interrupt::OnInterrupt cancel([&session] { session.cancel(); });
   auto report = session.load(*file);
   setup->progress->finish();
   if (!report)
@@ -94,6 +108,8 @@ Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& set
     source.add_device(*src, src->name());
     destination.add_device(*dst, dst->name(), dst_restore);
   }
+  // The source is cancelled; the destination then sees the stream end early and is reset.
+  interrupt::OnInterrupt cancel([&source] { source.cancel(); });
   auto result = migrate_locally(source, destination);
   setup.progress->finish();
   if (!result) {
@@ -102,7 +118,7 @@ Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& set
   }
   summary.source = result->source;
   summary.destination = result->destination;
-  if (!verify) return summary;
+  if (!verify || interrupt::received()) return summary;
   summary.verified = true;
   for (const auto& [src, dst, dst_restore] : pairs) {
     auto cmp = compare_device_states(*src, *dst, setup.session.migration.config_size, dst_restore);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 
 namespace vfio::cli {
 
@@ -52,7 +53,27 @@ OpenOutcome open_arg(std::string_view text, std::size_t index) {
   return {open_device(*arg, index), false};
 }
 
+namespace {
+
+// What an interrupted command leaves behind, in one line.
+std::string interrupted_outcome(const Summary& s) {
+  if (!s.error) return "it had completed before the signal took effect";
+  if (s.error->code != ECANCELED) return s.error->describe();
+  if (s.command == "save") return "the device is back in RUNNING; no output written";
+  if (s.command == "load") return "the device was reset and runs; nothing was loaded";
+  return "the source is back in RUNNING; the destination was reset";
+}
+
+}  // namespace
+
 int finish(const Summary& summary, const ParsedArgs& args) {
+  if (interrupt::received()) {
+    Summary quiet = summary;
+    quiet.error.reset();  // said once, below
+    print_summary(quiet);
+    if (auto path = args.value("json")) (void)write_json(summary, *path);
+    return interrupt::report(summary.command, interrupted_outcome(summary));
+  }
   print_summary(summary);
   if (auto path = args.value("json")) {
     if (auto w = write_json(summary, *path); !w) {

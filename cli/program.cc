@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "core/untrusted_text.h"
 
 namespace vfio::cli {
@@ -218,7 +219,9 @@ int run_program(std::span<const std::string> args) {
     }
     if (auto paths = check_report_paths(*parsed); !paths)
       return usage_error(c.spec.name, paths.error());
-    return c.run(*parsed);
+    const int code = c.run(*parsed);
+    // A command that has no cancel path of its own ran to its end; it still says so.
+    return interrupt::received() ? interrupt::report(c.spec.name, "") : code;
   }
   fmt::print(stderr, "vfio-mig: unknown command '{}' (see 'vfio-mig --help')\n",
              printable_prefix(args[0], kListedIdBytes));

@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 #include "core/json_text.h"
 #include "core/untrusted_text.h"
 
@@ -90,12 +91,7 @@ Result<> write_json(const Summary& s, const std::string& path) {
       s.source ? json_report(*s.source) : "null",
       s.destination ? json_report(*s.destination) : "null",
       s.verified ? (*s.verified ? "true" : "false") : "null", facts);
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) return fail_errno("cannot write " + path);
-  bool ok = std::fputs(out.c_str(), f) >= 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) return fail_errno("cannot write " + path);
-  return {};
+  return write_file_atomically(path, out);
 }
 
 }  // namespace vfio::cli

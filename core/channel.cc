@@ -1,6 +1,9 @@
 #include "core/channel.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,19 +27,38 @@ void FdChannel::close() {
   fd_ = -1;
 }
 
-Result<FdChannel> FdChannel::open_for_write(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fail_errno("cannot create " + path);
+Result<FdChannel> FdChannel::open_for_read(const std::string& path) {
+  if (path == "-") return FdChannel(STDIN_FILENO, "stdin", /*owns_fd=*/false);
+  // O_NONBLOCK: opening a FIFO must not wait for its writer (reads wait, cancellably, in poll).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return fail_errno("cannot open " + path);
+  if (int flags = ::fcntl(fd, F_GETFL); flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    auto err = fail_errno("cannot open " + path);
+    ::close(fd);
+    return err;
+  }
   return FdChannel(fd, path);
 }
 
-Result<FdChannel> FdChannel::open_for_read(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail_errno("cannot open " + path);
-  return FdChannel(fd, path);
+void FdChannel::set_cancel_fd(int cancel_fd) {
+  struct stat st;
+  const bool can_block = ::fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+  cancel_fd_ = can_block ? cancel_fd : -1;
+}
+
+Result<> FdChannel::wait_ready(short events) {
+  if (cancel_fd_ < 0) return {};
+  pollfd p[2] = {{fd_, events, 0}, {cancel_fd_, POLLIN, 0}};
+  while (::poll(p, 2, -1) < 0) {
+    if (errno != EINTR) return fail_errno(name_ + ": poll");
+  }
+  if (p[1].revents) return fail(ECANCELED, name_ + ": cancelled");
+  return {};
 }
 
 Result<std::size_t> FdChannel::write(std::span<const std::byte> data) {
+  if (auto r = wait_ready(POLLOUT); !r) return std::unexpected(r.error());
+  if (cancel_fd_ >= 0) data = data.first(std::min<std::size_t>(data.size(), PIPE_BUF));
   for (;;) {
     ssize_t n = ::write(fd_, data.data(), data.size());
     if (n >= 0) return static_cast<std::size_t>(n);
@@ -45,6 +67,7 @@ Result<std::size_t> FdChannel::write(std::span<const std::byte> data) {
 }
 
 Result<std::size_t> FdChannel::read(std::span<std::byte> data) {
+  if (auto r = wait_ready(POLLIN); !r) return std::unexpected(r.error());
   for (;;) {
     ssize_t n = ::read(fd_, data.data(), data.size());
     if (n >= 0) return static_cast<std::size_t>(n);

@@ -29,8 +29,7 @@ class FdChannel final : public Channel {
   FdChannel(const FdChannel&) = delete;
   FdChannel& operator=(const FdChannel&) = delete;
 
-  static Result<FdChannel> open_for_write(const std::string& path);  // creates or truncates
-  static Result<FdChannel> open_for_read(const std::string& path);
+  static Result<FdChannel> open_for_read(const std::string& path);  // "-": stdin
   FdChannel(FdChannel&& other) noexcept;
 
   Result<std::size_t> write(std::span<const std::byte> data) override;
@@ -39,11 +38,17 @@ class FdChannel final : public Channel {
   // Ends the stream for the reader (closes the fd).
   void close();
   int fd() const { return fd_; }
+  // Once `cancel_fd` is readable, reads and writes fail with ECANCELED instead of blocking.
+  // Only pipes, FIFOs, sockets and terminals can block indefinitely: those wait in poll() on
+  // both fds and move at most PIPE_BUF bytes per write, which never blocks once poll said so.
+  void set_cancel_fd(int cancel_fd);
 
  private:
+  Result<> wait_ready(short events);
   int fd_;
   std::string name_;
   bool owns_fd_;
+  int cancel_fd_ = -1;  // polled only for fds that can block indefinitely
 };
 
 // A pipe between two threads of this process, sized for throughput.

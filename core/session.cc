@@ -345,11 +345,11 @@ Result<Report> Session::save(Channel& channel) {
   if (auto b = blockers(); !b.empty()) {
     return fail(EOPNOTSUPP, "migration is blocked: " + fmt::format("{}", fmt::join(b, "; ")));
   }
+  if (cancel_requested_) return fail(ECANCELED, "migration cancelled before it started");
   // A refusal leaves the devices untouched: no failure path runs.
   if (auto r = ensure_device_states(); !r) return std::unexpected(r.error());
   Report report;
   auto start = Clock::now();
-  cancel_requested_ = false;
   moved_ = estimate_ = iteration_ = pending_ = 0;
   bool vm_stopped = false;
   StreamWriter out(channel, options_.stream_buffer_size);
@@ -440,13 +440,13 @@ Result<Report> Session::load(Channel& channel) {
   for (const auto& d : devices_) {
     if (!d.migration) return refuse(EOPNOTSUPP, d.blocker);
   }
+  if (cancel_requested_) return refuse(ECANCELED, "migration cancelled before it started");
   if (auto r = ensure_device_states(); !r) {
     if (options_.switchover_gate) options_.switchover_gate->abort(r.error());
     return std::unexpected(r.error());
   }
   Report report;
   auto start = Clock::now();
-  cancel_requested_ = false;
   moved_ = estimate_ = 0;
   StreamReader in(channel, options_.stream_buffer_size);
 

@@ -108,7 +108,8 @@ class Session {
   Result<Report> load(Channel& in);
   // The VM runs again (after a save that was a snapshot rather than a move).
   Result<> resume_vm();
-  // Thread-safe: makes a running save or load stop with ECANCELED at the next block.
+  // Thread-safe: makes a running save or load stop with ECANCELED at the next block. Sticky:
+  // a cancel that comes before save() or load() starts is not lost (they refuse to start).
   void cancel() { cancel_requested_ = true; }
 
   std::size_t device_count() const { return devices_.size(); }

@@ -1,12 +1,12 @@
 #include "faults/report.h"
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <tuple>
 
 #include <fmt/format.h>
 
+#include "core/atomic_file.h"
 #include "core/json_text.h"
 #include "core/untrusted_text.h"
 
@@ -52,15 +52,6 @@ std::string xml(std::string_view s) {
 
 std::string suite_of(const CaseResult& c) {
   return fmt::format("{}.{}", scenario_name(c.spec.scenario), c.config.profile);
-}
-
-Result<> write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return fail(errno ? errno : EIO, "cannot create " + path);
-  f << text;
-  f.close();
-  if (!f) return fail(EIO, "cannot write " + path);
-  return {};
 }
 
 }  // namespace
@@ -182,7 +173,7 @@ Result<> write_junit(const MatrixResult& r, const std::string& path) {
     x += "  </testsuite>\n";
   }
   x += "</testsuites>\n";
-  return write_file(path, x);
+  return write_file_atomically(path, x);
 }
 
 Result<> write_json(const MatrixResult& r, const std::string& path) {
@@ -212,7 +203,7 @@ Result<> write_json(const MatrixResult& r, const std::string& path) {
     first = false;
   }
   j += "\n]}\n";
-  return write_file(path, j);
+  return write_file_atomically(path, j);
 }
 
 }  // namespace vfio::faults
