@@ -1,6 +1,8 @@
 // save, load and migrate.
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <variant>
 #include <vector>
 
@@ -41,6 +43,8 @@ int run_save(const ParsedArgs& args) {
     summary.error = file.error();
     return finish(summary, args);
   }
+  // "-": the stream owns stdout; what the user is told goes to stderr.
+  if (*output == "-") ::dup2(STDERR_FILENO, STDOUT_FILENO);
   FdChannel out(file->fd(), file->path(), /*owns_fd=*/false);
   out.set_cancel_fd(interrupt::cancel_fd());
   Session session(setup->session);

@@ -51,7 +51,7 @@ const Command kCommands[] = {
       1,
       "Saves a device's state to a file; the device runs again after.\n"
       "A stop-and-copy save; --stay-stopped leaves the device stopped.",
-      {{"output", "FILE", "where to write the stream (required)", 'o'},
+      {{"output", "FILE", "where to write the stream (required; - for stdout)", 'o'},
        {"stay-stopped", "", "leave the device stopped after the save"},
        kResetFirst,
        kBuffer,
@@ -64,7 +64,7 @@ const Command kCommands[] = {
       1,
       1,
       "Loads a saved stream into a device and starts it.",
-      {{"input", "FILE", "the stream to load (required)", 'i'},
+      {{"input", "FILE", "the stream to load (required; - for stdin)", 'i'},
        kResetFirst,
        kNoConfig,
        kJson,

@@ -34,21 +34,24 @@ Result<> close_checked(int fd, const std::string& what) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(int fd, std::string path, std::string temp, bool owns_fd)
-    : fd_(fd), path_(std::move(path)), temp_(std::move(temp)), owns_fd_(owns_fd) {}
+AtomicFile::AtomicFile(int fd, std::string path, std::string temp)
+    : fd_(fd), path_(std::move(path)), temp_(std::move(temp)) {}
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       path_(std::move(other.path_)),
-      temp_(std::exchange(other.temp_, {})),
-      owns_fd_(other.owns_fd_) {}
+      temp_(std::exchange(other.temp_, {})) {}
 
 AtomicFile::~AtomicFile() {
   discard();
 }
 
 Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
-  if (path == "-") return AtomicFile(STDOUT_FILENO, "stdout", {}, false);
+  if (path == "-") {
+    const int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) return fail_errno("stdout");
+    return AtomicFile(fd, "stdout", {});
+  }
   struct stat st;
   const bool exists = ::stat(path.c_str(), &st) == 0;
   // A symbolic link stays one: the file it names is what gets replaced.
@@ -76,7 +79,7 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
       ::close(fd);
       return err;
     }
-    return AtomicFile(fd, path, {}, true);
+    return AtomicFile(fd, path, {});
   }
   const std::string temp = temp_name(path);
   const mode_t mode = exists ? (st.st_mode & 07777) : 0666;  // umask applies to a new file
@@ -93,15 +96,11 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
     ::unlink(temp.c_str());
     return err;
   }
-  return AtomicFile(fd, path, temp, true);
+  return AtomicFile(fd, path, temp);
 }
 
 Result<> AtomicFile::commit() {
   if (fd_ < 0) return fail(EBADF, path_ + ": already committed or discarded");
-  if (!owns_fd_) {  // stdout: nothing to close; fsync fails harmlessly on pipes and terminals
-    fd_ = -1;
-    return {};
-  }
   const int fd = std::exchange(fd_, -1);
   if (temp_.empty()) return close_checked(fd, path_);
   Result<> r;
@@ -127,7 +126,7 @@ Result<> AtomicFile::commit() {
 }
 
 void AtomicFile::discard() {
-  if (fd_ >= 0 && owns_fd_) ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!temp_.empty()) ::unlink(temp_.c_str());
   temp_.clear();

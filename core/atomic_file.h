@@ -6,7 +6,8 @@
 // existing target's permission bits are kept); commit() fsyncs it, renames it over the target
 // and fsyncs the directory. Without commit() the temporary file is removed. A process killed
 // by SIGKILL may leave one behind, recognisable by that name. "-" (stdout) and targets that are
-// not regular files (a FIFO, /dev/null, a character device) are written directly: not atomic.
+// not regular files (a FIFO, /dev/null, a character device) are written directly: not atomic
+// ("-" through a duplicate of fd 1).
 #pragma once
 
 #include <string>
@@ -36,10 +37,9 @@ class AtomicFile {
   void discard();
 
  private:
-  AtomicFile(int fd, std::string path, std::string temp, bool owns_fd);
+  AtomicFile(int fd, std::string path, std::string temp);
   int fd_;
   std::string path_, temp_;
-  bool owns_fd_;
 };
 
 // Writes `content` to `path` through an AtomicFile.

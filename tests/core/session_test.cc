@@ -172,6 +172,27 @@ TEST(Session, CancelStopsAtTheNextBlock) {
   EXPECT_EQ(device_state(*src.device), State::kRunning);
 }
 
+TEST(Session, ACancelBeforeTheStartIsNotLost) {
+  // A signal can arrive between creating the session and starting the save.
+  auto src = testing::make_sim("mlx5", 1 << 20, 5);
+  Session s;
+  s.add_device(*src.device, "src");
+  s.cancel();
+  MemoryChannel stream;
+  auto r = s.save(stream);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ECANCELED);
+  EXPECT_TRUE(stream.data().empty());
+  EXPECT_EQ(device_state(*src.device), State::kRunning);
+  Session d;
+  d.add_device(*src.device, "dst");
+  d.cancel();
+  auto l = d.load(stream);
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error().code, ECANCELED);
+  EXPECT_EQ(device_state(*src.device), State::kRunning);
+}
+
 TEST(Session, BlockersRefuseToStart) {
   // Without P2P several devices cannot be quiesced before one stops: the reference's blocker.
   auto a = testing::make_sim("stopcopy", 4096, 1);
