@@ -53,7 +53,7 @@ int run_save(const ParsedArgs& args) {
   auto report = session.save(out);
   setup->progress->finish();
   // The output replaces the old file only when the whole save succeeded and was not interrupted.
-  Result<> kept = !report              ? Result<>{}
+  Result<> kept = !report                 ? Result<>{}
                   : interrupt::received() ? fail(ECANCELED, "save interrupted")
                                           : file->commit();
   if (!report) {

@@ -32,7 +32,8 @@ Result<FdChannel> FdChannel::open_for_read(const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not wait for its writer (reads wait, cancellably, in poll).
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail_errno("cannot open " + path);
-  if (int flags = ::fcntl(fd, F_GETFL); flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+  if (int flags = ::fcntl(fd, F_GETFL);
+      flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
     auto err = fail_errno("cannot open " + path);
     ::close(fd);
     return err;

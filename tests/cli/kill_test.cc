@@ -203,10 +203,11 @@ class KillTest : public TempDirTest {
       for (int sig : {SIGINT, SIGTERM, SIGKILL}) kill_once(args, sig, rng, tally, save_target);
     // The devices and the next run work.
     EXPECT_EQ(run_to_end(args, dir_), 0) << slurp(dir_ / "run.err");
-    std::printf("%s: %d kills, %d handled (128+signal), %d finished first, %d stuck in D until "
-                "the next start cleaned up\n",
-                args[0].c_str(), tally.kills, tally.handled, tally.completed_first,
-                tally.stuck_before_cleanup);
+    std::printf(
+        "%s: %d kills, %d handled (128+signal), %d finished first, %d stuck in D until "
+        "the next start cleaned up\n",
+        args[0].c_str(), tally.kills, tally.handled, tally.completed_first,
+        tally.stuck_before_cleanup);
     RecordProperty("kills", tally.kills);
     RecordProperty("stuck_before_cleanup", tally.stuck_before_cleanup);
   }

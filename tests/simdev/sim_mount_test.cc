@@ -481,8 +481,8 @@ fuse_lowlevel_ops ops() {
 
 [[noreturn]] void child_main(int ready_fd) {
   g_ready_fd = ready_fd;
-  std::string dir = fmt::format("/tmp/{}{}.XXXXXX", fuse_cleanup::kMountPrefix,
-                                fuse_cleanup::owner_tag());
+  std::string dir =
+      fmt::format("/tmp/{}{}.XXXXXX", fuse_cleanup::kMountPrefix, fuse_cleanup::owner_tag());
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   fuse_opt_add_arg(&args, "stuck");
   fuse_opt_add_arg(&args, "-o");
@@ -552,7 +552,7 @@ TEST_F(SimMountTest, MountOfAnOwnerStuckInDStateIsFreed) {
   EXPECT_FALSE(mounted);
   if (!mounted) {
     EXPECT_FALSE(std::filesystem::exists(mp));  // stat only once no server can be stuck
-  } else {  // do not leave it stuck for ever
+  } else {                                      // do not leave it stuck for ever
     (void)fuse_cleanup::abort_connection(dev);
     ::umount2(mp.c_str(), MNT_DETACH);
     ::waitpid(child, nullptr, 0);
