@@ -1,9 +1,12 @@
 // The vfio-mig program end to end, in process: exit codes, messages, files.
 #include <gtest/gtest.h>
 
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -67,6 +70,24 @@ TEST_F(ProgramTest, SaveThenLoadRoundTrips) {
   EXPECT_GT(std::filesystem::file_size(path("s.bin")), 1u << 20);
   auto loaded = run({"load", "sim:p2p,size=1M,seed=9", "-i", path("s.bin")});
   EXPECT_EQ(loaded.code, kExitOk) << loaded.err;
+}
+
+TEST_F(ProgramTest, ASaveThatRunsOutOfSpaceKeepsTheOldFile) {
+  // A 64 KiB file system: the 1 MiB stream cannot fit, the write fails midway with ENOSPC.
+  const auto small = dir_ / "small";
+  std::filesystem::create_directories(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=64k") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  const auto target = (small / "existing.bin").string();
+  std::ofstream(target, std::ios::binary) << "the previous stream";
+  auto r = run({"save", "sim:mlx5,size=1M,transport=direct", "-o", target, "-q"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_NE(r.err.find("No space left"), std::string::npos) << r.err;
+  std::ifstream in(target, std::ios::binary);
+  std::string now((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(now, "the previous stream");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(small), {}), 1);  // no temp file
+  ::umount2(small.c_str(), MNT_DETACH);
 }
 
 TEST_F(ProgramTest, LoadRejectsDamagedStreamsClearly) {
