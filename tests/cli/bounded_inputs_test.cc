@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 #include "core/container.h"
 #include "core/untrusted_text.h"
 #include "faults/matrix.h"
@@ -172,11 +173,13 @@ TEST_F(BoundedInputs, HostileDeviceIdsAreEscapedAndShortened) {
     header.device_ids.push_back(id);
   }
   {
-    auto file = FdChannel::open_for_write(path("hostile.bin"));
+    auto file = AtomicFile::create(path("hostile.bin"));
     ASSERT_TRUE(file);
-    StreamWriter out(*file);
+    FdChannel channel(file->fd(), file->path(), /*owns_fd=*/false);
+    StreamWriter out(channel);
     container::write_header(out, header);
     ASSERT_TRUE(out.flush());
+    ASSERT_TRUE(file->commit());
   }
   auto r = run({"load", kDevice, "-i", path("hostile.bin"), "--json", path("r.json")});
   EXPECT_EQ(r.code, kExitFailed) << r.err;
