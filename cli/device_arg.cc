@@ -92,7 +92,7 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
   if (!mount) return std::unexpected(mount.error());
   auto path = (*mount)->add_device(model, fmt::format("{}.{}", model->profile().name, serial));
   if (!path) return std::unexpected(path.error());
-  auto dev = sim::SimMount::open_device(*path, name + " (fuse)");
+  auto dev = sim::SimMount::open_device(*path, name + " (fuse)", model);
   if (!dev) return std::unexpected(dev.error());
   return OpenedDevice{std::move(*mount), std::move(*dev), std::move(model)};
 }

@@ -71,7 +71,8 @@ Result<Header> read_header(StreamReader& in) {
   std::uint64_t magic = in.get_be64();
   if (auto s = in.status(); !s) return std::unexpected(s.error());
   if (magic != kMagic) {
-    return fail(EINVAL, fmt::format("not a vfio-mig stream (magic {:#018x}, expected {:#018x})",
+    return fail(EINVAL, fmt::format("not a vfio-mig stream (magic {:#018x} at stream offset 0, "
+                                    "expected {:#018x})",
                                     magic, kMagic));
   }
   std::uint32_t version = in.get_be32();
@@ -79,20 +80,24 @@ Result<Header> read_header(StreamReader& in) {
   if (auto s = in.status(); !s) return std::unexpected(s.error());
   if (version != kVersion) {
     return fail(EPROTONOSUPPORT,
-                fmt::format("stream format version {} is not supported (this build reads {})",
+                fmt::format("stream format version {} is not supported (stream offset 8; this "
+                            "build reads {})",
                             version, kVersion));
   }
   if (count == 0 || count > kMaxDevices) {
-    return fail(EINVAL, fmt::format("stream header claims {} devices (1 to {} allowed)", count,
-                                    kMaxDevices));
+    return fail(EINVAL, fmt::format("stream header claims {} devices (stream offset 12; 1 to {} "
+                                    "allowed)",
+                                    count, kMaxDevices));
   }
   Header header;
   for (std::uint32_t i = 0; i < count; ++i) {
+    const std::uint64_t offset = in.bytes_read();
     std::uint32_t length = in.get_be32();
     if (auto s = in.status(); !s) return std::unexpected(s.error());
     if (length > kMaxIdLength) {
-      return fail(EINVAL, fmt::format("device {} id of {} bytes exceeds the {}-byte limit", i,
-                                      length, kMaxIdLength));
+      return fail(EINVAL, fmt::format("device {} id of {} bytes at stream offset {} exceeds the "
+                                      "{}-byte limit",
+                                      i, length, offset, kMaxIdLength));
     }
     std::string id(length, '\0');
     in.get_buffer(std::as_writable_bytes(std::span(id)));
@@ -130,11 +135,20 @@ Result<SectionStart> read_section_start(StreamReader& in, std::size_t device_cou
                                     "(the stream has {} devices)",
                                     section_name(section), offset, device, device_count));
   }
-  return SectionStart{section, device};
+  return SectionStart{section, device, offset};
 }
 
 Result<> verify_section_end(StreamReader& in) {
   return check_checksum(in, "section");
+}
+
+Result<> verify_stream_end(StreamReader& in) {
+  const std::uint64_t offset = in.bytes_read();
+  if (in.at_end()) return {};
+  if (auto s = in.status(); !s) return s;
+  return fail(EINVAL, fmt::format("bytes follow the end section, from stream offset {}: a stream "
+                                  "ends at its end section",
+                                  offset));
 }
 
 }  // namespace vfio::container

@@ -38,11 +38,14 @@ void end_section(StreamWriter& out);
 struct SectionStart {
   SectionType type;
   std::uint32_t device;
+  std::uint64_t offset;  // where the section begins in the stream
 };
 // Validates the type and that `device` < device_count (kNoDevice for kEnd).
 Result<SectionStart> read_section_start(StreamReader& in, std::size_t device_count);
 // Reads the stored checksum and compares it with what was read since the section began.
 Result<> verify_section_end(StreamReader& in);
+// After the end section: the stream must end too (no trailing bytes, no second stream).
+Result<> verify_stream_end(StreamReader& in);
 
 std::string_view section_name(SectionType type);
 

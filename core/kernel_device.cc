@@ -109,7 +109,7 @@ Result<> KernelDevice::feature(std::span<std::byte> arg) {
   }
   if (::ioctl(fd_.get(), uapi::kDeviceFeature, arg.data()) < 0) {
     const int err = errno;
-    return fail(err, fmt::format("{}: {}", name_, feature_op(arg)));
+    return refused(err, fmt::format("{}: {}", name_, feature_op(arg)));
   }
   return {};
 }
@@ -133,8 +133,22 @@ Result<std::size_t> KernelDevice::write(int data_fd, std::span<const std::byte> 
   do {
     n = ::write(data_fd, buf.data(), buf.size());
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return syscall_error(name_, fmt::format("write to data fd {}", data_fd));
+  if (n < 0) {
+    const int err = errno;
+    return refused(err, fmt::format("{}: write to data fd {}", name_, data_fd));
+  }
   return static_cast<std::size_t>(n);
+}
+
+std::unexpected<Error> KernelDevice::refused(int code, std::string message) const {
+  Error e{code, std::move(message)};
+  if (explain_) {
+    if (auto why = explain_(code)) {
+      e.message += ": " + *why;
+      e.reason = std::move(*why);
+    }
+  }
+  return std::unexpected(std::move(e));
 }
 
 Result<> KernelDevice::precopy_info(int data_fd, uapi::PrecopyInfo& info) {

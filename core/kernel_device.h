@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,6 +87,12 @@ class KernelDevice final : public Device {
 
   int device_fd() const { return fd_.get(); }
 
+  // Where a refusal's reason comes from when the file carries only an errno (the FUSE-served
+  // simulator): asked with the errno right after a failed feature call or data write; the
+  // answer goes into the error (Error::reason). Unset for real devices, whose drivers log why.
+  using Explainer = std::function<std::optional<std::string>(int code)>;
+  void set_explainer(Explainer explain) { explain_ = std::move(explain); }
+
  private:
   // The config region's extent in the device fd, queried on first use.
   Result<uapi::RegionInfo> config_region();
@@ -95,12 +102,15 @@ class KernelDevice final : public Device {
     std::size_t length;
   };
   Result<Span> config_span(std::uint64_t offset, std::size_t len, std::string_view op);
+  // The error of a failed feature call or data write, with the explainer's reason.
+  std::unexpected<Error> refused(int code, std::string message) const;
 
   std::string name_;
   std::vector<ScopedFd> keep_alive_;
   ScopedFd fd_;
   std::optional<uapi::RegionInfo> config_;
   bool allow_hanging_arcs_ = false;
+  Explainer explain_;
 };
 
 }  // namespace vfio

@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -51,6 +52,7 @@ Result<> Migration::set_state(State new_state, State recover_state) {
   auto data_fd = request_device_state(dev_, new_state);
   if (!data_fd) {
     Error cause = data_fd.error();
+    if (device_state_ == State::kResuming) explain_rejected_resume(cause, new_state);
     if (recover_state == State::kError) {
       cause.message += "; the recover state is ERROR, resetting the device";
       return reset_device(std::move(cause));
@@ -99,6 +101,20 @@ Result<> Migration::reset_to_running() {
     return fail(EIO, fmt::format("{}: in {} after VFIO_DEVICE_RESET, not RUNNING", dev_.name(),
                                  name_of(*state)));
   return {};
+}
+
+void Migration::explain_rejected_resume(Error& cause, State target) {
+  // RESUMING's only arc is to STOP, where the device checks what it was given. A device that
+  // moved on accepted the data: a later arc failed, and the message says which as it is.
+  auto now = query_device_state(dev_);
+  if (now && *now != State::kResuming && *now != State::kError) return;
+  cause.message = fmt::format(
+      "{}: the destination device rejected the loaded data: the arc RESUMING -> STOP failed "
+      "(on the way to {}){}; likely causes: a stream saved from another device or profile, or a "
+      "damaged device payload",
+      dev_.name(), name_of(target),
+      cause.reason.empty() ? " and the device gave no reason (a kernel driver may log one: dmesg)"
+                           : ": " + cause.reason);
 }
 
 Result<> Migration::reset_device(Error cause) {
@@ -276,6 +292,7 @@ Result<> Migration::save_state(StreamWriter& out) {
 
 Result<> Migration::load_setup() {
   initial_data_received_ = false;
+  config_blob_.clear();
   return set_state(State::kResuming, device_state_);
 }
 
@@ -283,77 +300,77 @@ void Migration::load_cleanup() {
   close_data_fd();
 }
 
-Result<> Migration::load_config(StreamReader& in) {
-  std::uint64_t length = in.get_be64();
-  if (auto s = in.status(); !s) return s;
-  if (length > kMaxConfigBlob) {
-    return fail(EINVAL, fmt::format("{}: config space of {} bytes exceeds the {}-byte limit",
-                                    dev_.name(), length, kMaxConfigBlob));
+Result<> Migration::commit_config() {
+  const std::vector<std::byte> blob = std::exchange(config_blob_, {});
+  if (!options_.config_state || blob.empty()) return {};
+  // A blob the region cannot hold would be written in part: refuse it before any write.
+  std::byte last;
+  if (auto r = dev_.config_read(blob.size() - 1, std::span(&last, 1)); !r || *r != 1) {
+    return fail(EINVAL, fmt::format("{}: the stream's config space of {} bytes is larger than the "
+                                    "device's config region: nothing written",
+                                    dev_.name(), blob.size()));
   }
-  std::array<std::byte, kMaxConfigBlob> blob;
-  auto bytes = std::span(blob).first(static_cast<std::size_t>(length));
-  in.get_buffer(bytes);
-  if (auto s = in.status(); !s) return s;
-  if (options_.config_state && !bytes.empty()) {
-    if (auto r = restore_config(dev_, bytes, options_.config_restore); !r) {
-      Error e = r.error();
-      e.message = dev_.name() + ": failed to load device config space: " + e.message;
-      return std::unexpected(e);
-    }
-  }
-  std::uint64_t end = in.get_be64();
-  if (auto s = in.status(); !s) return s;
-  if (end != tag::kEndOfState) {
-    return fail(EINVAL,
-                fmt::format("{}: config section not terminated (found {:#x})", dev_.name(), end));
+  if (auto r = restore_config(dev_, blob, options_.config_restore); !r) {
+    Error e = r.error();
+    e.message = dev_.name() + ": failed to load device config space: " + e.message;
+    return std::unexpected(e);
   }
   return {};
 }
 
-Result<> Migration::load_state(StreamReader& in) {
-  std::uint64_t data = in.get_be64();
-  // The reference checks the stream only after each tag, so a truncated stream showed up
-  // as "unknown tag 0"; checking first names the real cause.
-  if (auto s = in.status(); !s) return s;
-  while (data != tag::kEndOfState) {
-    switch (data) {
-      case tag::kConfigState:
-        return load_config(in);
-      case tag::kSetupState: {
-        data = in.get_be64();
-        if (auto s = in.status(); !s) return s;
-        if (data == tag::kEndOfState) return {};
-        return fail(EINVAL, fmt::format("{}: setup section not terminated (found {:#x})",
-                                        dev_.name(), data));
-      }
-      case tag::kDataState: {
-        std::uint64_t size = in.get_be64();
-        if (auto s = in.status(); !s) return s;
-        if (size > 0) {
-          if (auto r = in.copy_to_device(dev_, data_fd_, size); !r) return r;
-          bytes_transferred_ += size;
-          if (auto b = block_done(size); !b) return b;
-        }
-        break;
-      }
-      case tag::kInitDataSent: {
-        // As the reference, the tag ends the section; it is refused where switchover-ack is
-        // not in use (or the device cannot pre-copy), and a second one is refused too.
-        if (!options_.approve_switchover || !precopy_supported())
-          return fail(EINVAL, fmt::format("{}: unknown tag {:#x} in device section (INIT_DATA_SENT"
-                                          " but switchover-ack is not in use)",
-                                          dev_.name(), data));
-        if (initial_data_received_)
-          return fail(EINVAL, fmt::format("{}: INIT_DATA_SENT received twice", dev_.name()));
-        initial_data_received_ = true;
-        return options_.approve_switchover();
-      }
-      default:
-        return fail(EINVAL,
-                    fmt::format("{}: unknown tag {:#x} in device section", dev_.name(), data));
+Result<> Migration::load_data(StreamReader& in, std::uint64_t size, std::uint64_t offset) {
+  if (auto r = in.copy_to_device(dev_, data_fd_, size); !r) {
+    Error e = r.error();
+    // The device's own message already starts with its name.
+    std::string_view cause = e.message;
+    if (cause.starts_with(dev_.name() + ": ")) cause.remove_prefix(dev_.name().size() + 2);
+    const bool stream = !in.status();
+    e.message = fmt::format("DEV_DATA_STATE chunk of {} bytes at stream offset {}: {}{}", size,
+                            offset, stream ? "" : "the device refused it: ", cause);
+    return std::unexpected(e);
+  }
+  bytes_transferred_ += size;
+  return block_done(size);
+}
+
+Result<> Migration::load_init_data_sent(std::uint64_t offset) {
+  // As the reference, the tag ends the section; it is refused where switchover-ack is not in
+  // use (or the device cannot pre-copy), and a second one is refused too.
+  if (!options_.approve_switchover || !precopy_supported())
+    return fail(EINVAL, fmt::format("unknown tag {:#x} at stream offset {} (DEV_INIT_DATA_SENT, "
+                                    "but switchover-ack is not in use)",
+                                    tag::kInitDataSent, offset));
+  if (initial_data_received_)
+    return fail(EINVAL,
+                fmt::format("DEV_INIT_DATA_SENT at stream offset {} received twice", offset));
+  initial_data_received_ = true;
+  return options_.approve_switchover();
+}
+
+Result<> Migration::load_state(StreamReader& in, container::SectionType type) {
+  auto payload =
+      read_payload(in, type, [this](StreamReader& r, std::uint64_t size, std::uint64_t offset) {
+        return load_data(r, size, offset);
+      });
+  Result<> r;
+  if (!payload) {
+    r = std::unexpected(payload.error());
+  } else if (payload->init_data_sent) {
+    r = load_init_data_sent(payload->end_offset);
+  } else if (type == container::SectionType::kConfig) {
+    if (payload->config.empty() && options_.config_state) {
+      r = fail(EINVAL, fmt::format("no config space in it (the stream was saved with "
+                                   "--no-config; section end at stream offset {}): load with "
+                                   "--no-config to keep the destination's config space as it is",
+                                   payload->end_offset));
     }
-    data = in.get_be64();
-    if (auto s = in.status(); !s) return s;
+    config_blob_ = std::move(payload->config);
+  }
+  if (!r) {
+    Error e = r.error();
+    e.message =
+        fmt::format("{}: {} section: {}", dev_.name(), container::section_name(type), e.message);
+    return std::unexpected(e);
   }
   return {};
 }

@@ -12,28 +12,17 @@
 
 #include "core/aligned_buffer.h"
 #include "core/config_restore.h"
+#include "core/container.h"
 #include "core/device.h"
+#include "core/payload.h"
 #include "core/stream.h"
 
 namespace vfio {
-
-// Stream delimiters of a device section (the reference's VFIO_MIG_FLAG_*).
-namespace tag {
-constexpr std::uint64_t kEndOfState = 0xffffffffef100001ULL;
-constexpr std::uint64_t kConfigState = 0xffffffffef100002ULL;
-constexpr std::uint64_t kSetupState = 0xffffffffef100003ULL;
-constexpr std::uint64_t kDataState = 0xffffffffef100004ULL;
-// Ends an iterate section instead of END_OF_STATE once the device's initial pre-copy data was
-// all sent (switchover-ack).
-constexpr std::uint64_t kInitDataSent = 0xffffffffef100005ULL;
-}  // namespace tag
 
 constexpr std::size_t kDefaultDataBufferSize = 1 << 20;
 // Reported as pending when the device cannot estimate its stop-copy size, so that a
 // downtime limit is never violated by an underestimate.
 constexpr std::uint64_t kUnknownStopCopySize = 100ULL << 30;
-// Largest config-space blob a stream may carry; longer claims are rejected unread.
-constexpr std::uint64_t kMaxConfigBlob = 4096;
 
 // The reference's migration status values that reach the state notifier.
 enum class MigrationStatus { kActive, kCancelling, kCancelled, kFailed, kCompleted };
@@ -94,7 +83,13 @@ class Migration {
 
   // Destination side.
   Result<> load_setup();
-  Result<> load_state(StreamReader& in);
+  // One section's payload, as its type admits (core/payload.h): DATA goes into the device as
+  // it arrives; a config blob is only held, for commit_config. The order of sections is the
+  // caller's to check.
+  Result<> load_state(StreamReader& in, container::SectionType type);
+  // Writes the held config blob into the device: called once the whole stream is verified,
+  // so that no unchecked byte reaches the config space.
+  Result<> commit_config();
   void load_cleanup();
 
   // The VM's run state is about to change (vfio_vmstate_change_prepare, P2P devices only): to
@@ -144,7 +139,11 @@ class Migration {
   Result<> hard_reset(std::string_view what);
   void close_data_fd();
   Result<> save_config(StreamWriter& out);
-  Result<> load_config(StreamReader& in);
+  // One DATA chunk into the device; errors name the chunk.
+  Result<> load_data(StreamReader& in, std::uint64_t size, std::uint64_t offset);
+  Result<> load_init_data_sent(std::uint64_t offset);
+  // Leaving RESUMING failed: say whether the device refused the data, and why.
+  void explain_rejected_resume(Error& cause, uapi::State target);
 
   Device& dev_;
   std::uint64_t mig_flags_;
@@ -159,6 +158,7 @@ class Migration {
   std::uint64_t precopy_dirty_size_ = 0;
   bool initial_data_sent_ = false;      // source: INIT_DATA_SENT is in the stream
   bool initial_data_received_ = false;  // destination: INIT_DATA_SENT was loaded
+  std::vector<std::byte> config_blob_;  // destination: loaded, not yet committed
 };
 
 }  // namespace vfio

@@ -12,6 +12,10 @@ struct Error {
   int code = 0;         // a positive errno value
   std::string message;  // what failed, for a human; never empty when returned
   bool fatal = false;   // the device is unusable (e.g. a reset failed): stop using it
+  // The device's own account of a refusal, when it gives one (the simulator does, on either
+  // transport; a kernel driver only logs to dmesg). Already part of `message`; kept apart for
+  // callers that rebuild the message around it.
+  std::string reason = {};
 
   // "message: strerror(code)"
   std::string describe() const;

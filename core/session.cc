@@ -47,6 +47,73 @@ Result<> confirm_resuming(Device& dev) {
   return {};
 }
 
+// Where a section type may follow in one device's sequence.
+std::string_view expected_after(SectionType last, bool precopy) {
+  switch (last) {
+    case SectionType::kEnd:  // nothing yet
+      return "a setup section";
+    case SectionType::kSetup:
+    case SectionType::kIterate:
+      return precopy ? "an iterate or complete section" : "a complete section";
+    case SectionType::kComplete:
+      return "a config section";
+    case SectionType::kConfig:
+      break;
+  }
+  return "nothing (a device has one config section, its last)";
+}
+
+// The order of sections: per device setup, iterate* (devices with PRE_COPY only), complete,
+// config, each once but iterate; across devices the phases never go back (all setups, then the
+// iterate rounds, then all completes, then all configs). `last` is the device's previous section
+// (kEnd: none), `phase` the latest phase of the stream.
+Result<> check_section_order(const container::SectionStart& s, SectionType& last,
+                             SectionType& phase, bool precopy) {
+  auto rank = [](SectionType t) {
+    switch (t) {
+      case SectionType::kSetup:
+        return 0;
+      case SectionType::kIterate:
+        return 1;
+      case SectionType::kComplete:
+        return 2;
+      case SectionType::kConfig:
+        return 3;
+      case SectionType::kEnd:
+        break;
+    }
+    return 4;
+  };
+  const bool follows =
+      last == SectionType::kEnd ? s.type == SectionType::kSetup
+      : last == SectionType::kConfig
+          ? false
+          : rank(s.type) == rank(last) + 1 ||
+                (s.type == SectionType::kComplete && last == SectionType::kSetup) ||
+                (s.type == SectionType::kIterate && last == SectionType::kIterate);
+  if (s.type == SectionType::kIterate && !precopy) {
+    return fail(EINVAL, fmt::format("device {}: iterate section at stream offset {}, but the "
+                                    "device has no PRE_COPY: pre-copy data it cannot take",
+                                    s.device, s.offset));
+  }
+  if (!follows) {
+    return fail(EINVAL, fmt::format("device {}: {} section where {} was expected, at stream "
+                                    "offset {}",
+                                    s.device, container::section_name(s.type),
+                                    expected_after(last, precopy), s.offset));
+  }
+  if (rank(s.type) < rank(phase)) {
+    return fail(EINVAL, fmt::format("device {}: {} section at stream offset {} after another "
+                                    "device's {} section: all setups come first, then the "
+                                    "iterate rounds, the complete and the config sections",
+                                    s.device, container::section_name(s.type), s.offset,
+                                    container::section_name(phase)));
+  }
+  last = s.type;
+  phase = s.type;
+  return {};
+}
+
 }  // namespace
 
 std::string_view phase_name(Phase phase) {
@@ -398,35 +465,37 @@ Result<> Session::load_sections(StreamReader& in) {
     for (auto& d : devices_) needed += d.migration->precopy_supported();
     gate->expect(needed);
   }
-  // Each device must see its sections in order: setup, iterate*, complete, config.
+  // The container grammar (docs/stream-format.md): each device's sections in order, the end
+  // section once every device is complete, then nothing.
   std::vector<SectionType> last(devices_.size(), SectionType::kEnd);
+  SectionType phase = SectionType::kSetup;
   for (;;) {
     auto section = container::read_section_start(in, devices_.size());
     if (!section) return std::unexpected(section.error());
-    if (section->type == SectionType::kEnd) break;
-    auto& seen = last[section->device];
-    auto expected = seen == SectionType::kEnd       ? SectionType::kSetup
-                    : seen == SectionType::kSetup   ? SectionType::kComplete
-                    : seen == SectionType::kIterate ? SectionType::kComplete
-                                                    : SectionType::kConfig;
-    // Pre-copy blocks may follow setup or one another.
-    const bool iterate_ok = section->type == SectionType::kIterate &&
-                            (seen == SectionType::kSetup || seen == SectionType::kIterate);
-    if (section->type != expected && !iterate_ok) {
-      return fail(EINVAL, fmt::format("device {}: {} section where a {} section was expected",
-                                      section->device, container::section_name(section->type),
-                                      container::section_name(expected)));
+    if (section->type == SectionType::kEnd) {
+      for (std::size_t i = 0; i < devices_.size(); ++i) {
+        if (last[i] != SectionType::kConfig) {
+          return fail(EINVAL,
+                      fmt::format("the end section at stream offset {} comes before "
+                                  "device {} is complete (it lacks its {} section)",
+                                  section->offset, i,
+                                  last[i] == SectionType::kComplete ? "config" : "complete"));
+        }
+      }
+      break;
     }
-    seen = section->type;
-    if (auto r = devices_[section->device].migration->load_state(in); !r) return r;
+    Migration& m = *devices_[section->device].migration;
+    auto order = check_section_order(*section, last[section->device], phase,
+                                     m.mig_flags() & uapi::kMigrationPreCopy);
+    if (!order) return order;
+    if (auto r = m.load_state(in, section->type); !r) return r;
     if (auto c = container::verify_section_end(in); !c) return c;
   }
   if (auto c = container::verify_section_end(in); !c) return c;
-  for (std::size_t i = 0; i < devices_.size(); ++i) {
-    if (last[i] != SectionType::kConfig) {
-      return fail(EINVAL, fmt::format("the stream ended before device {} ({}) was complete", i,
-                                      id_list(std::span(&header->device_ids[i], 1))));
-    }
+  if (auto e = container::verify_stream_end(in); !e) return e;
+  // Only now, with every byte checked, does anything but device data reach a device.
+  for (auto& d : devices_) {
+    if (auto r = d.migration->commit_config(); !r) return r;
   }
   return {};
 }

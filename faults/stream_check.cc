@@ -8,47 +8,27 @@
 #include <fmt/format.h>
 
 #include "core/container.h"
-#include "core/migration.h"
+#include "core/payload.h"
 
 namespace vfio::faults {
 namespace {
 
 using container::SectionType;
 
-// The payload of one device section, tag by tag, without a device to write into.
+// The payload of one device section, held to the loader's grammar, without a device to write
+// the data into.
 Result<> skip_payload(StreamReader& in, SectionType type) {
   std::vector<std::byte> sink(64 * 1024);
-  auto skip = [&](std::uint64_t n) {
-    while (n > 0 && in.status()) {
+  auto skip = [&](StreamReader& r, std::uint64_t n, std::uint64_t) -> Result<> {
+    while (n > 0 && r.status()) {
       auto chunk = std::min<std::uint64_t>(n, sink.size());
-      in.get_buffer(std::span(sink).first(static_cast<std::size_t>(chunk)));
+      r.get_buffer(std::span(sink).first(static_cast<std::size_t>(chunk)));
       n -= chunk;
     }
+    return r.status();
   };
-  std::uint64_t t = in.get_be64();
-  if (auto s = in.status(); !s) return s;
-  if (type == SectionType::kSetup) {
-    if (t != tag::kSetupState) return fail(EINVAL, fmt::format("setup section tag {:#x}", t));
-    t = in.get_be64();
-  } else if (type == SectionType::kConfig) {
-    if (t != tag::kConfigState) return fail(EINVAL, fmt::format("config section tag {:#x}", t));
-    std::uint64_t length = in.get_be64();
-    if (auto s = in.status(); !s) return s;
-    if (length > kMaxConfigBlob) return fail(EINVAL, fmt::format("config length {}", length));
-    skip(length);
-    t = in.get_be64();
-  } else {
-    while (t == tag::kDataState && in.status()) {
-      skip(in.get_be64());
-      t = in.get_be64();
-    }
-  }
-  if (auto s = in.status(); !s) return s;
-  // An iterate section may end with INIT_DATA_SENT instead (switchover-ack).
-  if (type == SectionType::kIterate && t == tag::kInitDataSent) return {};
-  if (t != tag::kEndOfState)
-    return fail(EINVAL,
-                fmt::format("{} section: unexpected tag {:#x}", container::section_name(type), t));
+  auto payload = read_payload(in, type, skip);
+  if (!payload) return std::unexpected(payload.error());
   return {};
 }
 

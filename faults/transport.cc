@@ -47,7 +47,7 @@ Result<SimHandle> open_sim(Transport t, const sim::Profile& profile, const sim::
   auto file = fmt::format("{}-{}", name, serial++);
   auto path = (*mount)->add_device(model, file);
   if (!path) return std::unexpected(path.error());
-  auto dev = sim::SimMount::open_device(*path, name);
+  auto dev = sim::SimMount::open_device(*path, name, model);
   if (!dev) return std::unexpected(dev.error());
   return SimHandle{model, std::move(*dev)};
 }

@@ -17,6 +17,7 @@ DirectDevice::~DirectDevice() {
 std::unexpected<Error> DirectDevice::wrap(const Error& e, std::string_view op) const {
   Error out = e;
   out.message = fmt::format("{}: {}: {}", name_, op, e.message);
+  out.reason = e.message;
   return std::unexpected(std::move(out));
 }
 

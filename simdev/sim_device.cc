@@ -5,6 +5,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "core/state_machine.h"
 
@@ -136,6 +137,31 @@ std::uint64_t SimDevice::stream_size() const {
 }
 
 Result<> SimDevice::feature(std::span<std::byte> arg, const FdOpener& open_fd) {
+  return noted(feature_call(arg, open_fd));
+}
+
+Result<std::size_t> SimDevice::write(SessionId id, std::span<const std::byte> buf) {
+  return noted(write_call(id, buf));
+}
+
+template <class T>
+Result<T> SimDevice::noted(Result<T> r) {
+  std::lock_guard lock(mu_);
+  if (r)
+    refusal_.reset();
+  else
+    refusal_ = r.error();
+  return r;
+}
+
+std::optional<std::string> SimDevice::take_refusal(int code) {
+  std::lock_guard lock(mu_);
+  auto refusal = std::exchange(refusal_, std::nullopt);
+  if (!refusal || refusal->code != code) return std::nullopt;
+  return std::move(refusal->message);
+}
+
+Result<> SimDevice::feature_call(std::span<std::byte> arg, const FdOpener& open_fd) {
   if (arg.size() < sizeof(uapi::FeatureHeader))
     return fail(EFAULT, "feature header cannot be read");
   const auto hdr = load<uapi::FeatureHeader>(arg);
@@ -427,7 +453,7 @@ Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool
   return n;
 }
 
-Result<std::size_t> SimDevice::write(SessionId id, std::span<const std::byte> buf) {
+Result<std::size_t> SimDevice::write_call(SessionId id, std::span<const std::byte> buf) {
   std::lock_guard lock(mu_);
   if (auto ok = check_session_locked(id, "write"); !ok) return std::unexpected(ok.error());
   if (!resume_ || resume_->id != id) return fail(EINVAL, "write: save sessions are read-only");

@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/result.h"
@@ -114,6 +115,11 @@ class SimDevice {
   // Data sessions issued and not yet released: a leak check after a migration.
   std::size_t open_sessions() const;
 
+  // Why the latest feature call or data write failed, if it did with errno `code`; taken, so a
+  // later failure never inherits it. For transports that carry only an errno (the FUSE mount):
+  // the device wrapper asks right after the failed syscall (KernelDevice::set_explainer).
+  std::optional<std::string> take_refusal(int code);
+
  private:
   // A save session streams the image as it was when the session opened (the initial data),
   // then dirty records of the guest's writes since, one record at a time.
@@ -140,6 +146,12 @@ class SimDevice {
   };
 
   using ArcResult = Result<std::optional<SessionId>>;
+
+  Result<> feature_call(std::span<std::byte> arg, const FdOpener& open_fd);
+  Result<std::size_t> write_call(SessionId id, std::span<const std::byte> buf);
+  // Records the outcome of a feature call or data write for take_refusal.
+  template <class T>
+  Result<T> noted(Result<T> r);
 
   // Applies one arc's effect on the data stream; returns the session it opened, if any. The one
   // place a later fault-injection issue hooks to make an arc fail.
@@ -186,6 +198,7 @@ class SimDevice {
   std::uint64_t log_page_size_ = 0;
   std::vector<DmaRange> log_ranges_;
   std::set<std::uint64_t> dirty_;  // page-aligned (log_page_size_) iovas
+  std::optional<Error> refusal_;   // the latest feature call or write, if it failed
 };
 
 }  // namespace vfio::sim

@@ -537,10 +537,13 @@ Result<> SimMount::unmount() {
 }
 
 Result<std::unique_ptr<KernelDevice>> SimMount::open_device(const std::string& path,
-                                                            std::string name) {
+                                                            std::string name,
+                                                            std::shared_ptr<SimDevice> model) {
   ScopedFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) return fail_errno(fmt::format("{}: open {}", name, path));
-  return std::make_unique<KernelDevice>(std::move(name), std::move(fd));
+  auto dev = std::make_unique<KernelDevice>(std::move(name), std::move(fd));
+  if (model) dev->set_explainer([model](int code) { return model->take_refusal(code); });
+  return dev;
 }
 
 Result<> SimMount::fuse_available() {

@@ -53,9 +53,10 @@ class SimMount {
 
   const std::string& mountpoint() const;
 
-  // Opens a device file as a KernelDevice named `name` (e.g. "sim:mlx5#0 (fuse)").
-  static Result<std::unique_ptr<KernelDevice>> open_device(const std::string& path,
-                                                           std::string name);
+  // Opens a device file as a KernelDevice named `name` (e.g. "sim:mlx5#0 (fuse)"). With the
+  // model served there, the device's errors carry the model's reasons (FUSE passes only errnos).
+  static Result<std::unique_ptr<KernelDevice>> open_device(
+      const std::string& path, std::string name, std::shared_ptr<SimDevice> model = nullptr);
 
   // Whether FUSE can serve the simulator here: /dev/fuse opens, a trial mount works and an
   // ioctl reaches the server. Computed once per process.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ struct Run {
 };
 
 inline Run run(std::vector<std::string> args) {
+  // As main() does (cli/main.cc): a destination that stops reading early must reach the source
+  // as EPIPE, not kill the test.
+  std::signal(SIGPIPE, SIG_IGN);
   ::testing::internal::CaptureStdout();
   ::testing::internal::CaptureStderr();
   int code = run_program(args);

@@ -209,44 +209,88 @@ MemoryChannel section(std::initializer_list<std::uint64_t> words) {
   return channel;
 }
 
-TEST(Migration, LoadStateParsesTagsLikeTheReference) {
+TEST(Migration, LoadStateHoldsEachSectionTypeToItsPayload) {
+  using container::SectionType;
   auto sim = testing::make_sim("p2p", 4096, 1);
   auto m = Migration::create(*sim.device).value();
   ASSERT_TRUE(m->load_setup());
+  auto load = [&](SectionType type, std::initializer_list<std::uint64_t> words) {
+    auto channel = section(words);
+    StreamReader in(channel);
+    return m->load_state(in, type);
+  };
+  auto refused = [&](SectionType type, std::initializer_list<std::uint64_t> words,
+                     std::string_view why) {
+    auto r = load(type, words);
+    ASSERT_FALSE(r) << why;
+    EXPECT_EQ(r.error().code, why.find("truncated") != std::string_view::npos ? EIO : EINVAL);
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+  };
 
-  auto setup = section({tag::kSetupState, tag::kEndOfState});
-  StreamReader in1(setup);
-  EXPECT_TRUE(m->load_state(in1));
+  EXPECT_TRUE(load(SectionType::kSetup, {tag::kSetupState, tag::kEndOfState}));
+  EXPECT_TRUE(load(SectionType::kComplete, {tag::kEndOfState}));
+  // An empty config blob (a --no-config save) into a destination that restores config space.
+  refused(SectionType::kConfig, {tag::kConfigState, 0, tag::kEndOfState}, "saved with --no-config");
 
-  auto empty_data = section({tag::kDataState, 0, tag::kEndOfState});
-  StreamReader in2(empty_data);
-  EXPECT_TRUE(m->load_state(in2));
-
-  auto unknown = section({0xdeadbeef});
-  StreamReader in3(unknown);
-  auto r3 = m->load_state(in3);
-  ASSERT_FALSE(r3);
-  EXPECT_EQ(r3.error().code, EINVAL);
-  EXPECT_NE(r3.error().message.find("unknown tag 0xdeadbeef"), std::string::npos);
-
-  auto bad_setup = section({tag::kSetupState, tag::kDataState});
-  StreamReader in4(bad_setup);
-  auto r4 = m->load_state(in4);
-  ASSERT_FALSE(r4);
-  EXPECT_EQ(r4.error().code, EINVAL);
-
-  auto huge_config = section({tag::kConfigState, 1ULL << 40});
-  StreamReader in5(huge_config);
-  auto r5 = m->load_state(in5);
-  ASSERT_FALSE(r5);
-  EXPECT_NE(r5.error().message.find("exceeds"), std::string::npos);
-
+  refused(SectionType::kComplete, {0xdeadbeef}, "unknown tag 0xdeadbeef at stream offset 0");
+  refused(SectionType::kSetup, {tag::kSetupState, tag::kDataState},
+          "DEV_DATA_STATE at stream offset 8, where the setup section holds");
+  refused(SectionType::kSetup, {tag::kDataState, 1, 0, tag::kSetupState, tag::kEndOfState},
+          "DEV_DATA_STATE at stream offset 0, where the setup section holds");
+  refused(SectionType::kConfig, {tag::kEndOfState}, "END_OF_STATE at stream offset 0");
+  refused(SectionType::kConfig, {tag::kConfigState, 1ULL << 40},
+          "config space of 1099511627776 bytes at stream offset 0 exceeds");
+  refused(SectionType::kComplete, {tag::kDataState, 0, tag::kEndOfState},
+          "empty DEV_DATA_STATE chunk at stream offset 0");
+  refused(SectionType::kComplete, {tag::kSetupState, tag::kEndOfState},
+          "DEV_SETUP_STATE at stream offset 0, where the complete section holds");
+  refused(SectionType::kComplete, {tag::kInitDataSent}, "DEV_INIT_DATA_SENT at stream offset 0");
+  refused(SectionType::kIterate, {tag::kDataState, 8, 0, tag::kDataState, 8, 0, tag::kEndOfState},
+          "DEV_DATA_STATE at stream offset 24, where the iterate section holds at most one");
+  refused(SectionType::kIterate, {tag::kInitDataSent}, "switchover-ack is not in use");
   // A data chunk claiming far more than the stream holds: no allocation, a clean error.
-  auto lying = section({tag::kDataState, 1ULL << 62, 1, 2});
-  StreamReader in6(lying);
-  auto r6 = m->load_state(in6);
-  ASSERT_FALSE(r6);
-  EXPECT_NE(r6.error().message.find("truncated"), std::string::npos);
+  refused(SectionType::kComplete, {tag::kDataState, 1ULL << 62, 1, 2},
+          "DEV_DATA_STATE chunk of 4611686018427387904 bytes at stream offset 0: memory: stream "
+          "truncated");
+}
+
+TEST(Migration, ConfigReachesTheDeviceOnlyOnCommitAndOnlyIfItFits) {
+  using container::SectionType;
+  auto sim = testing::make_sim("p2p", 4096, 1);
+  auto m = Migration::create(*sim.device).value();
+  const auto before = sim.model->config();
+  ASSERT_TRUE(m->load_setup());
+  {
+    MemoryChannel channel;
+    StreamWriter out(channel);
+    out.put_be64(tag::kConfigState);
+    out.put_be64(before.size());
+    out.put_buffer(std::vector<std::byte>(before.size(), std::byte{0x5a}));
+    out.put_be64(tag::kEndOfState);
+    (void)out.flush();
+    StreamReader in(channel);
+    ASSERT_TRUE(m->load_state(in, SectionType::kConfig));
+  }
+  EXPECT_EQ(sim.model->config(), before) << "written before the stream was verified";
+  ASSERT_TRUE(m->commit_config());
+  EXPECT_EQ(sim.model->config(), std::vector<std::byte>(before.size(), std::byte{0x5a}));
+
+  // Larger than the region: refused with nothing written (it used to write the first part).
+  (void)sim.model->config_write(0, before);
+  MemoryChannel channel;
+  StreamWriter out(channel);
+  out.put_be64(tag::kConfigState);
+  out.put_be64(kMaxConfigBlob);
+  out.put_buffer(std::vector<std::byte>(kMaxConfigBlob, std::byte{0x77}));
+  out.put_be64(tag::kEndOfState);
+  (void)out.flush();
+  StreamReader in(channel);
+  ASSERT_TRUE(m->load_state(in, SectionType::kConfig));
+  auto r = m->commit_config();
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("larger than the device's config region: nothing written"),
+            std::string::npos);
+  EXPECT_EQ(sim.model->config(), before);
 }
 
 TEST(Migration, StatusNotifierReturnsTheDeviceToRunning) {

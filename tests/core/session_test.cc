@@ -288,7 +288,9 @@ TEST_F(DamagedStream, SectionsOutOfOrderOrMissingAreRejected) {
     container::end_section(out);
   }
   auto e = load_fails(skipped.data());
-  EXPECT_NE(e.message.find("ended before device 0"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("the end section at stream offset 27 comes before device 0 is complete"),
+            std::string::npos)
+      << e.message;
 }
 
 TEST_F(DamagedStream, WrongDeviceCountIsRejected) {

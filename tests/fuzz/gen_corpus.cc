@@ -4,6 +4,7 @@
 //   <out>/section/  one profile byte + device section payloads (see run_section)
 //   <out>/vfio_stream.dict  the stream's tags, magics and section types for libFuzzer -dict
 // Deterministic: the same build writes the same bytes, so a regenerated corpus diffs cleanly.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +32,7 @@ using container::SectionType;
 constexpr std::uint32_t kSetup = static_cast<std::uint32_t>(SectionType::kSetup);
 constexpr std::uint32_t kComplete = static_cast<std::uint32_t>(SectionType::kComplete);
 constexpr std::uint32_t kConfig = static_cast<std::uint32_t>(SectionType::kConfig);
+constexpr std::uint32_t kIterate = static_cast<std::uint32_t>(SectionType::kIterate);
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "gen_corpus: %s\n", what.c_str());
@@ -89,15 +91,13 @@ std::uint8_t profile_index(std::string_view name) {
 }
 
 Bytes section_input(std::uint8_t profile, const std::vector<const Section*>& sections) {
-  Bytes out{profile};
-  for (const auto* s : sections) write_items(s->items, out);
-  return out;
+  SectionInput in{profile, {}, {}};
+  for (const auto* s : sections) in.sections.push_back(*s);
+  return write_section_input(in);
 }
 
-Bytes section_input(std::uint8_t profile, const std::vector<Item>& items) {
-  Bytes out{profile};
-  write_items(items, out);
-  return out;
+Bytes section_input(std::uint8_t profile, std::uint32_t type, const std::vector<Item>& items) {
+  return write_section_input({profile, {section(type, 0, items)}, {}});
 }
 
 const Section& find(const Stream& s, std::uint32_t type) {
@@ -111,8 +111,9 @@ Item end_tag() {
   return tag_item(tag::kEndOfState);
 }
 
-// Several devices in one stream: each device's sections in turn, as the source interleaves.
-Bytes multi_device(const std::vector<Stream>& singles) {
+// Several devices in one stream: each device's sections in turn, as the source interleaves
+// (or, `by_device`, one device after the other, which the loader refuses).
+Bytes multi_device(const std::vector<Stream>& singles, bool by_device = false) {
   Stream s = singles.at(0);
   s.ids.clear();
   s.sections.clear();
@@ -124,6 +125,10 @@ Bytes multi_device(const std::vector<Stream>& singles) {
       sec.device = dev;
       s.sections.push_back(std::move(sec));
     }
+  }
+  if (by_device) {
+    std::stable_sort(s.sections.begin(), s.sections.end(),
+                     [](const Section& a, const Section& b) { return a.device < b.device; });
   }
   s.sections.push_back(end_section());
   return write_stream(s);
@@ -240,6 +245,58 @@ void stream_seeds(Writer& w) {
           s.sections[complete].items.insert(s.sections[complete].items.end() - 1,
                                             data_item(Bytes(8, 0xee)));
         }));
+  // The grammar: nothing after the end section, each section type only its own payload
+  // (docs/stream-format.md). Each of these loaded before the loader held streams to it.
+  {
+    Bytes twice = good;
+    twice.insert(twice.end(), good.begin(), good.end());
+    w.put("stream-twice", twice);
+    Bytes extra = good;
+    extra.push_back(0);
+    w.put("extra-byte", extra);
+  }
+  w.put("end-twice", with([&](Stream& s) { s.sections.push_back(end_section()); }));
+  w.put("config-end-only", with([&](Stream& s) { s.sections[config].items = {end_tag()}; }));
+  w.put("data-in-setup", with([&](Stream& s) {
+          auto& items = s.sections[setup].items;
+          auto& data = s.sections[complete].items;
+          items.insert(items.begin(), data.begin(), data.end() - 1);
+          data = {end_tag()};
+        }));
+  w.put("data-in-config", with([&](Stream& s) {
+          auto& items = s.sections[config].items;
+          auto& data = s.sections[complete].items;
+          items.insert(items.begin(), data.begin(), data.end() - 1);
+          data = {end_tag()};
+        }));
+  w.put("config-after-end", with([&](Stream& s) { s.sections.push_back(s.sections[config]); }));
+  w.put("iterate-two-blocks", with([&](Stream& s) {
+          auto data = s.sections[complete].items;
+          data.insert(data.begin(), data.front());
+          s.sections.insert(s.sections.begin() + static_cast<std::ptrdiff_t>(complete),
+                            section(kIterate, 0, data));
+        }));
+  w.put("init-data-sent-in-complete",
+        with([&](Stream& s) { s.sections[complete].items.back() = tag_item(tag::kInitDataSent); }));
+  w.put("complete-before-setup-of-another",
+        multi_device({parsed(save("p2p", 40, 1)), parsed(save("p2p", 40, 2))}, true));
+  {
+    // The device data of a stop-copy-only device sent as a pre-copy block.
+    Stream s = parsed(save("stopcopy", 100, 7));
+    const std::size_t c = static_cast<std::size_t>(&find(s, kComplete) - s.sections.data());
+    Section iterate = section(kIterate, 0, s.sections[c].items);
+    s.sections[c].items = {end_tag()};
+    s.sections.insert(s.sections.begin() + static_cast<std::ptrdiff_t>(c), iterate);
+    w.put("stopcopy-iterate", write_stream(s));
+  }
+  w.put("id-control-bytes", with([&](Stream& s) { s.ids[0] = "mlx5\x1b]0;owned\x07\xff"; }));
+  {
+    MigrationOptions precopy;
+    precopy.precopy = true;
+    precopy.data_buffer_size = 1024;  // several iterate sections
+    w.put("mlx5-4096-precopy", save("mlx5", 4096, 12, precopy));
+  }
+
   w.put("data-short", with([&](Stream& s) {
           auto& body = s.sections[complete].items[0].body;
           body.resize(body.size() - 8);
@@ -274,35 +331,46 @@ void section_seeds(Writer& w) {
   std::vector<Item> complete = find(s, kComplete).items;
   w.put("empty", {});
   w.put("profile-only", {mlx5});
-  w.put("tag-end", section_input(mlx5, {end_tag()}));
-  w.put("tag-setup", section_input(mlx5, {tag_item(tag::kSetupState), end_tag()}));
+  w.put("tag-end", section_input(mlx5, kComplete, {end_tag()}));
+  w.put("tag-setup", section_input(mlx5, kSetup, {tag_item(tag::kSetupState), end_tag()}));
   w.put("tag-setup-unterminated",
-        section_input(mlx5, {tag_item(tag::kSetupState), tag_item(tag::kDataState)}));
-  w.put("tag-config-0", section_input(mlx5, {config_item({}), end_tag()}));
-  w.put("tag-config-4096", section_input(mlx5, {config_item(Bytes(4096, 0)), end_tag()}));
+        section_input(mlx5, kSetup, {tag_item(tag::kSetupState), tag_item(tag::kDataState)}));
+  w.put("tag-config-0", section_input(mlx5, kConfig, {config_item({}), end_tag()}));
+  w.put("tag-config-4096", section_input(mlx5, kConfig, {config_item(Bytes(4096, 0)), end_tag()}));
   Item lie = config_item({});
   lie.length = 4097;
-  w.put("tag-config-4097", section_input(mlx5, {lie}));
-  w.put("tag-data-0", section_input(mlx5, {data_item({}), end_tag()}));
+  w.put("tag-config-4097", section_input(mlx5, kConfig, {lie}));
+  w.put("tag-data-0", section_input(mlx5, kComplete, {data_item({}), end_tag()}));
   Item huge = data_item(Bytes(8, 0));
   huge.length = ~0ULL;
-  w.put("tag-data-huge", section_input(mlx5, {huge}));
-  w.put("tag-unknown", section_input(mlx5, {tag_item(0), end_tag()}));
+  w.put("tag-data-huge", section_input(mlx5, kComplete, {huge}));
+  w.put("tag-unknown", section_input(mlx5, kComplete, {tag_item(0), end_tag()}));
   w.put("tag-truncated", Bytes{mlx5, 0xff, 0xff, 0xff});
   {
     auto items = complete;
     items[0].body.back() ^= 0x40;
-    w.put("data-flipped-byte", section_input(mlx5, items));
+    w.put("data-flipped-byte", section_input(mlx5, kComplete, items));
     items = complete;
     items[0].body[0] ^= 1;
-    w.put("data-bad-device-header", section_input(mlx5, items));
+    w.put("data-bad-device-header", section_input(mlx5, kComplete, items));
     items = complete;
     items.insert(items.end() - 1, data_item(Bytes(8, 0xee)));
-    w.put("data-extra-bytes", section_input(mlx5, items));
+    w.put("data-extra-bytes", section_input(mlx5, kComplete, items));
     items = complete;
     items.insert(items.end() - 1, complete.begin(), complete.end() - 1);
-    w.put("data-twice", section_input(mlx5, items));
+    w.put("data-twice", section_input(mlx5, kComplete, items));
   }
+  // Payloads under the wrong section type, and iterate sections.
+  w.put("setup-holding-data",
+        section_input(mlx5, kSetup, {complete[0], tag_item(tag::kSetupState), end_tag()}));
+  w.put("config-end-only", section_input(mlx5, kConfig, {end_tag()}));
+  w.put("iterate-one-block", section_input(mlx5, kIterate, complete));
+  {
+    auto items = complete;
+    items.insert(items.begin(), complete[0]);
+    w.put("iterate-two-blocks", section_input(mlx5, kIterate, items));
+  }
+  w.put("iterate-init-data-sent", section_input(mlx5, kIterate, {tag_item(tag::kInitDataSent)}));
 }
 
 // The stream's vocabulary for libFuzzer's -dict: big-endian as on the wire, except the

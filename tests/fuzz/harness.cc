@@ -147,9 +147,14 @@ Outcome run_section(std::span<const std::uint8_t> input) {
   InputChannel channel(input);
   StreamReader in(channel, kStreamBufferSize);
   Result<> result;
-  do {
-    result = m.load_state(in);
-  } while (result && !in.at_end());
+  while (result && !in.at_end()) {
+    std::byte type;
+    in.get_buffer(std::span(&type, 1));
+    const auto section = static_cast<container::SectionType>(
+        kSectionTypes[std::to_integer<std::size_t>(type) % kSectionTypes.size()]);
+    result = m.load_state(in, section);
+  }
+  if (result) result = m.commit_config();
   m.load_cleanup();
   if (result) result = m.vm_state_change(true);
   record(result, out);

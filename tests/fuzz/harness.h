@@ -31,10 +31,11 @@ struct Outcome {
 // profile_for_id), then Session::load.
 Outcome run_stream(std::span<const std::uint8_t> input);
 
-// One device's section payloads: byte 0 picks the profile (modulo the profile count), the
-// rest is fed to Migration::load_state on a device in RESUMING, section after section until
-// the input ends or one fails; then cleanup and RESUMING -> STOP -> RUNNING, where the device
-// validates what it received.
+// One device's sections: byte 0 picks the profile (modulo the profile count), then each
+// section is a type byte (stream_model.h kSectionTypes) and its payload, fed to
+// Migration::load_state on a device in RESUMING until the input ends or one fails; then the
+// config commit, cleanup and RESUMING -> STOP -> RUNNING, where the device validates what it
+// received. The order of sections is not checked here (that is Session's, stream_fuzzer's).
 Outcome run_section(std::span<const std::uint8_t> input);
 
 // For the entry points: prints the violation and aborts, so the fuzzer records a crash.

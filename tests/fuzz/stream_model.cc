@@ -93,6 +93,23 @@ bool ends_section(std::uint64_t tag) {
   return tag == kEnd || tag == kInitDataSent;
 }
 
+// Where a section type comes in a stream; unknown types last but before the end.
+int phase(const Section& s) {
+  switch (s.type) {
+    case kTypeSetup:
+      return 0;
+    case kTypeIterate:
+      return 1;
+    case kTypeComplete:
+      return 2;
+    case kTypeConfig:
+      return 3;
+    case kTypeEnd:
+      return 5;
+  }
+  return 4;
+}
+
 // ---- mutation ----
 
 using Rng = std::minstd_rand;
@@ -177,7 +194,7 @@ void rechunk(std::vector<Item>& items, Rng& rng) {
   }
   if (first == items.size()) return;
   std::vector<Item> chunks;
-  for (std::size_t at = 0; at < all.size() || chunks.empty();) {
+  for (std::size_t at = 0; at < all.size();) {
     std::size_t n =
         std::min(all.size() - at, below(rng, 3) == 0 ? below(rng, 64) + 1 : below(rng, 8192) + 1);
     chunks.push_back(data_item(Bytes(all.begin() + static_cast<std::ptrdiff_t>(at),
@@ -311,9 +328,10 @@ bool mutate_stream(Stream& s, CrcPolicy& crc, std::size_t max_size, const PlainM
             copies.back().device = dev;
           }
         }
-        auto end = std::find_if(s.sections.begin(), s.sections.end(),
-                                [](const Section& x) { return x.type == kTypeEnd; });
-        s.sections.insert(end, copies.begin(), copies.end());
+        s.sections.insert(s.sections.end(), copies.begin(), copies.end());
+        // Back into the phases the loader wants: all setups, iterates, completes, configs, end.
+        std::stable_sort(s.sections.begin(), s.sections.end(),
+                         [](const Section& a, const Section& b) { return phase(a) < phase(b); });
       } else if (!s.ids.empty()) {
         s.ids.pop_back();
         s.count = static_cast<std::uint32_t>(s.ids.size());
@@ -352,10 +370,51 @@ bool mutate_stream(Stream& s, CrcPolicy& crc, std::size_t max_size, const PlainM
   }
 }
 
-Bytes write_section_input(std::uint8_t profile, const std::vector<Item>& items) {
-  Bytes out{profile};
-  write_items(items, out);
-  return out;
+std::uint8_t section_byte(std::uint32_t type) {
+  auto it = std::find(kSectionTypes.begin(), kSectionTypes.end(), type);
+  return static_cast<std::uint8_t>(it == kSectionTypes.end() ? 0 : it - kSectionTypes.begin());
+}
+
+bool mutate_section_input(SectionInput& in, std::size_t max_size, const PlainMutator& plain,
+                          Rng& rng) {
+  auto& secs = in.sections;
+  switch (below(rng, 12)) {
+    case 0:
+      in.profile = static_cast<std::uint8_t>(rng());
+      return true;
+    case 1:  // a payload under another section type
+      if (secs.empty()) return false;
+      secs[below(rng, secs.size())].type = kSectionTypes[below(rng, kSectionTypes.size())];
+      return true;
+    case 2:  // drop, duplicate or move a section
+      if (secs.empty()) return false;
+      {
+        std::size_t i = below(rng, secs.size());
+        switch (below(rng, 3)) {
+          case 0:
+            secs.erase(secs.begin() + static_cast<std::ptrdiff_t>(i));
+            break;
+          case 1:
+            secs.insert(secs.begin() + static_cast<std::ptrdiff_t>(below(rng, secs.size() + 1)),
+                        Section(secs[i]));
+            break;
+          default:
+            std::swap(secs[i], secs[below(rng, secs.size())]);
+        }
+      }
+      return true;
+    case 3:  // what follows the last section: nothing, or junk
+      if (in.tail.empty())
+        in.tail.assign(below(rng, 16) + 1, static_cast<std::uint8_t>(rng()));
+      else
+        in.tail.clear();
+      return true;
+    default:
+      if (secs.empty()) {
+        secs.push_back(section(kTypeComplete, 0, {}));
+      }
+      return mutate_items(secs[below(rng, secs.size())].items, max_size, plain, rng);
+  }
 }
 
 std::size_t deliver(const Bytes& out, std::uint8_t* data, std::size_t max_size) {
@@ -422,6 +481,31 @@ std::optional<std::vector<std::string>> parse_ids(std::span<const std::uint8_t> 
   return std::move(s.ids);
 }
 
+SectionInput parse_section_input(std::span<const std::uint8_t> data) {
+  SectionInput in;
+  in.profile = data[0];
+  std::size_t done = 1;
+  while (done < data.size()) {
+    Section sec{kSectionTypes[data[done] % kSectionTypes.size()], 0, {}};
+    std::size_t used = parse_items(data.subspan(done + 1), false, sec.items);
+    if (sec.items.empty() || !ends_section(sec.items.back().tag)) break;
+    in.sections.push_back(std::move(sec));
+    done += 1 + used;
+  }
+  in.tail.assign(data.begin() + static_cast<std::ptrdiff_t>(done), data.end());
+  return in;
+}
+
+Bytes write_section_input(const SectionInput& in) {
+  Bytes out{in.profile};
+  for (const auto& sec : in.sections) {
+    out.push_back(section_byte(sec.type));
+    write_items(sec.items, out);
+  }
+  out.insert(out.end(), in.tail.begin(), in.tail.end());
+  return out;
+}
+
 Bytes write_stream(const Stream& s, CrcPolicy crc) {
   Bytes out;
   put64(out, s.magic);
@@ -474,19 +558,10 @@ std::size_t mutate_structured(Kind kind, std::uint8_t* data, std::size_t size, s
   auto input = std::span<const std::uint8_t>(data, size);
   if (kind == Kind::kSection) {
     if (size == 0) return 0;
-    std::uint8_t profile = data[0];
-    std::vector<Item> items;
-    std::size_t used = parse_items(input.subspan(1), true, items);
-    Bytes rest(input.begin() + 1 + static_cast<std::ptrdiff_t>(used), input.end());
-    if (one_in(rng, 8)) {
-      profile = static_cast<std::uint8_t>(rng());
-    } else {
-      for (int tries = 0; tries < 4 && !mutate_items(items, max_size, plain, rng); ++tries) {
-      }
+    SectionInput in = parse_section_input(input);
+    for (int tries = 0; tries < 4 && !mutate_section_input(in, max_size, plain, rng); ++tries) {
     }
-    Bytes out = write_section_input(profile, items);
-    if (!one_in(rng, 4)) out.insert(out.end(), rest.begin(), rest.end());
-    return deliver(out, data, max_size);
+    return deliver(write_section_input(in), data, max_size);
   }
   auto s = parse_stream(input);
   if (!s) return 0;
@@ -504,13 +579,14 @@ std::size_t cross_over(Kind kind, std::span<const std::uint8_t> a, std::span<con
   Rng rng(seed);
   if (kind == Kind::kSection) {
     if (a.empty() || b.empty()) return 0;
-    std::vector<Item> ia, ib;
-    parse_items(a.subspan(1), true, ia);
-    parse_items(b.subspan(1), true, ib);
-    ia.resize(below(rng, ia.size() + 1));
-    ia.insert(ia.end(), ib.begin() + static_cast<std::ptrdiff_t>(below(rng, ib.size() + 1)),
-              ib.end());
-    return deliver(write_section_input(a[0], ia), out, max_size);
+    SectionInput ia = parse_section_input(a), ib = parse_section_input(b);
+    ia.sections.resize(below(rng, ia.sections.size() + 1));
+    ia.sections.insert(
+        ia.sections.end(),
+        ib.sections.begin() + static_cast<std::ptrdiff_t>(below(rng, ib.sections.size() + 1)),
+        ib.sections.end());
+    ia.tail = ib.tail;
+    return deliver(write_section_input(ia), out, max_size);
   }
   auto sa = parse_stream(a);
   auto sb = parse_stream(b);

@@ -5,6 +5,7 @@
 // Deliberately independent of core/container.cc: a second reading of the format, not a copy.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,17 @@ struct Stream {
   Bytes tail;                     // whatever did not parse, kept verbatim
 };
 
+// A section-target input (harness.h run_section): a profile byte, then sections, each a type
+// byte and its payload; the byte modulo 4 picks the type from kSectionTypes. Section::device is
+// unused here.
+constexpr std::array<std::uint32_t, 4> kSectionTypes = {1 /*setup*/, 5 /*iterate*/, 2 /*complete*/,
+                                                        3 /*config*/};
+struct SectionInput {
+  std::uint8_t profile = 0;
+  std::vector<Section> sections;
+  Bytes tail;  // whatever did not parse, kept verbatim
+};
+
 // How serialisation treats checksums.
 struct CrcPolicy {
   int corrupt_section = -1;  // index into sections to get a wrong CRC; -1 none
@@ -59,6 +71,10 @@ std::optional<Stream> parse_stream(std::span<const std::uint8_t> data);
 // Just the header's device ids (magic checked, 0 to 64 of them); nullopt if they do not parse.
 std::optional<std::vector<std::string>> parse_ids(std::span<const std::uint8_t> data);
 Bytes write_stream(const Stream& s, CrcPolicy crc = {});
+
+// `data` must not be empty (its first byte is the profile).
+SectionInput parse_section_input(std::span<const std::uint8_t> data);
+Bytes write_section_input(const SectionInput& input);
 
 // The profile a destination should use for a device id: the first simulator profile whose
 // name appears in it, else mlx5 (the profile with the most framing to get wrong).

@@ -116,9 +116,9 @@ TEST(StreamModel, DeterministicMutationRun) {
         pool.push_back(s);
       } else {
         auto parsed = parse_stream(s);
-        Bytes in{static_cast<std::uint8_t>(pool.size())};
-        for (const auto& sec : parsed->sections) write_items(sec.items, in);
-        pool.push_back(in);
+        SectionInput in{static_cast<std::uint8_t>(pool.size()), parsed->sections, {}};
+        in.sections.pop_back();  // the end section
+        pool.push_back(write_section_input(in));
       }
     }
     int accepted = 0;

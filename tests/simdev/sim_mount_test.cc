@@ -112,7 +112,7 @@ class SimMountTest : public ::testing::Test {
                                       SimMount* on = nullptr) {
     auto path = (on ? on : mount_.get())->add_device(sim, name);
     EXPECT_TRUE(path) << path.error().describe();
-    auto dev = SimMount::open_device(*path, name + " (fuse)");
+    auto dev = SimMount::open_device(*path, name + " (fuse)", sim);
     EXPECT_TRUE(dev) << dev.error().describe();
     return std::move(*dev);
   }
