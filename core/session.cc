@@ -529,7 +529,12 @@ Result<Report> Session::load(Channel& channel) {
       for (auto& d : devices_) {
         if (auto s = confirm_resuming(*d.dev); !s) return s;
       }
-      return start_vm();
+      auto started = start_vm();
+      // The devices judged all of their data: the whole stream, verified to its end.
+      if (!started)
+        started.error().message += fmt::format(
+            " (after the whole stream, {} bytes, was read and verified)", in.bytes_read());
+      return started;
     });
   }
   if (!r) return std::unexpected(fail_load(r.error()));

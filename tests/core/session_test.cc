@@ -7,6 +7,8 @@
 #include <csignal>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "core/container.h"
 #include "core/feature.h"
 #include "core/local_migration.h"
@@ -291,6 +293,67 @@ TEST_F(DamagedStream, SectionsOutOfOrderOrMissingAreRejected) {
   EXPECT_NE(e.message.find("the end section at stream offset 27 comes before device 0 is complete"),
             std::string::npos)
       << e.message;
+}
+
+// The config section's checksum fails: nothing of it may have reached the config space (it used
+// to be written first and the checksum reported after).
+TEST_F(DamagedStream, AConfigWithABadChecksumIsNeverWritten) {
+  auto dst = testing::make_sim("p2p", 4096, 2);
+  const auto before = dst.model->config();
+  auto bytes = stream_.data();
+  // The last config byte sits before its END_OF_STATE, the config CRC and the end section.
+  bytes[bytes.size() - 12 - 4 - 8 - 1] ^= std::byte{0x01};
+  MemoryChannel in(bytes);
+  auto r = load_one(*dst.device, in);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("checksum mismatch"), std::string::npos) << r.error().message;
+  EXPECT_EQ(dst.model->config(), before);
+}
+
+// The stream ends at its end section: a second stream, a byte, a second end are refused.
+TEST_F(DamagedStream, BytesAfterTheEndAreRefused) {
+  const auto good = stream_.data();
+  auto twice = good;
+  twice.insert(twice.end(), good.begin(), good.end());
+  auto one_more = good;
+  one_more.push_back(std::byte{0});
+  for (const auto& bytes : {twice, one_more}) {
+    auto e = load_fails(bytes);
+    EXPECT_NE(e.message.find(
+                  fmt::format("bytes follow the end section, from stream offset {}", good.size())),
+              std::string::npos)
+        << e.message;
+  }
+}
+
+// --no-config on either side: a stream without config space is refused unless the destination
+// also leaves config space alone; a destination with --no-config reads and checks the config
+// section of a stream that has one, and writes nothing.
+TEST(Session, NoConfigOnEitherSide) {
+  SessionOptions no_config;
+  no_config.migration.config_state = false;
+  MemoryChannel without, with;
+  auto a = testing::make_sim("p2p", 4096, 1), b = testing::make_sim("p2p", 4096, 1);
+  ASSERT_TRUE(save_one(*a.device, without, no_config));
+  ASSERT_TRUE(b.device->config_write(0x40, std::as_bytes(std::span("tag"))));
+  ASSERT_TRUE(save_one(*b.device, with));
+
+  auto dst = testing::make_sim("p2p", 4096, 2);
+  const auto before = dst.model->config();
+  auto refused = load_one(*dst.device, without);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("saved with --no-config"), std::string::npos);
+  EXPECT_EQ(device_state(*dst.device), State::kRunning);
+
+  for (MemoryChannel* stream : {&without, &with}) {
+    stream->rewind();
+    Session s(no_config);
+    s.add_device(*dst.device, "dst");
+    auto loaded = s.load(*stream);
+    ASSERT_TRUE(loaded) << loaded.error().describe();
+    EXPECT_EQ(dst.model->image(), a.model->image());
+    EXPECT_EQ(dst.model->config(), before) << "config space touched under --no-config";
+  }
 }
 
 TEST_F(DamagedStream, WrongDeviceCountIsRejected) {

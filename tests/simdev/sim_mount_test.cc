@@ -175,6 +175,54 @@ TEST_F(SimMountTest, CloseAndOpenReachTheModel) {
   EXPECT_EQ(query_device_state(**again), State::kStopCopy);
 }
 
+// FUSE carries only an errno; the model's reason still reaches the message (take_refusal),
+// for a device that rejects the data at RESUMING -> STOP and for one that refuses a write.
+TEST_F(SimMountTest, RefusalsNameTheDevicesOwnReasonOverFuse) {
+  MemoryChannel mlx5_stream, stopcopy_stream;
+  {
+    auto src = serve(make("mlx5", 4096, 1), "reason-src");
+    Session source;
+    source.add_device(*src, "mlx5");
+    ASSERT_TRUE(source.save(mlx5_stream));
+  }
+  {
+    auto src = serve(make("stopcopy", 4096, 2), "reason-src2");
+    Session source;
+    source.add_device(*src, "stopcopy");
+    ASSERT_TRUE(source.save(stopcopy_stream));
+  }
+  struct Case {
+    std::string profile;
+    MemoryChannel* stream;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases = {
+      // plain takes the bytes and judges them at RESUMING -> STOP.
+      {"plain",
+       &mlx5_stream,
+       {"the destination device rejected the loaded data: the arc RESUMING -> STOP failed",
+        "resume stream header", "another device or profile"}},
+      // mlx5 refuses the first write of a stream from another profile.
+      {"mlx5",
+       &stopcopy_stream,
+       {"DEV_DATA_STATE chunk of", "at stream offset", "the device refused it", "write to data fd",
+        "malformed stream header"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.profile);
+    c.stream->rewind();
+    auto dst_sim = make(c.profile, 4096, 3);
+    auto dst = serve(dst_sim, c.profile + "-reason-dst");
+    Session destination;
+    destination.add_device(*dst, "dst");
+    auto r = destination.load(*c.stream);
+    ASSERT_FALSE(r);
+    for (const auto& text : c.expected)
+      EXPECT_NE(r.error().describe().find(text), std::string::npos) << r.error().describe();
+    EXPECT_EQ(dst_sim->state(), State::kRunning);
+  }
+}
+
 // The same reads through DirectDevice and through FUSE return the same counts and bytes,
 // short ones included: a 1 MiB read() returns only what the model produced.
 TEST_F(SimMountTest, ShortReadsReachTheCallerExactly) {
