@@ -306,13 +306,16 @@ Result<> Migration::commit_config() {
   // A blob the region cannot hold would be written in part: refuse it before any write.
   std::byte last;
   if (auto r = dev_.config_read(blob.size() - 1, std::span(&last, 1)); !r || *r != 1) {
-    return fail(EINVAL, fmt::format("{}: the stream's config space of {} bytes is larger than the "
-                                    "device's config region: nothing written",
-                                    dev_.name(), blob.size()));
+    return fail(EINVAL, fmt::format("{}: the config space of {} bytes (config section ending at "
+                                    "stream offset {}) is larger than the device's config region: "
+                                    "nothing written",
+                                    dev_.name(), blob.size(), config_offset_));
   }
   if (auto r = restore_config(dev_, blob, options_.config_restore); !r) {
     Error e = r.error();
-    e.message = dev_.name() + ": failed to load device config space: " + e.message;
+    e.message = fmt::format(
+        "{}: failed to load device config space (config section ending at stream offset {}): {}",
+        dev_.name(), config_offset_, e.message);
     return std::unexpected(e);
   }
   return {};
@@ -365,6 +368,7 @@ Result<> Migration::load_state(StreamReader& in, container::SectionType type) {
                                    payload->end_offset));
     }
     config_blob_ = std::move(payload->config);
+    config_offset_ = payload->end_offset;
   }
   if (!r) {
     Error e = r.error();

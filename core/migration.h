@@ -159,6 +159,7 @@ class Migration {
   bool initial_data_sent_ = false;      // source: INIT_DATA_SENT is in the stream
   bool initial_data_received_ = false;  // destination: INIT_DATA_SENT was loaded
   std::vector<std::byte> config_blob_;  // destination: loaded, not yet committed
+  std::uint64_t config_offset_ = 0;     // where its section's payload ended in the stream
 };
 
 }  // namespace vfio

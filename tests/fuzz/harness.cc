@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -94,7 +95,77 @@ void record(const Result<>& result, Outcome& out) {
   if (result.error().message.empty()) out.violation = "rejected with an empty error message";
 }
 
+// The grammar's constants, spelled out again (as in stream_model.cc) rather than shared.
+constexpr std::uint32_t kSetup = 1, kComplete = 2, kConfig = 3, kIterate = 5, kEnd = 0x454e44;
+constexpr std::uint32_t kNoDevice = 0xffffffff;
+constexpr std::uint64_t kTagEnd = 0xffffffffef100001ULL, kTagConfig = 0xffffffffef100002ULL,
+                        kTagSetup = 0xffffffffef100003ULL, kTagData = 0xffffffffef100004ULL,
+                        kTagInitDataSent = 0xffffffffef100005ULL;
+// The destination's devices: a 256-byte config region (SimOptions), no switchover-ack.
+constexpr std::uint64_t kDestinationConfigSize = 256;
+
+bool has_precopy(const std::string& id) {
+  return sim::find_profile(profile_for_id(id))->mig_flags & uapi::kMigrationPreCopy;
+}
+
 }  // namespace
+
+std::optional<std::string> grammar_violation(std::span<const std::uint8_t> bytes) {
+  auto parsed = parse_stream(bytes);
+  if (!parsed) return "header";
+  const Stream& s = *parsed;
+  if (!s.tail.empty()) return "bytes that are no section";
+  const Bytes again = write_stream(s);
+  if (!std::equal(again.begin(), again.end(), bytes.begin(), bytes.end())) return "checksum";
+  if (s.version != 1 || s.count == 0 || s.count != s.ids.size()) return "header fields";
+  std::vector<int> last(s.count, -1);  // per device: the rank of its latest section
+  int phase = 0;
+  for (std::size_t i = 0; i < s.sections.size(); ++i) {
+    const Section& sec = s.sections[i];
+    if (sec.type == kEnd) {
+      if (sec.device != kNoDevice || !sec.items.empty()) return "end section fields";
+      if (i + 1 != s.sections.size()) return "sections after the end";
+      for (int l : last)
+        if (l != 3) return "end before a device is complete";
+      return std::nullopt;
+    }
+    if (sec.device >= s.count) return "device index";
+    const int rank = sec.type == kSetup      ? 0
+                     : sec.type == kIterate  ? 1
+                     : sec.type == kComplete ? 2
+                     : sec.type == kConfig   ? 3
+                                             : -1;
+    if (rank < 0) return "section type";
+    int& l = last[sec.device];
+    const bool follows = (l == -1 && rank == 0) || (l == 0 && (rank == 1 || rank == 2)) ||
+                         (l == 1 && (rank == 1 || rank == 2)) || (l == 2 && rank == 3);
+    if (!follows || rank < phase) return "section order";
+    if (rank == 1 && !has_precopy(s.ids[sec.device])) return "iterate for a stop-copy device";
+    l = phase = rank;
+    const auto& it = sec.items;
+    auto data_ok = [](const Item& x) { return x.tag == kTagData && x.length >= 1; };
+    switch (sec.type) {
+      case kSetup:
+        if (it.size() != 2 || it[0].tag != kTagSetup || it[1].tag != kTagEnd) return "setup";
+        break;
+      case kConfig:
+        if (it.size() != 2 || it[0].tag != kTagConfig || it[1].tag != kTagEnd) return "config";
+        // Policy of this destination: config restored, into a 256-byte region.
+        if (it[0].length == 0 || it[0].length > kDestinationConfigSize) return "config length";
+        break;
+      case kIterate:
+        if (it.empty() || it.size() > 2 || (it.size() == 2 && !data_ok(it[0]))) return "iterate";
+        if (it.back().tag == kTagInitDataSent) return "INIT_DATA_SENT without switchover-ack";
+        if (it.back().tag != kTagEnd) return "iterate end";
+        break;
+      default:  // complete
+        for (std::size_t k = 0; k + 1 < it.size(); ++k)
+          if (!data_ok(it[k])) return "complete";
+        if (it.empty() || it.back().tag != kTagEnd) return "complete end";
+    }
+  }
+  return "no end section";
+}
 
 Outcome run_stream(std::span<const std::uint8_t> input) {
   // As many devices as the header claims (the loader rejects a mismatch before anything
@@ -115,6 +186,16 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
   auto report = session.load(channel);
   Result<> result = report ? Result<>{} : std::unexpected(report.error());
   record(result, out);
+  // The loader's contract (docs/stream-format.md): what breaks the grammar is refused, and a
+  // refusal says where. The grammar is only read again for the rarer accepted inputs.
+  if (report) {
+    if (auto why = grammar_violation(input))
+      out.violation = "accepted a stream that breaks the grammar: " + *why;
+  } else if (out.error.find("stream offset ") == std::string::npos &&
+             out.error.find("truncated after ") == std::string::npos &&
+             out.error.find("whole stream, ") == std::string::npos) {
+    out.violation = "a refusal that names no stream offset";
+  }
   if (report && report->stream_bytes > input.size()) {
     out.violation = fmt::format("load claims {} stream bytes of a {}-byte input",
                                 report->stream_bytes, input.size());

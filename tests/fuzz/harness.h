@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -37,6 +38,13 @@ Outcome run_stream(std::span<const std::uint8_t> input);
 // config commit, cleanup and RESUMING -> STOP -> RUNNING, where the device validates what it
 // received. The order of sections is not checked here (that is Session's, stream_fuzzer's).
 Outcome run_section(std::span<const std::uint8_t> input);
+
+// The stream grammar (docs/stream-format.md) read again, independently of core/ (over the
+// stream model): why run_stream's destination must refuse `input`, or nothing for a well-formed
+// stream it may take (its devices can still refuse the data). Includes the destination's own
+// settings: config space restored into a 256-byte region, no switchover-ack. run_stream checks
+// every accepted input against it.
+std::optional<std::string> grammar_violation(std::span<const std::uint8_t> input);
 
 // For the entry points: prints the violation and aborts, so the fuzzer records a crash.
 void enforce(const Outcome& outcome, const char* target);

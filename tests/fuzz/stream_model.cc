@@ -273,8 +273,99 @@ std::uint32_t interesting_type(Rng& rng) {
   return kTypes[below(rng, kTypes.size())];
 }
 
+// More or fewer devices: a new one gets a copy of device 0's sections, the last one leaves
+// with its own.
+bool add_or_remove_device(Stream& s, Rng& rng) {
+  if (s.ids.empty()) return false;
+  if (one_in(rng, 2) && s.ids.size() < kMaxDevices) {
+    std::uint32_t dev = static_cast<std::uint32_t>(s.ids.size());
+    s.ids.push_back(s.ids[below(rng, s.ids.size())]);
+    std::vector<Section> copies;
+    for (const auto& sec : s.sections) {
+      if (sec.type != kTypeEnd && sec.device == 0) {
+        copies.push_back(sec);
+        copies.back().device = dev;
+      }
+    }
+    s.sections.insert(s.sections.end(), copies.begin(), copies.end());
+    // Back into the phases the loader wants: all setups, iterates, completes, configs, end.
+    std::stable_sort(s.sections.begin(), s.sections.end(),
+                     [](const Section& a, const Section& b) { return phase(a) < phase(b); });
+  } else {
+    if (s.ids.size() == 1) return false;
+    const auto gone = static_cast<std::uint32_t>(s.ids.size() - 1);
+    s.ids.pop_back();
+    std::erase_if(s.sections, [&](const Section& sec) { return sec.device == gone; });
+  }
+  s.count = static_cast<std::uint32_t>(s.ids.size());
+  return true;
+}
+
+// An edit that keeps the stream well formed (docs/stream-format.md): device bytes, chunk
+// boundaries, the number of chunks, which profile an id names, the number of devices. What
+// such a stream meets is the devices' own checks, the deep part of a load.
+bool edit_keeping_grammar(Stream& s, std::size_t max_size, const PlainMutator& plain, Rng& rng) {
+  std::vector<Item*> bodies;  // DATA and CONFIG items
+  std::vector<Section*> completes;
+  for (auto& sec : s.sections) {
+    for (auto& item : sec.items)
+      if (item.has_length && item.length == item.body.size()) bodies.push_back(&item);
+    if (sec.type == kTypeComplete) completes.push_back(&sec);
+  }
+  switch (below(rng, 8)) {
+    case 0:
+    case 1:
+    case 2: {  // device bytes, often near the start where the device's own header lives
+      if (bodies.empty()) return false;
+      Item& item = *bodies[below(rng, bodies.size())];
+      mutate_body(item, one_in(rng, 2) ? 64 : item.body.size(), max_size, plain, rng);
+      if (item.body.empty()) item.body.push_back(static_cast<std::uint8_t>(rng()));
+      // A config blob stays within a PCI config space.
+      if (item.tag == kConfig && item.body.size() > 256) item.body.resize(256);
+      item.length = item.body.size();
+      return true;
+    }
+    case 3:
+      if (completes.empty()) return false;
+      rechunk(completes[below(rng, completes.size())]->items, rng);
+      return true;
+    case 4: {  // a DATA chunk twice, or one fewer
+      if (completes.empty()) return false;
+      auto& items = completes[below(rng, completes.size())]->items;
+      if (items.size() < 2) return false;
+      std::size_t i = below(rng, items.size() - 1);  // never the END
+      if (one_in(rng, 2))
+        items.insert(items.begin() + static_cast<std::ptrdiff_t>(i), Item(items[i]));
+      else
+        items.erase(items.begin() + static_cast<std::ptrdiff_t>(i));
+      return true;
+    }
+    case 5: {  // a DATA body cut short or grown, honestly
+      if (bodies.empty()) return false;
+      Item& item = *bodies[below(rng, bodies.size())];
+      if (item.tag != kData) return false;
+      item.body.resize(one_in(rng, 2) ? below(rng, item.body.size()) + 1
+                                      : item.body.size() + below(rng, 4096) + 1,
+                       static_cast<std::uint8_t>(rng()));
+      item.length = item.body.size();
+      return true;
+    }
+    case 6: {  // the data goes to a device of another profile
+      if (s.ids.empty()) return false;
+      static constexpr std::array<std::string_view, 5> kIds = {"mtty#1", "mlx5#1", "stopcopy#1",
+                                                               "p2p#1", "plain#1"};
+      s.ids[below(rng, s.ids.size())] = std::string(kIds[below(rng, kIds.size())]);
+      return true;
+    }
+    default:
+      return add_or_remove_device(s, rng);
+  }
+}
+
 bool mutate_stream(Stream& s, CrcPolicy& crc, std::size_t max_size, const PlainMutator& plain,
                    Rng& rng) {
+  // Three in four edits keep the grammar; the rest break it on purpose (framing, order, tags).
+  if (!one_in(rng, 4)) return edit_keeping_grammar(s, max_size, plain, rng);
   std::size_t pick = below(rng, 16);
   if (pick < 8) {
     // An end section carries no payload: editing one would only break its checksum.
@@ -316,28 +407,8 @@ bool mutate_stream(Stream& s, CrcPolicy& crc, std::size_t max_size, const PlainM
         s.sections[below(rng, s.sections.size())].device = options[below(rng, 4)];
       }
       return true;
-    case 11: {  // more or fewer devices, with a matching set of sections for a new one
-      if (one_in(rng, 2) && s.ids.size() < kMaxDevices) {
-        std::uint32_t dev = static_cast<std::uint32_t>(s.ids.size());
-        s.ids.push_back(s.ids.empty() ? "mlx5#fuzz" : s.ids[below(rng, s.ids.size())]);
-        s.count = static_cast<std::uint32_t>(s.ids.size());
-        std::vector<Section> copies;
-        for (const auto& sec : s.sections) {
-          if (sec.type != kTypeEnd && sec.device == 0) {
-            copies.push_back(sec);
-            copies.back().device = dev;
-          }
-        }
-        s.sections.insert(s.sections.end(), copies.begin(), copies.end());
-        // Back into the phases the loader wants: all setups, iterates, completes, configs, end.
-        std::stable_sort(s.sections.begin(), s.sections.end(),
-                         [](const Section& a, const Section& b) { return phase(a) < phase(b); });
-      } else if (!s.ids.empty()) {
-        s.ids.pop_back();
-        s.count = static_cast<std::uint32_t>(s.ids.size());
-      }
-      return true;
-    }
+    case 11:
+      return add_or_remove_device(s, rng);
     case 12:  // the header's count disagrees with its ids, or an id changes
       if (one_in(rng, 2)) {
         std::uint32_t options[] = {0, 1, 2, kMaxDevices, kMaxDevices + 1, s.count + 1};
@@ -377,6 +448,13 @@ std::uint8_t section_byte(std::uint32_t type) {
 
 bool mutate_section_input(SectionInput& in, std::size_t max_size, const PlainMutator& plain,
                           Rng& rng) {
+  if (!one_in(rng, 4)) {  // as for streams: mostly edits that keep each payload well formed
+    Stream view;
+    view.sections = std::move(in.sections);
+    const bool edited = edit_keeping_grammar(view, max_size, plain, rng);
+    in.sections = std::move(view.sections);
+    if (edited) return true;
+  }
   auto& secs = in.sections;
   switch (below(rng, 12)) {
     case 0:
