@@ -15,12 +15,10 @@
 
 #include <fmt/format.h>
 
-#include "core/channel.h"
 #include "core/container.h"
 #include "core/migration.h"
-#include "core/session.h"
-#include "simdev/direct_device.h"
 #include "simdev/profile.h"
+#include "tests/fuzz/harness.h"
 #include "tests/fuzz/stream_model.h"
 
 namespace vfio::fuzz {
@@ -56,25 +54,6 @@ class Writer {
   fs::path dir_;
   std::size_t files_ = 0, bytes_ = 0;
 };
-
-// A real saved stream: what `vfio-mig save` writes for a simulated device.
-Bytes save(std::string_view profile, std::uint64_t size, std::uint64_t seed,
-           MigrationOptions options = {}) {
-  sim::SimOptions sim_options;
-  sim_options.state_size = size;
-  sim_options.seed = seed;
-  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(profile), sim_options);
-  sim::DirectDevice device(model, fmt::format("{}#{}", profile, seed));
-  SessionOptions session_options;
-  session_options.migration = std::move(options);
-  Session session(session_options);
-  session.add_device(device, device.name());
-  MemoryChannel channel;
-  if (auto r = session.save(channel); !r) die("save failed: " + r.error().describe());
-  auto& d = channel.data();
-  return Bytes(reinterpret_cast<const std::uint8_t*>(d.data()),
-               reinterpret_cast<const std::uint8_t*>(d.data()) + d.size());
-}
 
 Stream parsed(const Bytes& data) {
   auto s = parse_stream(data);
@@ -138,18 +117,18 @@ void stream_seeds(Writer& w) {
   // Real streams: every profile, empty to a few hundred KiB.
   for (const auto& p : sim::all_profiles()) {
     for (std::uint64_t size : {0, 1, 100, 4096})
-      w.put(fmt::format("{}-{}", p.name, size), save(p.name, size, 7));
+      w.put(fmt::format("{}-{}", p.name, size), saved_stream(p.name, size, 7));
     MigrationOptions small_buffer;
     small_buffer.data_buffer_size = 4096;  // several DATA chunks per complete section
-    w.put(fmt::format("{}-20000-chunked", p.name), save(p.name, 20000, 8, small_buffer));
+    w.put(fmt::format("{}-20000-chunked", p.name), saved_stream(p.name, 20000, 8, small_buffer));
     MigrationOptions no_config;
     no_config.config_state = false;  // CONFIG with length 0
-    w.put(fmt::format("{}-100-no-config", p.name), save(p.name, 100, 9, no_config));
+    w.put(fmt::format("{}-100-no-config", p.name), saved_stream(p.name, 100, 9, no_config));
   }
-  w.put("mtty-70000", save("mtty", 70000, 10));
-  w.put("mlx5-262144", save("mlx5", 256 << 10, 11));
+  w.put("mtty-70000", saved_stream("mtty", 70000, 10));
+  w.put("mlx5-262144", saved_stream("mlx5", 256 << 10, 11));
 
-  Stream base = parsed(save("mlx5", 100, 7));
+  Stream base = parsed(saved_stream("mlx5", 100, 7));
   // Sections by type, not position: pre-copy may add iterate sections before complete.
   auto at = [&](std::uint32_t type) {
     return static_cast<std::size_t>(&find(base, type) - base.sections.data());
@@ -164,12 +143,13 @@ void stream_seeds(Writer& w) {
   Bytes good = write_stream(base);
 
   // Several devices, up to the format's limit.
-  w.put("multi-2", multi_device({parsed(save("mlx5", 100, 1)), parsed(save("mtty", 50, 2))}));
+  w.put("multi-2",
+        multi_device({parsed(saved_stream("mlx5", 100, 1)), parsed(saved_stream("mtty", 50, 2))}));
   {
     std::vector<Stream> all;
-    for (const auto& p : sim::all_profiles()) all.push_back(parsed(save(p.name, 40, 3)));
+    for (const auto& p : sim::all_profiles()) all.push_back(parsed(saved_stream(p.name, 40, 3)));
     w.put("multi-5", multi_device(all));
-    std::vector<Stream> many(container::kMaxDevices, parsed(save("mtty", 8, 4)));
+    std::vector<Stream> many(container::kMaxDevices, parsed(saved_stream("mtty", 8, 4)));
     w.put("multi-64", multi_device(many));
   }
 
@@ -278,11 +258,12 @@ void stream_seeds(Writer& w) {
         }));
   w.put("init-data-sent-in-complete",
         with([&](Stream& s) { s.sections[complete].items.back() = tag_item(tag::kInitDataSent); }));
-  w.put("complete-before-setup-of-another",
-        multi_device({parsed(save("p2p", 40, 1)), parsed(save("p2p", 40, 2))}, true));
+  w.put(
+      "complete-before-setup-of-another",
+      multi_device({parsed(saved_stream("p2p", 40, 1)), parsed(saved_stream("p2p", 40, 2))}, true));
   {
     // The device data of a stop-copy-only device sent as a pre-copy block.
-    Stream s = parsed(save("stopcopy", 100, 7));
+    Stream s = parsed(saved_stream("stopcopy", 100, 7));
     const std::size_t c = static_cast<std::size_t>(&find(s, kComplete) - s.sections.data());
     Section iterate = section(kIterate, 0, s.sections[c].items);
     s.sections[c].items = {end_tag()};
@@ -294,7 +275,7 @@ void stream_seeds(Writer& w) {
     MigrationOptions precopy;
     precopy.precopy = true;
     precopy.data_buffer_size = 1024;  // several iterate sections
-    w.put("mlx5-4096-precopy", save("mlx5", 4096, 12, precopy));
+    w.put("mlx5-4096-precopy", saved_stream("mlx5", 4096, 12, precopy));
   }
 
   w.put("data-short", with([&](Stream& s) {
@@ -309,16 +290,16 @@ void section_seeds(Writer& w) {
     std::uint8_t index = profile_index(p.name);
     // Small, so that the section target runs fast: its seeds only need to reach every path.
     for (std::uint64_t size : {0, 100, 1000}) {
-      Stream s = parsed(save(p.name, size, 7));
+      Stream s = parsed(saved_stream(p.name, size, 7));
       w.put(fmt::format("{}-{}-complete", p.name, size),
             section_input(index, {&find(s, kComplete)}));
     }
     MigrationOptions small_buffer;
     small_buffer.data_buffer_size = 512;
-    Stream chunked = parsed(save(p.name, 2000, 8, small_buffer));
+    Stream chunked = parsed(saved_stream(p.name, 2000, 8, small_buffer));
     w.put(fmt::format("{}-2000-chunked", p.name),
           section_input(index, {&find(chunked, kComplete)}));
-    Stream s = parsed(save(p.name, 100, 9));
+    Stream s = parsed(saved_stream(p.name, 100, 9));
     w.put(fmt::format("{}-setup", p.name), section_input(index, {&find(s, kSetup)}));
     w.put(fmt::format("{}-config", p.name), section_input(index, {&find(s, kConfig)}));
     w.put(fmt::format("{}-all-sections", p.name),
@@ -327,7 +308,7 @@ void section_seeds(Writer& w) {
 
   // Each tag alone and with lying lengths, on the mlx5 profile.
   std::uint8_t mlx5 = profile_index("mlx5");
-  Stream s = parsed(save("mlx5", 100, 7));
+  Stream s = parsed(saved_stream("mlx5", 100, 7));
   std::vector<Item> complete = find(s, kComplete).items;
   w.put("empty", {});
   w.put("profile-only", {mlx5});

@@ -250,6 +250,27 @@ Outcome run_section(std::span<const std::uint8_t> input) {
   return out;
 }
 
+std::vector<std::uint8_t> saved_stream(std::string_view profile, std::uint64_t size,
+                                       std::uint64_t seed, MigrationOptions options) {
+  sim::SimOptions sim_options;
+  sim_options.state_size = size;
+  sim_options.seed = seed;
+  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(profile), sim_options);
+  sim::DirectDevice device(model, fmt::format("{}#{}", profile, seed));
+  SessionOptions session_options;
+  session_options.migration = std::move(options);
+  Session session(session_options);
+  session.add_device(device, device.name());
+  MemoryChannel channel;
+  if (auto r = session.save(channel); !r) {
+    std::fprintf(stderr, "saving a %s stream failed: %s\n", device.name().c_str(),
+                 r.error().describe().c_str());
+    std::abort();
+  }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(channel.data().data());
+  return {p, p + channel.data().size()};
+}
+
 void enforce(const Outcome& outcome, const char* target) {
   if (outcome.violation.empty()) return;
   std::fprintf(stderr, "%s: oracle violated: %s\n", target, outcome.violation.c_str());

@@ -8,6 +8,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/migration.h"
 
 namespace vfio::fuzz {
 
@@ -45,6 +49,12 @@ Outcome run_section(std::span<const std::uint8_t> input);
 // settings: config space restored into a 256-byte region, no switchover-ack. run_stream checks
 // every accepted input against it.
 std::optional<std::string> grammar_violation(std::span<const std::uint8_t> input);
+
+// A real saved stream: what `vfio-mig save` writes for one simulated device of `profile` with
+// `size` bytes of state, seeded `seed` and named "<profile>#<seed>". Aborts if the save fails
+// (a broken build, not an input).
+std::vector<std::uint8_t> saved_stream(std::string_view profile, std::uint64_t size,
+                                       std::uint64_t seed = 1, MigrationOptions options = {});
 
 // For the entry points: prints the violation and aborts, so the fuzzer records a crash.
 void enforce(const Outcome& outcome, const char* target);

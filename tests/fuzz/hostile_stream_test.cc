@@ -18,9 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "core/channel.h"
 #include "core/session.h"
-#include "simdev/direct_device.h"
 #include "simdev/profile.h"
 #include "tests/fuzz/counting_new.h"
 #include "tests/fuzz/harness.h"
@@ -35,19 +33,10 @@ constexpr std::uint64_t kTagEnd = 0xffffffffef100001ULL, kTagData = 0xffffffffef
 constexpr long kMaxRssGrowthKib = 64 * 1024;
 
 Bytes save(std::string_view profile, std::uint64_t size, bool precopy = false) {
-  sim::SimOptions options;
-  options.state_size = size;
-  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(profile), options);
-  sim::DirectDevice device(model, std::string(profile) + "#1");
-  SessionOptions session_options;
-  session_options.migration.precopy = precopy;
-  session_options.migration.data_buffer_size = precopy ? 64 : 0;
-  Session session(session_options);
-  session.add_device(device, device.name());
-  MemoryChannel channel;
-  EXPECT_TRUE(session.save(channel));
-  auto* p = reinterpret_cast<const std::uint8_t*>(channel.data().data());
-  return Bytes(p, p + channel.data().size());
+  MigrationOptions options;
+  options.precopy = precopy;
+  options.data_buffer_size = precopy ? 64 : 0;  // several iterate sections
+  return saved_stream(profile, size, 1, options);
 }
 
 // Two devices of different profiles, sections interleaved as a source writes them.

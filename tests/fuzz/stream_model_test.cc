@@ -11,27 +11,18 @@
 #include <memory>
 #include <random>
 
-#include "core/channel.h"
 #include "core/session.h"
-#include "simdev/direct_device.h"
+#include "simdev/profile.h"
 #include "tests/fuzz/harness.h"
 
 namespace vfio::fuzz {
 namespace {
 
-Bytes saved_stream(std::string_view profile, std::uint64_t size) {
-  sim::SimOptions options;
-  options.state_size = size;
-  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(profile), options);
-  sim::DirectDevice device(model, std::string(profile) + "#1");
-  SessionOptions session_options;
-  session_options.migration.data_buffer_size = 4096;
-  Session session(session_options);
-  session.add_device(device, device.name());
-  MemoryChannel channel;
-  EXPECT_TRUE(session.save(channel));
-  auto* p = reinterpret_cast<const std::uint8_t*>(channel.data().data());
-  return Bytes(p, p + channel.data().size());
+// In 4 KiB DATA chunks, so that streams of a few KiB have several.
+Bytes chunked_stream(std::string_view profile, std::uint64_t size) {
+  MigrationOptions options;
+  options.data_buffer_size = 4096;
+  return saved_stream(profile, size, 1, options);
 }
 
 // Stands in for LLVMFuzzerMutate: flips, inserts or drops a byte.
@@ -57,7 +48,7 @@ PlainMutator byte_mutator(std::minstd_rand& rng) {
 
 TEST(StreamModel, RoundTripsRealStreams) {
   for (const auto& p : sim::all_profiles()) {
-    Bytes stream = saved_stream(p.name, 10000);
+    Bytes stream = chunked_stream(p.name, 10000);
     auto parsed = parse_stream(stream);
     ASSERT_TRUE(parsed) << p.name;
     EXPECT_TRUE(parsed->tail.empty());
@@ -74,7 +65,7 @@ TEST(StreamModel, RoundTripsRealStreams) {
 }
 
 TEST(StreamModel, KeepsWhatDoesNotParseAsTail) {
-  Bytes stream = saved_stream("mtty", 100);
+  Bytes stream = chunked_stream("mtty", 100);
   Bytes cut(stream.begin(), stream.end() - 7);
   auto parsed = parse_stream(cut);
   ASSERT_TRUE(parsed);
@@ -85,7 +76,7 @@ TEST(StreamModel, KeepsWhatDoesNotParseAsTail) {
 
 // Most structured mutations must get past the checksums: that is their point.
 TEST(StreamModel, MutationsKeepChecksumsValid) {
-  Bytes seed = saved_stream("mlx5", 3000);
+  Bytes seed = chunked_stream("mlx5", 3000);
   std::minstd_rand rng(1);
   auto plain = byte_mutator(rng);
   int checksum_failures = 0, runs = 400, mutated = 0;
@@ -112,8 +103,8 @@ TEST(StreamModel, MutationsKeepChecksumsValid) {
 TEST(StreamModel, MutationsMostlyKeepTheGrammar) {
   std::minstd_rand rng(3);
   auto plain = byte_mutator(rng);
-  const std::vector<Bytes> seeds = {saved_stream("mlx5", 3000), saved_stream("mtty", 500),
-                                    saved_stream("stopcopy", 200)};
+  const std::vector<Bytes> seeds = {chunked_stream("mlx5", 3000), chunked_stream("mtty", 500),
+                                    chunked_stream("stopcopy", 200)};
   int well_formed = 0, runs = 600, mutated = 0;
   for (int i = 0; i < runs; ++i) {
     const Bytes& seed = seeds[static_cast<std::size_t>(i) % seeds.size()];
@@ -139,7 +130,7 @@ TEST(StreamModel, DeterministicMutationRun) {
     auto plain = byte_mutator(rng);
     std::vector<Bytes> pool;
     for (const auto& p : sim::all_profiles()) {
-      Bytes s = saved_stream(p.name, 200);
+      Bytes s = chunked_stream(p.name, 200);
       if (kind == Kind::kStream) {
         pool.push_back(s);
       } else {
