@@ -64,6 +64,14 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   release(p);
 }
+// Under ASan the sanitizer's runtime defines the nothrow form itself instead of forwarding it,
+// so it must be replaced too or its blocks come back through our delete (std::stable_sort's
+// temporary buffer does that).
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p) note(p, n);
+  return p;
+}
 
 void* operator new(std::size_t n, std::align_val_t a) {
   void* p = allocate_aligned(static_cast<std::size_t>(a), n);

@@ -128,7 +128,11 @@ class HostileStreams : public ::testing::Test {
   void TearDown() override {
     const long growth = max_rss_kib() - rss_before_;
     tally_.rss_growth_kib = std::max(tally_.rss_growth_kib, growth);
+#ifndef __SANITIZE_ADDRESS__
     EXPECT_LT(growth, kMaxRssGrowthKib) << "peak RSS grew by " << growth << " KiB";
+#endif
+    // Under ASan freed blocks wait in its quarantine (256 MiB by default), so RSS measures the
+    // sanitizer; the per-stream allocation bound in check() holds in every build.
   }
 
   // One stream through the loader, judged.
