@@ -12,6 +12,7 @@
 #include "core/feature.h"
 #include "core/untrusted_text.h"
 #include "faults/fault_device.h"
+#include "faults/kernel_log.h"
 #include "faults/matrix.h"
 #include "faults/report.h"
 #include "faults/sim_hooks.h"
@@ -142,6 +143,18 @@ int run_matrix_command(const ParsedArgs& args) {
   auto watchdog = watchdog_options(args);
   if (!watchdog) return usage_error("faults", watchdog.error());
   options.watchdog = *watchdog;
+  if (auto b = args.value("batch")) {
+    auto n = parse_uint(*b);
+    if (!n || *n > 100'000)
+      return usage_error("faults", Error{EINVAL, fmt::format("bad --batch '{}' (0 to 100000)", *b)});
+    options.batch = static_cast<std::size_t>(*n);
+  }
+  if (auto ignore = args.value("kernel-log-ignore")) {
+    if (auto rx = faults::parse_kernel_log_ignore(*ignore); !rx)
+      return usage_error("faults", rx.error());
+    options.kernel_log_ignore = *ignore;
+  }
+  options.kernel_log = args.value("kernel-log");
   auto shard = shard_of(args);
   if (!shard) return usage_error("faults", shard.error());
   std::tie(options.shard_index, options.shard_count) = *shard;

@@ -287,9 +287,11 @@ void Session::stop_dirty_tracking() {
 
 Result<> Session::wait_for_switchover(StreamWriter& out) {
   SwitchoverGate* gate = options_.switchover_gate;
-  if (!gate || gate->approved()) return {};
-  // The destination needs the INIT_DATA_SENT tags still buffered here.
+  if (!gate) return {};
+  // The destination needs the INIT_DATA_SENT tags still buffered here. Flushed whether or not
+  // it approved already, so the writes on the wire do not depend on how fast it was.
   if (auto f = out.flush(); !f) return f;
+  if (gate->approved()) return {};
   std::size_t offered = 0;
   for (auto& d : devices_) offered += d.migration->initial_data_sent();
   const auto deadline = Clock::now() + options_.switchover_timeout;

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstring>
 #include <random>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "core/state_machine.h"
+#include "faults/isolation.h"
+#include "faults/kernel_log.h"
 #include "simdev/profile.h"
 
 namespace vfio::faults {
@@ -143,6 +146,191 @@ CaseSpec random_case(Scenario scenario, const std::vector<TraceEntry>& trace,
   return c;
 }
 
+// A case's result as a child sends it to the matrix: length-prefixed fields.
+class Encoder {
+ public:
+  void num(std::uint64_t v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(std::string_view v) {
+    num(v.size());
+    out_ += v;
+  }
+  void strs(const std::vector<std::string>& v) {
+    num(v.size());
+    for (const auto& x : v) str(x);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(std::string_view in) : in_(in) {}
+  std::uint64_t num() {
+    std::uint64_t v = 0;
+    if (in_.size() < sizeof v) return bad();
+    std::memcpy(&v, in_.data(), sizeof v);
+    in_.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string str() {
+    const std::uint64_t n = num();
+    if (n > in_.size()) return bad(), std::string();
+    std::string v(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return v;
+  }
+  std::vector<std::string> strs() {
+    std::vector<std::string> v(std::min<std::uint64_t>(num(), in_.size()));
+    for (auto& x : v) x = str();
+    return v;
+  }
+  bool ok() const { return ok_ && in_.empty(); }
+
+ private:
+  std::uint64_t bad() {
+    ok_ = false;
+    in_ = {};
+    return 0;
+  }
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+std::string encode(const CaseResult& r) {
+  Encoder e;
+  e.num(static_cast<std::uint64_t>(r.judgement.verdict));
+  e.strs(r.judgement.problems);
+  e.strs(r.judgement.notes);
+  e.num(r.fired.size());
+  for (const auto& f : r.fired) {
+    e.str(f.rule);
+    e.num(static_cast<std::uint64_t>(f.side));
+    e.str(f.op);
+    e.num(f.call);
+    e.num(f.op_call);
+  }
+  e.str(r.error);
+  e.num(static_cast<std::uint64_t>(r.elapsed.count()));
+  return e.take();
+}
+
+// Fills the child's part of `r`; false when the record is malformed.
+bool decode(std::string_view record, CaseResult& r) {
+  Decoder d(record);
+  r.judgement.verdict = static_cast<Verdict>(d.num());
+  r.judgement.problems = d.strs();
+  r.judgement.notes = d.strs();
+  r.fired.resize(std::min<std::uint64_t>(d.num(), record.size()));
+  for (auto& f : r.fired) {
+    f.rule = d.str();
+    f.side = static_cast<Side>(d.num());
+    f.op = d.str();
+    f.call = d.num();
+    f.op_call = d.num();
+  }
+  r.error = d.str();
+  r.elapsed = std::chrono::nanoseconds(d.num());
+  return d.ok();
+}
+
+struct Item {
+  CaseSpec spec;
+  CaseConfig cfg;
+};
+
+// The verdict on a case whose child did not report it.
+CaseResult unreported(const Item& item, const ChildEnd& end) {
+  CaseResult r{item.spec, item.cfg, {}, {}, {}, {}, repro_command(item.spec, item.cfg)};
+  switch (end.kind) {
+    case ChildEnd::kCrashed:
+      r.judgement = {Verdict::kCrashed, {"the case's process died of " + signal_name(end.signal)},
+                     {}};
+      break;
+    case ChildEnd::kTimeout:
+      r.judgement = {Verdict::kTimeout,
+                     {"the case did not end after it was cancelled; its process was killed"},
+                     {}};
+      break;
+    case ChildEnd::kKernelHang:
+      r.judgement = {Verdict::kKernelHang, {"kernel hang: " + end.describe()}, {}};
+      break;
+    case ChildEnd::kExited:
+      r.judgement = {
+          Verdict::kCrashed,
+          {fmt::format("the case's process {} without reporting the case", end.describe())},
+          {}};
+      break;
+  }
+  return r;
+}
+
+// Runs `todo` (indices into `items`) in child processes, `batch` per child, until each has a
+// result or a case left a stuck process behind (then returns that case's index).
+std::optional<std::size_t> run_isolated_batch(const std::vector<Item>& items,
+                                              std::vector<std::size_t> todo,
+                                              const MatrixOptions& options,
+                                              const std::function<void(std::size_t, CaseResult)>& done) {
+  IsolationLimits limits;
+  // The child's own watchdog cancels at the timeout and gives up `cancel_grace` later; a child
+  // still silent a little after that is killed.
+  limits.deadline = options.watchdog.timeout + options.watchdog.cancel_grace +
+                    std::chrono::milliseconds(2'000);
+  limits.kill_grace = options.kill_grace;
+  while (!todo.empty()) {
+    std::size_t reported = 0;
+    auto end = run_isolated(
+        [&](int fd) {
+          for (std::size_t i : todo) {
+            if (options.in_child) options.in_child(items[i].spec);
+            CaseResult r = run_watched(items[i].spec, items[i].cfg, options.watchdog);
+            // A case that never ended: let the parent's watchdog see why it cannot end.
+            if (r.hung) std::this_thread::sleep_for(std::chrono::hours(24));
+            if (!write_record(fd, encode(r))) return;
+          }
+          close_transport();
+        },
+        [&](std::string record) {
+          if (reported >= todo.size()) return;
+          const Item& item = items[todo[reported]];
+          CaseResult r{item.spec, item.cfg, {}, {}, {}, {}, repro_command(item.spec, item.cfg)};
+          if (!decode(record, r))
+            r.judgement = {Verdict::kCrashed, {"the case's process sent a malformed result"}, {}};
+          done(todo[reported++], std::move(r));
+        },
+        limits);
+    if (!end) {
+      for (std::size_t k = reported; k < todo.size(); ++k) {
+        CaseResult r{items[todo[k]].spec, items[todo[k]].cfg, {}, {}, {}, {},
+                     repro_command(items[todo[k]].spec, items[todo[k]].cfg)};
+        r.judgement = {Verdict::kFail, {"cannot start its process: " + end.error().describe()}, {}};
+        done(todo[k], std::move(r));
+      }
+      return std::nullopt;
+    }
+    if (reported == todo.size()) break;
+    const std::size_t culprit = todo[reported];
+    done(culprit, unreported(items[culprit], *end));
+    if (end->kind == ChildEnd::kKernelHang) return culprit;
+    todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(reported + 1));
+  }
+  return std::nullopt;
+}
+
+// The kernel-health oracle on one case: trouble logged since the previous case fails it.
+void judge_kernel_log(KernelLog& log, CaseResult& r) {
+  auto trouble = log.since_mark();
+  if (!trouble) {
+    r.judgement.notes.push_back("kernel log unreadable: " + trouble.error().describe());
+    return;
+  }
+  if (trouble->empty()) return;
+  if (!is_failure(r.judgement.verdict)) r.judgement.verdict = Verdict::kFail;
+  for (const auto& t : *trouble)
+    r.judgement.problems.push_back(fmt::format("kernel log: {}: {}", t.kind, t.message));
+}
+
 }  // namespace
 
 std::string repro_command(const CaseSpec& spec, const CaseConfig& cfg) {
@@ -176,6 +364,7 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
       w);
   result.elapsed = watched.elapsed;
   if (watched.hung) {
+    result.hung = true;
     result.judgement = {
         Verdict::kFail, {"hang: the case did not finish after it was cancelled"}, {}};
     return result;
@@ -295,10 +484,6 @@ Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::
 
 Result<MatrixResult> run_matrix(const MatrixOptions& options) {
   const auto start = Clock::now();
-  struct Item {
-    CaseSpec spec;
-    CaseConfig cfg;
-  };
   std::vector<Item> items;
   for (const auto& profile : options.profiles) {
     for (Scenario s : options.scenarios) {
@@ -325,26 +510,66 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
   }
 
   MatrixResult result;
-  result.cases.resize(items.size());
+  std::vector<std::optional<CaseResult>> results(items.size());
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
   jobs = static_cast<unsigned>(std::min<std::size_t>(jobs, std::max<std::size_t>(1, items.size())));
   result.jobs = jobs;
+  const std::size_t batch = std::max<std::size_t>(1, options.batch);
   std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
   std::size_t done = 0;
   std::mutex mu;
+  auto record = [&](std::size_t i, CaseResult r) {
+    std::lock_guard lock(mu);
+    results[i] = std::move(r);
+    ++done;
+    if (options.on_result) options.on_result(*results[i], done, items.size());
+  };
+  // Each worker reads the kernel log through its own descriptor: its own mark.
+  auto open_log = [&]() -> Result<std::optional<KernelLog>> {
+    if (!options.kernel_log) return std::optional<KernelLog>();
+    auto log = KernelLog::open(*options.kernel_log, options.kernel_log_ignore);
+    if (!log) return std::unexpected(log.error());
+    return std::optional<KernelLog>(std::move(*log));
+  };
+  if (auto probe = open_log(); !probe) return std::unexpected(probe.error());
+  // Children are forked from these threads: each only waits on its child and records results
+  // (no lock a child would need is held across a fork).
   std::vector<std::thread> workers;
   for (unsigned j = 0; j < jobs; ++j) {
     workers.emplace_back([&] {
-      for (std::size_t i; (i = next++) < items.size();) {
-        CaseResult r = run_watched(items[i].spec, items[i].cfg, options.watchdog);
-        std::lock_guard lock(mu);
-        result.cases[i] = std::move(r);
-        ++done;
-        if (options.on_result) options.on_result(result.cases[i], done, items.size());
+      auto log = open_log();
+      auto checked = [&](std::size_t i, CaseResult r) {
+        if (log && *log) judge_kernel_log(**log, r);
+        record(i, std::move(r));
+      };
+      while (!stop) {
+        const std::size_t first = next.fetch_add(options.batch ? batch : 1);
+        if (first >= items.size()) return;
+        if (!options.batch) {
+          checked(first, run_watched(items[first].spec, items[first].cfg, options.watchdog));
+          continue;
+        }
+        std::vector<std::size_t> todo;
+        for (std::size_t i = first; i < std::min(items.size(), first + batch); ++i)
+          todo.push_back(i);
+        if (auto stuck = run_isolated_batch(items, std::move(todo), options, checked)) {
+          std::lock_guard lock(mu);
+          if (!stop.exchange(true))
+            result.stopped = fmt::format(
+                "case {} left a process stuck in the kernel; reproduce: {}", items[*stuck].spec.id,
+                results[*stuck]->repro);
+        }
       }
     });
   }
   for (auto& w : workers) w.join();
+  for (auto& r : results) {
+    if (r)
+      result.cases.push_back(std::move(*r));
+    else
+      ++result.not_run;
+  }
   result.wall = Clock::now() - start;
   return result;
 }

@@ -22,6 +22,7 @@ struct CaseResult {
   std::string error;  // what the caller was told (empty on success)
   std::chrono::nanoseconds elapsed{};
   std::string repro;  // the command that runs this case alone
+  bool hung = false;  // it did not end after it was cancelled: its thread is still running
 };
 
 // Runs one case under a watchdog: hangs are cancelled, a case that never ends is reported.
@@ -46,6 +47,9 @@ Result<std::pair<std::uint64_t, std::uint64_t>> parse_random_case_id(std::string
 // The case with this id (systematic or random.SEED.K), without enumerating the others' runs.
 Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::string& id);
 
+// Cases per child process by default: figures in docs/faults.md (process isolation).
+constexpr std::size_t kDefaultBatch = 32;
+
 struct MatrixOptions {
   std::vector<Scenario> scenarios;
   std::vector<std::string> profiles;
@@ -56,11 +60,27 @@ struct MatrixOptions {
   unsigned jobs = 0;  // 0: hardware threads
   std::size_t shard_index = 0, shard_count = 1;
   WatchdogOptions watchdog;
+  // Cases run in child processes, this many per child (a crash ends the child and its case; the
+  // child's other cases run in a new one). 0: on threads of this process, not isolated.
+  std::size_t batch = kDefaultBatch;
+  // After SIGKILL, how long a child has to go before it counts as stuck in the kernel.
+  std::chrono::milliseconds kill_grace{2'000};
+  // The kernel-health oracle: a case fails when the kernel log (in /dev/kmsg's format) gained
+  // trouble lines while it ran, less those `kernel_log_ignore` matches. With several jobs a
+  // line is charged to the case that ended after it on the same worker.
+  std::optional<std::string> kernel_log;
+  std::optional<std::string> kernel_log_ignore;
+  // Tests only: runs in the child before each case (to crash or block a case on purpose).
+  std::function<void(const CaseSpec&)> in_child;
   std::function<void(const CaseResult&, std::size_t done, std::size_t total)> on_result;
 };
 
 struct MatrixResult {
-  std::vector<CaseResult> cases;
+  std::vector<CaseResult> cases;  // those that ran, in matrix order
+  // A case left a process stuck in the kernel: the run stopped there (why, with the reproduction
+  // command) and this many cases did not run.
+  std::string stopped;
+  std::size_t not_run = 0;
   std::chrono::nanoseconds wall{};
   unsigned jobs = 0;
 };

@@ -65,8 +65,18 @@ std::string_view verdict_name(Verdict v) {
       return "FAIL";
     case Verdict::kStateLost:
       return "state-lost";
+    case Verdict::kCrashed:
+      return "crashed";
+    case Verdict::kTimeout:
+      return "timeout";
+    case Verdict::kKernelHang:
+      return "kernel-hang";
   }
   return "?";
+}
+
+bool is_failure(Verdict v) {
+  return v != Verdict::kPass && v != Verdict::kStateLost;
 }
 
 namespace {

@@ -65,8 +65,12 @@ struct Observation {
   std::string verify_error;
 };
 
-enum class Verdict { kPass, kFail, kStateLost };
+// kCrashed, kTimeout and kKernelHang come from the process a case ran in (faults/isolation.h):
+// it died of a signal, it had to be killed, or it could not be killed (stuck in the kernel).
+enum class Verdict { kPass, kFail, kStateLost, kCrashed, kTimeout, kKernelHang };
 std::string_view verdict_name(Verdict v);
+// Every verdict but pass and state-lost fails the run.
+bool is_failure(Verdict v);
 
 struct Judgement {
   Verdict verdict = Verdict::kPass;

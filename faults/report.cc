@@ -59,8 +59,11 @@ std::string suite_of(const CaseResult& c) {
 void Tally::add(Verdict v) {
   ++cases;
   if (v == Verdict::kPass) ++passed;
-  if (v == Verdict::kFail) ++failed;
+  if (is_failure(v)) ++failed;
   if (v == Verdict::kStateLost) ++state_lost;
+  if (v == Verdict::kCrashed) ++crashed;
+  if (v == Verdict::kTimeout) ++timed_out;
+  if (v == Verdict::kKernelHang) ++kernel_hang;
 }
 
 Tally tally(const MatrixResult& r) {
@@ -72,6 +75,9 @@ Tally tally(const MatrixResult& r) {
 std::string summary_line(const Tally& t) {
   std::string s =
       fmt::format("faults: {} cases, {} passed, {} failed", t.cases, t.passed, t.failed);
+  if (t.crashed || t.timed_out || t.kernel_hang)
+    s += fmt::format(" ({} crashed, {} timeout, {} kernel-hang)", t.crashed, t.timed_out,
+                     t.kernel_hang);
   if (t.state_lost) s += fmt::format(", {} state-lost", t.state_lost);
   return s;
 }
@@ -123,11 +129,13 @@ void print_report(std::FILE* out, const MatrixResult& r, bool verbose) {
   }
   bool header = false;
   for (const auto& c : r.cases) {
-    if (c.judgement.verdict != Verdict::kFail && !(verbose && !c.judgement.notes.empty())) continue;
+    if (!is_failure(c.judgement.verdict) && !(verbose && !c.judgement.notes.empty())) continue;
     if (!header) fmt::print(out, "\n");
     header = true;
     print_case(out, c);
   }
+  if (!r.stopped.empty())
+    fmt::print(out, "\nstopped: {}; {} case(s) did not run\n", printable(r.stopped), r.not_run);
   fmt::print(out, "\n{} in {:.1f} s on {} thread(s)\n", summary_line(tally(r)), seconds(r.wall),
              r.jobs);
 }
@@ -144,7 +152,7 @@ Result<> write_junit(const MatrixResult& r, const std::string& path) {
     std::size_t failures = 0;
     std::chrono::nanoseconds time{};
     for (auto* c : cases) {
-      failures += c->judgement.verdict == Verdict::kFail;
+      failures += is_failure(c->judgement.verdict);
       time += c->elapsed;
     }
     x += fmt::format(
@@ -159,7 +167,7 @@ Result<> write_junit(const MatrixResult& r, const std::string& path) {
       for (const auto& f : c->fired) detail += f.describe() + "\n";
       if (!c->error.empty()) detail += "error: " + c->error + "\n";
       detail += "reproduce: " + c->repro + "\n";
-      if (c->judgement.verdict == Verdict::kFail) {
+      if (is_failure(c->judgement.verdict)) {
         x += fmt::format("\n      <failure message=\"{}\">{}</failure>\n    ",
                          xml(c->judgement.problems.empty() ? "failed" : c->judgement.problems[0]),
                          xml(detail));
@@ -179,9 +187,11 @@ Result<> write_junit(const MatrixResult& r, const std::string& path) {
 Result<> write_json(const MatrixResult& r, const std::string& path) {
   Tally t = tally(r);
   std::string j = fmt::format(
-      "{{\"cases\": {}, \"passed\": {}, \"failed\": {}, \"state_lost\": {}, \"seconds\": {:.3f}, "
+      "{{\"cases\": {}, \"passed\": {}, \"failed\": {}, \"crashed\": {}, \"timeout\": {}, "
+      "\"kernel_hang\": {}, \"state_lost\": {}, \"not_run\": {}, \"seconds\": {:.3f}, "
       "\"threads\": {}, \"results\": [\n",
-      t.cases, t.passed, t.failed, t.state_lost, seconds(r.wall), r.jobs);
+      t.cases, t.passed, t.failed, t.crashed, t.timed_out, t.kernel_hang, t.state_lost, r.not_run,
+      seconds(r.wall), r.jobs);
   bool first = true;
   for (const auto& c : r.cases) {
     auto list = [](const std::vector<std::string>& v) {

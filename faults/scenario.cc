@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <algorithm>
 
+#include <condition_variable>
 #include <csignal>
 #include <thread>
 
@@ -108,30 +109,86 @@ void CaseControl::cancel() {
 
 namespace {
 
+// The two ends of the migration pipe in lockstep: a write returns once the destination has
+// taken every byte written so far and come back for more, or stopped reading. Without it the
+// source runs ahead of the destination by however far thread timing lets it, so where a source
+// learns that its destination failed (and so which of its faults still fire) would vary from
+// run to run.
+class Lockstep {
+ public:
+  void wrote(std::size_t n) {
+    std::unique_lock lock(mu_);
+    written_ += n;
+    cv_.wait(lock, [&] { return closed_ || (waiting_ && consumed_ == written_); });
+  }
+  void reader_waits(std::uint64_t consumed) {
+    std::lock_guard lock(mu_);
+    waiting_ = true;
+    consumed_ = consumed;
+    cv_.notify_all();
+  }
+  void reader_busy() {
+    std::lock_guard lock(mu_);
+    waiting_ = false;
+  }
+  void reader_closed() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t written_ = 0, consumed_ = 0;
+  bool waiting_ = false, closed_ = false;
+};
+
+class LockstepWriter final : public Channel {
+ public:
+  LockstepWriter(Channel& inner, Lockstep& lockstep) : inner_(inner), lockstep_(lockstep) {}
+  Result<std::size_t> write(std::span<const std::byte> data) override {
+    auto n = inner_.write(data);
+    if (n && *n) lockstep_.wrote(*n);
+    return n;
+  }
+  Result<std::size_t> read(std::span<std::byte> data) override { return inner_.read(data); }
+  const std::string& name() const override { return inner_.name(); }
+
+ private:
+  Channel& inner_;
+  Lockstep& lockstep_;
+};
+
 // Reads until the buffer is full or the stream ends. How a pipe splits the stream depends on
 // thread timing; with whole reads every recv and every destination write happens at the same
 // call number in every run, so "recv nth=5" names the same call each time.
 // With switchover-ack the source stops sending until the destination approves: a read also
 // ends when the source waits and the pipe is empty, which is as deterministic (the source only
-// waits after flushing everything it wrote).
+// waits after flushing everything it wrote, and in lockstep the destination has taken it all).
 class WholeReads final : public Channel {
  public:
-  WholeReads(FdChannel& inner, const SwitchoverGate* gate) : inner_(inner), gate_(gate) {}
+  WholeReads(FdChannel& inner, const SwitchoverGate* gate, Lockstep* lockstep = nullptr)
+      : inner_(inner), gate_(gate), lockstep_(lockstep) {}
   Result<std::size_t> write(std::span<const std::byte> data) override { return inner_.write(data); }
   Result<std::size_t> read(std::span<std::byte> data) override {
     std::size_t got = 0;
     while (got < data.size()) {
-      if (gate_ && got > 0) {
-        pollfd p{inner_.fd(), POLLIN, 0};
-        if (::poll(&p, 1, 1) == 0) {
-          if (gate_->source_waiting() && ::poll(&p, 1, 0) == 0) break;
-          continue;
-        }
+      pollfd p{inner_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) == 0) {  // everything written is taken: wait for more
+        if (lockstep_) lockstep_->reader_waits(consumed_);
+        const bool gated = gate_ && got > 0;
+        bool source_waits = false;
+        while (!source_waits && ::poll(&p, 1, gated ? 1 : -1) == 0)
+          source_waits = gated && gate_->source_waiting() && ::poll(&p, 1, 0) == 0;
+        if (lockstep_) lockstep_->reader_busy();
+        if (source_waits) break;
       }
       auto n = inner_.read(data.subspan(got));
       if (!n) return got ? Result<std::size_t>(got) : n;
       if (*n == 0) break;
       got += *n;
+      consumed_ += *n;
     }
     return got;
   }
@@ -140,6 +197,8 @@ class WholeReads final : public Channel {
  private:
   FdChannel& inner_;
   const SwitchoverGate* gate_;
+  Lockstep* lockstep_;
+  std::uint64_t consumed_ = 0;
 };
 
 // Reads a pipe to its end, so that its writer never waits on a reader that stopped early.
@@ -164,15 +223,18 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
     return out;
   }
   auto& [read_end, write_end] = *pipe;
+  Lockstep lockstep;
+  LockstepWriter stepped(write_end, lockstep);
   StreamChecker checker;
-  CheckedChannel checked(write_end, checker);
-  FaultChannel send(check_wire ? static_cast<Channel&>(checked) : write_end, injector,
+  CheckedChannel checked(stepped, checker);
+  FaultChannel send(check_wire ? static_cast<Channel&>(checked) : stepped, injector,
                     Side::kSource);
-  WholeReads whole(read_end, gate);
+  WholeReads whole(read_end, gate, &lockstep);
   FaultChannel recv(whole, injector, Side::kDestination);
   std::thread destination_thread([&] {
     out.loaded = destination.load(recv);
     read_end.close();  // never leave the source blocked on a full pipe
+    lockstep.reader_closed();
   });
   out.saved = source.save(send);
   write_end.close();

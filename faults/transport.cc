@@ -1,5 +1,7 @@
 #include "faults/transport.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
 
@@ -12,11 +14,24 @@ namespace vfio::faults {
 namespace {
 
 // One mount serves every case of the process: mounting per case would dominate the run time.
+// It belongs to the process that made it: a forked child has no thread serving it, and makes
+// its own.
+struct Shared {
+  std::mutex mu;
+  std::unique_ptr<sim::SimMount> mount;
+  pid_t owner = 0;
+};
+Shared& shared() {
+  static Shared s;
+  return s;
+}
+
 Result<sim::SimMount*> shared_mount() {
-  static std::mutex mu;
-  static std::unique_ptr<sim::SimMount> mount;
+  auto& [mu, mount, owner] = shared();
   std::lock_guard lock(mu);
+  if (mount && owner != ::getpid()) (void)mount.release();  // the parent's, served by the parent
   if (!mount) {
+    owner = ::getpid();
     if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
     auto m = sim::SimMount::create();
     if (!m) return std::unexpected(m.error());
@@ -26,6 +41,12 @@ Result<sim::SimMount*> shared_mount() {
 }
 
 }  // namespace
+
+void close_transport() {
+  auto& [mu, mount, owner] = shared();
+  std::lock_guard lock(mu);
+  if (mount && owner == ::getpid()) mount.reset();
+}
 
 std::string_view transport_name(Transport t) {
   return t == Transport::kFuse ? "fuse" : "direct";

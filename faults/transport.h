@@ -21,6 +21,9 @@ struct SimHandle {
 // Whether the transport can be used here (FUSE needs /dev/fuse and mount permission).
 Result<> transport_available(Transport t);
 
+// Unmounts this process's FUSE mount, if it made one (a child of the matrix before it exits).
+void close_transport();
+
 // A new simulated device named `name` (unique per process for FUSE).
 Result<SimHandle> open_sim(Transport t, const sim::Profile& profile, const sim::SimOptions& options,
                            const std::string& name);

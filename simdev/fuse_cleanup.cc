@@ -248,6 +248,13 @@ void unregister_mount(unsigned long dev) {
   }
 }
 
+void forget_registered() noexcept {
+  for (Slot& s : g_slots) {
+    s.ready.store(false);
+    s.dev.store(0);
+  }
+}
+
 void abort_registered(bool detach) noexcept {
   for (Slot& s : g_slots) {
     if (!s.ready.load(std::memory_order_acquire)) continue;

@@ -59,5 +59,8 @@ void unregister_mount(unsigned long dev);
 // Aborts every registered connection, and with `detach` also lazily unmounts it and removes
 // the directory. Async-signal-safe: no allocation, no locks.
 void abort_registered(bool detach) noexcept;
+// Empties the table without touching the mounts: a forked child's inherited entries are its
+// parent's mounts, not its own to abort.
+void forget_registered() noexcept;
 
 }  // namespace vfio::sim::fuse_cleanup
