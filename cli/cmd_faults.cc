@@ -146,7 +146,8 @@ int run_matrix_command(const ParsedArgs& args) {
   if (auto b = args.value("batch")) {
     auto n = parse_uint(*b);
     if (!n || *n > 100'000)
-      return usage_error("faults", Error{EINVAL, fmt::format("bad --batch '{}' (0 to 100000)", *b)});
+      return usage_error("faults",
+                         Error{EINVAL, fmt::format("bad --batch '{}' (0 to 100000)", *b)});
     options.batch = static_cast<std::size_t>(*n);
   }
   if (auto ignore = args.value("kernel-log-ignore")) {

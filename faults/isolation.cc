@@ -47,11 +47,16 @@ std::string syscall_name(long nr) {
     bool fd;  // the first argument is a file descriptor
   };
   static constexpr Named kNames[] = {
-      {SYS_ioctl, "ioctl", true},     {SYS_read, "read", true},
-      {SYS_write, "write", true},     {SYS_pread64, "pread64", true},
-      {SYS_pwrite64, "pwrite64", true}, {SYS_close, "close", true},
-      {SYS_openat, "openat", false},  {SYS_newfstatat, "newfstatat", false},
-      {SYS_futex, "futex", false},    {SYS_ppoll, "ppoll", false},
+      {SYS_ioctl, "ioctl", true},
+      {SYS_read, "read", true},
+      {SYS_write, "write", true},
+      {SYS_pread64, "pread64", true},
+      {SYS_pwrite64, "pwrite64", true},
+      {SYS_close, "close", true},
+      {SYS_openat, "openat", false},
+      {SYS_newfstatat, "newfstatat", false},
+      {SYS_futex, "futex", false},
+      {SYS_ppoll, "ppoll", false},
       {SYS_exit_group, "exit_group", false},
   };
   for (const auto& n : kNames)

@@ -49,7 +49,8 @@ Result<std::regex> parse_kernel_log_ignore(const std::string& regex) {
   }
 }
 
-Result<KernelLog> KernelLog::open(const std::string& path, const std::optional<std::string>& ignore) {
+Result<KernelLog> KernelLog::open(const std::string& path,
+                                  const std::optional<std::string>& ignore) {
   std::optional<std::regex> rx;
   if (ignore) {
     auto parsed = parse_kernel_log_ignore(*ignore);

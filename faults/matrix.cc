@@ -245,8 +245,8 @@ CaseResult unreported(const Item& item, const ChildEnd& end) {
   CaseResult r{item.spec, item.cfg, {}, {}, {}, {}, repro_command(item.spec, item.cfg)};
   switch (end.kind) {
     case ChildEnd::kCrashed:
-      r.judgement = {Verdict::kCrashed, {"the case's process died of " + signal_name(end.signal)},
-                     {}};
+      r.judgement = {
+          Verdict::kCrashed, {"the case's process died of " + signal_name(end.signal)}, {}};
       break;
     case ChildEnd::kTimeout:
       r.judgement = {Verdict::kTimeout,
@@ -268,15 +268,14 @@ CaseResult unreported(const Item& item, const ChildEnd& end) {
 
 // Runs `todo` (indices into `items`) in child processes, `batch` per child, until each has a
 // result or a case left a stuck process behind (then returns that case's index).
-std::optional<std::size_t> run_isolated_batch(const std::vector<Item>& items,
-                                              std::vector<std::size_t> todo,
-                                              const MatrixOptions& options,
-                                              const std::function<void(std::size_t, CaseResult)>& done) {
+std::optional<std::size_t> run_isolated_batch(
+    const std::vector<Item>& items, std::vector<std::size_t> todo, const MatrixOptions& options,
+    const std::function<void(std::size_t, CaseResult)>& done) {
   IsolationLimits limits;
   // The child's own watchdog cancels at the timeout and gives up `cancel_grace` later; a child
   // still silent a little after that is killed.
-  limits.deadline = options.watchdog.timeout + options.watchdog.cancel_grace +
-                    std::chrono::milliseconds(2'000);
+  limits.deadline =
+      options.watchdog.timeout + options.watchdog.cancel_grace + std::chrono::milliseconds(2'000);
   limits.kill_grace = options.kill_grace;
   while (!todo.empty()) {
     std::size_t reported = 0;
@@ -302,7 +301,12 @@ std::optional<std::size_t> run_isolated_batch(const std::vector<Item>& items,
         limits);
     if (!end) {
       for (std::size_t k = reported; k < todo.size(); ++k) {
-        CaseResult r{items[todo[k]].spec, items[todo[k]].cfg, {}, {}, {}, {},
+        CaseResult r{items[todo[k]].spec,
+                     items[todo[k]].cfg,
+                     {},
+                     {},
+                     {},
+                     {},
                      repro_command(items[todo[k]].spec, items[todo[k]].cfg)};
         r.judgement = {Verdict::kFail, {"cannot start its process: " + end.error().describe()}, {}};
         done(todo[k], std::move(r));
@@ -556,9 +560,9 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
         if (auto stuck = run_isolated_batch(items, std::move(todo), options, checked)) {
           std::lock_guard lock(mu);
           if (!stop.exchange(true))
-            result.stopped = fmt::format(
-                "case {} left a process stuck in the kernel; reproduce: {}", items[*stuck].spec.id,
-                results[*stuck]->repro);
+            result.stopped =
+                fmt::format("case {} left a process stuck in the kernel; reproduce: {}",
+                            items[*stuck].spec.id, results[*stuck]->repro);
         }
       }
     });

@@ -227,8 +227,7 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
   LockstepWriter stepped(write_end, lockstep);
   StreamChecker checker;
   CheckedChannel checked(stepped, checker);
-  FaultChannel send(check_wire ? static_cast<Channel&>(checked) : stepped, injector,
-                    Side::kSource);
+  FaultChannel send(check_wire ? static_cast<Channel&>(checked) : stepped, injector, Side::kSource);
   WholeReads whole(read_end, gate, &lockstep);
   FaultChannel recv(whole, injector, Side::kDestination);
   std::thread destination_thread([&] {

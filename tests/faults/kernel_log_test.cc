@@ -24,9 +24,7 @@ class KernelLogFile : public ::testing::Test {
     append("6,1,100,-;mtty: loaded\n4,2,200,-;WARNING: CPU: 0 PID: 1 at old.c:1 before_mark\n");
   }
   void TearDown() override { std::filesystem::remove(path_); }
-  void append(const std::string& text) {
-    std::ofstream(path_, std::ios::app) << text;
-  }
+  void append(const std::string& text) { std::ofstream(path_, std::ios::app) << text; }
   std::vector<std::string> kinds(const std::vector<KernelTrouble>& t) {
     std::vector<std::string> out;
     for (const auto& x : t) out.push_back(x.kind);
@@ -57,9 +55,9 @@ TEST_F(KernelLogFile, FindsEachKindOfTroubleLoggedAfterTheMark) {
       "3,15,420,-;rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n");
   auto t = log->since_mark();
   ASSERT_TRUE(t) << t.error().describe();
-  EXPECT_EQ(kinds(*t), (std::vector<std::string>{"warning", "soft lockup", "oops", "kasan",
-                                                 "ubsan", "lockdep", "lockdep", "hung task",
-                                                 "refcount", "not handled", "rcu stall"}));
+  EXPECT_EQ(kinds(*t), (std::vector<std::string>{"warning", "soft lockup", "oops", "kasan", "ubsan",
+                                                 "lockdep", "lockdep", "hung task", "refcount",
+                                                 "not handled", "rcu stall"}));
   EXPECT_EQ((*t)[0].message,
             "WARNING: CPU: 0 PID: 88 at drivers/vfio/vfio_main.c:1234 vfio_x+0x1/0x2");
   EXPECT_EQ(kernel_trouble_kind("kernel BUG at mm/slub.c:123!"), "bug");

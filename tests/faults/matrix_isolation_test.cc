@@ -153,7 +153,8 @@ TEST(MatrixIsolation, TheSameMatrixGivesTheSameCasesAndVerdicts) {
   auto run = [](unsigned jobs, std::size_t batch) {
     std::vector<std::pair<std::string, std::string>> out;
     for (auto [scenario, profile] : {std::pair{Scenario::kPrecopy, "plain"},
-                                     {Scenario::kP2pMulti, "mtty"}, {Scenario::kMigrate, "mlx5"}}) {
+                                     {Scenario::kP2pMulti, "mtty"},
+                                     {Scenario::kMigrate, "mlx5"}}) {
       MatrixOptions o;
       o.scenarios = {scenario};
       o.profiles = {profile};
