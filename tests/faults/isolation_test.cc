@@ -9,6 +9,9 @@
 
 #include <csignal>
 
+#include "core/feature.h"
+#include "simdev/profile.h"
+#include "simdev/sim_mount.h"
 #include "tests/faults/stuck_fuse.h"
 
 namespace vfio::faults {
@@ -84,6 +87,43 @@ TEST(Isolation, AChildStuckInASystemCallIsAKernelHangLeftBehind) {
   int status = 0;
   EXPECT_EQ(::waitpid(end->pid, &status, 0), end->pid);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+// The simulator's Linux 6.12 hang (SET STOP_COPY -> PRE_COPY spins in the kernel) served over
+// FUSE: the child is stuck in the ioctl on the device file, and the report names both.
+TEST(Isolation, TheSimulatedKernelHangIsNamedByItsCallAndDevice) {
+  if (!sim::SimMount::fuse_available()) GTEST_SKIP() << "needs FUSE";
+  IsolationLimits limits;
+  limits.deadline = 5s;  // mounting can take a while on a loaded machine
+  limits.kill_grace = 1s;
+  auto end = run_isolated(
+      [](int) {
+        sim::SimOptions options;
+        options.hang_stop_copy_to_precopy = true;
+        auto model = std::make_shared<sim::SimDevice>(*sim::find_profile("mlx5"), options);
+        auto mount = sim::SimMount::create();
+        if (!mount) return;
+        auto path = (*mount)->add_device(model, "hangs");
+        if (!path) return;
+        auto dev = sim::SimMount::open_device(*path, "hangs");
+        if (!dev) return;
+        (*dev)->allow_hanging_arcs(true);
+        (void)request_device_state(**dev, uapi::State::kStopCopy);
+        (void)request_device_state(**dev, uapi::State::kPreCopy);
+      },
+      [](std::string) {}, limits);
+  ASSERT_TRUE(end);
+  // Another process's stale-mount cleanup may abort the mount of a killed owner first (as it
+  // should): the child then ends after all, and there is nothing left to look at.
+  if (end->kind == ChildEnd::kTimeout) GTEST_SKIP() << "a parallel process freed the mount";
+  ASSERT_EQ(end->kind, ChildEnd::kKernelHang) << end->describe();
+  bool named = false;
+  for (const auto& t : end->stuck)
+    named |= t.state == 'D' && t.syscall == "ioctl" && t.file.find("/hangs") != std::string::npos;
+  EXPECT_TRUE(named) << end->describe();
+  // Left behind; its mount aborted, it can die.
+  EXPECT_EQ(test::release_sim_mounts_of(end->pid), 1);
+  EXPECT_EQ(::waitpid(end->pid, nullptr, 0), end->pid);
 }
 
 TEST(Isolation, SignalNames) {

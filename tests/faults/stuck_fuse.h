@@ -85,4 +85,20 @@ inline void release_stuck_fuse(pid_t pid) {
   ::rmdir(dir.c_str());
 }
 
+// Ends a simulator mount of process `pid` whose server is gone while a caller waits on it: the
+// same abort, for mounts named by their owner (simdev/fuse_cleanup.h).
+inline int release_sim_mounts_of(pid_t pid) {
+  int released = 0;
+  const std::string tag = fmt::format("{}{}.", sim::fuse_cleanup::kMountPrefix, pid);
+  for (const auto& m : sim::fuse_cleanup::sim_mounts()) {
+    if (m.mountpoint.find(tag) == std::string::npos) continue;
+    (void)sim::fuse_cleanup::ensure_fusectl();
+    (void)sim::fuse_cleanup::abort_connection(m.dev);
+    ::umount2(m.mountpoint.c_str(), MNT_DETACH);
+    ::rmdir(m.mountpoint.c_str());
+    ++released;
+  }
+  return released;
+}
+
 }  // namespace vfio::faults::test
