@@ -2,8 +2,9 @@
 """The kernel lane's dmesg check.
 
 dmesg_check.py DMESG EXPECTED
-    Fails (exit 1) on any kernel log line that reports trouble -- a WARNING, BUG, Oops, soft
-    lockup, hung task, or a driver's "not handled" -- unless an entry of EXPECTED matches it.
+    Fails (exit 1) on any kernel log line that reports trouble (faults/kernel_trouble.patterns:
+    WARNING, BUG, Oops, KASAN, UBSAN, lockdep, soft lockup, RCU stall, hung task, refcount, a
+    driver's "not handled") unless an entry of EXPECTED matches it.
     EXPECTED holds one entry per line, `REGEX ## reason` (Python regex, searched in the line); a
     line without a reason is an error: every accepted kernel message must say why it is fine.
     Prints the count of each kind, every unexpected line, and entries that matched nothing.
@@ -12,15 +13,22 @@ import re
 import sys
 from pathlib import Path
 
-# What counts as trouble, by kind (searched in each line).
-KINDS = {
-    "warning": re.compile(r"\bWARNING:|\bWARN\b"),
-    "bug": re.compile(r"\bBUG[: ]"),
-    "oops": re.compile(r"\bOops\b"),
-    "soft lockup": re.compile(r"soft lockup"),
-    "hung task": re.compile(r"blocked for more than \d+ seconds|hung_task"),
-    "not handled": re.compile(r"not handled"),
-}
+# What counts as trouble, by kind (searched in each line): the list the fault matrix's
+# kernel-health oracle compiles in, one `REGEX ## KIND` per line.
+PATTERNS = Path(__file__).resolve().parents[2] / "faults" / "kernel_trouble.patterns"
+
+
+def load_kinds(text: str):
+    kinds = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        pattern, _, kind = line.partition(" ## ")
+        kinds[kind.strip()] = re.compile(pattern)
+    return kinds
+
+
+KINDS = load_kinds(PATTERNS.read_text())
 
 
 def parse_expected(text: str):
