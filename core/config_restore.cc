@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/retry.h"
+
 namespace vfio {
 namespace {
 
@@ -35,7 +37,7 @@ constexpr std::array<ConfigRegister, 11> kRegisters{{
 Result<std::size_t> read_fully(Device& dev, std::uint64_t offset, std::span<std::byte> buf) {
   std::size_t got = 0;
   while (got < buf.size()) {
-    auto n = dev.config_read(offset + got, buf.subspan(got));
+    auto n = retry_transient([&] { return dev.config_read(offset + got, buf.subspan(got)); });
     if (!n) return std::unexpected(n.error());
     if (*n == 0) break;
     got += *n;
@@ -46,7 +48,7 @@ Result<std::size_t> read_fully(Device& dev, std::uint64_t offset, std::span<std:
 // Short writes are resumed; a write that accepts nothing would otherwise lose the rest.
 Result<> write_fully(Device& dev, std::uint64_t offset, std::span<const std::byte> bytes) {
   for (std::size_t done = 0; done < bytes.size();) {
-    auto w = dev.config_write(offset + done, bytes.subspan(done));
+    auto w = retry_transient([&] { return dev.config_write(offset + done, bytes.subspan(done)); });
     if (!w) return std::unexpected(w.error());
     if (*w == 0)
       return fail(EIO, fmt::format("config write at offset {} accepted no bytes", offset + done));

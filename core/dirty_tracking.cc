@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/retry.h"
+
 namespace vfio {
 namespace {
 
@@ -34,7 +36,9 @@ Result<> dma_logging_start(Device& dev, std::uint64_t page_size,
   FeatureCall<uapi::DmaLoggingControl> call{
       {sizeof(call), set_flags(uapi::Feature::kDmaLoggingStart, uapi::kFeatureSet)},
       {page_size, static_cast<std::uint32_t>(ranges.size()), 0, user_pointer(ranges.data())}};
-  if (auto r = dev.feature(std::as_writable_bytes(std::span(&call, 1))); !r)
+  if (auto r =
+          retry_transient([&] { return dev.feature(std::as_writable_bytes(std::span(&call, 1))); });
+      !r)
     return std::unexpected(named(r.error(), dev, "DMA logging start"));
   return {};
 }
@@ -50,7 +54,9 @@ Result<std::vector<std::uint64_t>> dma_logging_report(Device& dev, std::uint64_t
   FeatureCall<uapi::DmaLoggingReport> call{
       {sizeof(call), set_flags(uapi::Feature::kDmaLoggingReport, uapi::kFeatureGet)},
       {iova, length, page_size, user_pointer(bitmap.data())}};
-  if (auto r = dev.feature(std::as_writable_bytes(std::span(&call, 1))); !r)
+  if (auto r =
+          retry_transient([&] { return dev.feature(std::as_writable_bytes(std::span(&call, 1))); });
+      !r)
     return std::unexpected(named(r.error(), dev, "DMA logging report"));
   return bitmap;
 }
@@ -58,7 +64,9 @@ Result<std::vector<std::uint64_t>> dma_logging_report(Device& dev, std::uint64_t
 Result<> dma_logging_stop(Device& dev) {
   uapi::FeatureHeader header{sizeof(header),
                              set_flags(uapi::Feature::kDmaLoggingStop, uapi::kFeatureSet)};
-  if (auto r = dev.feature(std::as_writable_bytes(std::span(&header, 1))); !r)
+  if (auto r = retry_transient(
+          [&] { return dev.feature(std::as_writable_bytes(std::span(&header, 1))); });
+      !r)
     return std::unexpected(named(r.error(), dev, "DMA logging stop"));
   return {};
 }

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <cstring>
 
+#include "core/retry.h"
+
 namespace vfio {
 namespace {
 
@@ -25,21 +27,23 @@ std::uint32_t flags_of(uapi::Feature f, std::uint32_t direction) {
 Result<std::uint64_t> query_migration_flags(Device& dev) {
   FeatureBuffer<uapi::MigrationFlags> buf(flags_of(uapi::Feature::kMigration, uapi::kFeatureGet),
                                           {});
-  if (auto r = dev.feature(buf.bytes()); !r) return std::unexpected(r.error());
+  if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
+    return std::unexpected(r.error());
   return buf.payload.flags;
 }
 
 Result<uapi::State> query_device_state(Device& dev) {
   FeatureBuffer<uapi::MigState> buf(flags_of(uapi::Feature::kMigDeviceState, uapi::kFeatureGet),
                                     {0, -1});
-  if (auto r = dev.feature(buf.bytes()); !r) return std::unexpected(r.error());
+  if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
+    return std::unexpected(r.error());
   return static_cast<uapi::State>(buf.payload.device_state);
 }
 
 Result<int> request_device_state(Device& dev, uapi::State state) {
   FeatureBuffer<uapi::MigState> buf(flags_of(uapi::Feature::kMigDeviceState, uapi::kFeatureSet),
                                     {static_cast<std::uint32_t>(state), -1});
-  if (auto r = dev.feature(buf.bytes()); !r) {
+  if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r) {
     Error e = r.error();
     // A SET refused before it reached the kernel explains itself; others name the raw ioctl.
     if (e.code != kHangingArcRefused)
@@ -52,13 +56,15 @@ Result<int> request_device_state(Device& dev, uapi::State state) {
 Result<std::uint64_t> query_stop_copy_size(Device& dev) {
   FeatureBuffer<uapi::MigDataSize> buf(flags_of(uapi::Feature::kMigDataSize, uapi::kFeatureGet),
                                        {});
-  if (auto r = dev.feature(buf.bytes()); !r) return std::unexpected(r.error());
+  if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
+    return std::unexpected(r.error());
   return buf.payload.stop_copy_length;
 }
 
 bool probe_feature(Device& dev, uapi::Feature feature, std::uint32_t direction) {
   uapi::FeatureHeader header{sizeof(header), flags_of(feature, direction | uapi::kFeatureProbe)};
-  return dev.feature(std::as_writable_bytes(std::span(&header, 1))).has_value();
+  return retry_transient([&] { return dev.feature(std::as_writable_bytes(std::span(&header, 1))); })
+      .has_value();
 }
 
 }  // namespace vfio

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/feature.h"
+#include "core/retry.h"
 
 namespace vfio {
 namespace {
@@ -118,7 +119,7 @@ void Migration::explain_rejected_resume(Error& cause, State target) {
 }
 
 Result<> Migration::reset_device(Error cause) {
-  if (auto r = dev_.reset(); !r) {
+  if (auto r = retry_transient([&] { return dev_.reset(); }); !r) {
     broken_ = true;
     cause.message += "; the reset failed: " + r.error().describe();
     cause.fatal = true;
@@ -181,7 +182,7 @@ void Migration::query_precopy_size() {
   precopy_init_size_ = precopy_dirty_size_ = 0;
   uapi::PrecopyInfo info{};
   info.argsz = sizeof(info);
-  if (!dev_.precopy_info(data_fd_, info)) return;
+  if (!retry_transient([&] { return dev_.precopy_info(data_fd_, info); })) return;
   precopy_init_size_ = info.initial_bytes;
   precopy_dirty_size_ = info.dirty_bytes;
 }
@@ -223,7 +224,7 @@ std::uint64_t Migration::pending_exact() {
 }
 
 Result<std::uint64_t> Migration::save_block(StreamWriter& out) {
-  auto n = dev_.read(data_fd_, buffer_.span());
+  auto n = retry_transient([&] { return dev_.read(data_fd_, buffer_.span()); });
   // ENOMSG: pre-copy emptied the device's data for now (the uAPI's temporary end of data).
   if (!n && n.error().code == ENOMSG) return 0;
   if (!n) return std::unexpected(n.error());
@@ -265,7 +266,8 @@ Result<> Migration::save_config(StreamWriter& out) {
   // region ends (0) rather than ship a silently shortened config space.
   std::size_t got = 0;
   while (got < want) {
-    auto n = dev_.config_read(got, std::span(blob).subspan(got, want - got));
+    auto n = retry_transient(
+        [&] { return dev_.config_read(got, std::span(blob).subspan(got, want - got)); });
     if (!n) return std::unexpected(n.error());
     if (*n == 0) break;
     got += *n;
@@ -401,7 +403,7 @@ Result<> Migration::abandon() {
 
 Result<> Migration::hard_reset(std::string_view what) {
   close_data_fd();
-  if (auto r = dev_.reset(); !r) {
+  if (auto r = retry_transient([&] { return dev_.reset(); }); !r) {
     broken_ = true;
     Error e = r.error();
     e.message = fmt::format("{}: {}: {}", dev_.name(), what, e.message);

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/checksum.h"
+#include "core/retry.h"
 
 namespace vfio {
 namespace {
@@ -39,7 +40,7 @@ Result<> StreamWriter::status() const {
 
 void StreamWriter::write_out(std::span<const std::byte> data) {
   while (!data.empty() && !error_) {
-    auto n = channel_.write(data);
+    auto n = retry_transient([&] { return channel_.write(data); });
     if (!n) {
       set_error(n.error());
     } else if (*n == 0) {
@@ -97,7 +98,7 @@ Result<> StreamReader::status() const {
 bool StreamReader::fill() {
   if (error_ || eof_) return false;
   begin_ = end_ = 0;
-  auto n = channel_.read(buffer_.span());
+  auto n = retry_transient([&] { return channel_.read(buffer_.span()); });
   if (!n) {
     set_error(n.error());
     return false;
@@ -155,7 +156,7 @@ Result<> StreamReader::copy_to_device(Device& dev, int data_fd, std::uint64_t si
     auto chunk = take(static_cast<std::size_t>(std::min<std::uint64_t>(size, buffer_.size())));
     size -= chunk.size();
     while (!chunk.empty()) {
-      auto n = dev.write(data_fd, chunk);
+      auto n = retry_transient([&] { return dev.write(data_fd, chunk); });
       if (!n) return std::unexpected(n.error());
       if (*n == 0) return fail(EIO, dev.name() + ": data fd accepted no bytes");
       chunk = chunk.subspan(*n);

@@ -49,7 +49,7 @@ std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64
     case Op::kGet:
     case Op::kProbe:
       out = {"errno=EIO"};
-      if (first) out.push_back("hang");
+      if (first) out.insert(out.end(), {"errno=EINTR", "hang"});
       break;
     case Op::kSet: {
       out = {"errno=EIO", "land=ERROR", "async-reset"};
@@ -58,7 +58,7 @@ std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64
         for (std::size_t i = 0; i + 1 < path.size(); ++i)
           out.push_back(fmt::format("land={}", uapi::state_short_name(path[i])));
       }
-      if (first) out.insert(out.end(), {"errno=EINVAL", "delay=1ms", "hang"});
+      if (first) out.insert(out.end(), {"errno=EINVAL", "errno=EINTR", "delay=1ms", "hang"});
       break;
     }
     case Op::kReset:
@@ -71,27 +71,30 @@ std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64
     case Op::kRead:
       out = {"errno=EIO", "eof", "truncate", "async-reset"};
       if (moved) out.insert(out.end(), {half, "corrupt=1", "drop=1", "dup=1"});
-      if (first) out.insert(out.end(), {"errno=ENODEV", "errno=EAGAIN", "delay=1ms", "hang"});
+      if (first)
+        out.insert(out.end(), {"errno=ENODEV", "errno=EINTR", "errno=EAGAIN", "delay=1ms", "hang"});
       break;
     case Op::kWrite:
       out = {"errno=EIO", "truncate", "async-reset"};
       if (moved) out.insert(out.end(), {half, "corrupt=1", "drop=1", "dup=1"});
-      if (first) out.insert(out.end(), {"errno=ENOSPC", "land=ERROR", "hang"});
+      if (first)
+        out.insert(out.end(),
+                   {"errno=ENOSPC", "errno=EINTR", "errno=EAGAIN", "land=ERROR", "hang"});
       break;
     case Op::kConfigRead:
     case Op::kConfigWrite:
-      out = {"errno=EIO"};
+      out = {"errno=EIO", "errno=EINTR"};
       if (moved) out.push_back(half);
       break;
     case Op::kSend:
       out = {"errno=EPIPE", "truncate"};
       if (moved) out.insert(out.end(), {half, "corrupt=1", "drop=1", "dup=1"});
-      if (first) out.insert(out.end(), {"delay=1ms", "hang"});
+      if (first) out.insert(out.end(), {"errno=EINTR", "delay=1ms", "hang"});
       break;
     case Op::kRecv:
       out = {"errno=EIO", "eof", "truncate"};
       if (moved) out.insert(out.end(), {half, "corrupt=1", "drop=1", "dup=1"});
-      if (first) out.push_back("hang");
+      if (first) out.insert(out.end(), {"errno=EINTR", "hang"});
       break;
     default:
       break;

@@ -156,6 +156,9 @@ Judgement judge(const Observation& o) {
     if (o.verify_loaded == false && !o.data_altered)
       problem("save reported success, but its stream does not load: " + o.verify_error);
   } else {
+    if (o.tolerable_faults_only)
+      problem("only tolerable faults fired (short, delay, EINTR, EAGAIN), yet it failed: " +
+              o.error);
     if (o.error.empty()) problem("failure without an error message");
     if (o.destination_loaded)
       problem("the destination runs the VM although the migration failed (split brain)");

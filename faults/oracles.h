@@ -58,6 +58,8 @@ struct Observation {
   // The stream as it went over the wire (source side), and whether a fault altered it there.
   std::optional<StreamCheck> stream;
   bool stream_mangled = false;
+  // Faults fired, and every one is tolerable (faults/plan.h): the migration must succeed.
+  bool tolerable_faults_only = false;
   // A fault changed the source's data itself (device read or wire): a load may then fail.
   bool data_altered = false;
   // save: loading the saved stream into a clean device afterwards.

@@ -395,6 +395,19 @@ std::string_view feature_name(Feature f) {
   return "?";
 }
 
+bool tolerable(const Action& action) {
+  switch (action.kind) {
+    case Kind::kShort:
+      return action.amount > 0;  // short=0 is an end of file, not a short transfer
+    case Kind::kDelay:
+      return true;
+    case Kind::kErrno:
+      return action.amount == EINTR || action.amount == EAGAIN;
+    default:
+      return false;
+  }
+}
+
 std::string_view kind_name(Kind kind) {
   for (const auto& k : kKinds)
     if (k.kind == kind) return k.name;

@@ -81,6 +81,10 @@ struct Action {
   uapi::State state = uapi::State::kError;  // land=
 };
 
+// Whether a correct caller absorbs the fault, so that the migration must still succeed: a short
+// transfer of at least one byte, a delay, EINTR or EAGAIN. Anything else may fail it cleanly.
+bool tolerable(const Action& action);
+
 struct Rule {
   std::string text;  // as written, trimmed: quoted in logs
   std::size_t line = 0;

@@ -36,6 +36,15 @@ bool moved_by_fault(const Injector& inj, Side side, const std::vector<Fired>& fi
   return false;
 }
 
+// Whether faults fired and every action of every rule that fired is tolerable.
+bool only_tolerable(const std::vector<Fired>& fired, const Plan& plan) {
+  if (fired.empty()) return false;
+  for (const auto& f : fired)
+    for (const auto& r : plan.rules)
+      if (r.text == f.rule && !std::ranges::all_of(r.actions, tolerable)) return false;
+  return true;
+}
+
 // Whether a fault that changes bytes (not just their chunking) fired on one of `ops`.
 bool altered(const std::vector<Fired>& fired, const Plan& plan,
              std::initializer_list<std::string_view> ops) {
@@ -431,6 +440,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   o.hang_injected =
       inj.fired_kind(Side::kSource, Kind::kHang) || inj.fired_kind(Side::kDestination, Kind::kHang);
   o.stream_mangled = altered(run.fired, plan_copy, {"send"});
+  o.tolerable_faults_only = only_tolerable(run.fired, plan_copy);
   o.data_altered = altered(run.fired, plan_copy, {"send", "read", "config-read"});
 
   // Faults are counted per side, not per device: every device of a side gets the side's facts.
