@@ -263,6 +263,11 @@ Result<> Session::start_dirty_tracking() {
   for (auto& d : devices_) {
     if (!d.migration->dirty_pages_supported()) continue;
     auto r = dma_logging_start(*d.dev, options_.dirty_page_size, options_.dirty_ranges);
+    // EBUSY: logging still runs because an earlier session's stop failed (it is only warned
+    // about, as in the reference). The device is ours alone: stop that logging and start anew,
+    // rather than fail every later save.
+    if (!r && r.error().code == EBUSY && dma_logging_stop(*d.dev))
+      r = dma_logging_start(*d.dev, options_.dirty_page_size, options_.dirty_ranges);
     if (!r) return r;
     dirty_tracked_.push_back(d.dev);
   }

@@ -137,6 +137,15 @@ void judge_pair(const Observation& o, const std::string& label, const sim::Image
   if (src.open_sessions) problem(fmt::format("source: {} data fd(s) leaked", src.open_sessions));
   if (dst.open_sessions)
     problem(fmt::format("destination: {} data fd(s) leaked", dst.open_sessions));
+  auto check_logging = [&](std::string_view side, const DeviceEnd& d) {
+    if (!d.dma_logging) return;
+    if (d.dma_stop_faulted)
+      j.notes.push_back(label + fmt::format("{}: DMA logging left running: its stop failed", side));
+    else
+      problem(fmt::format("{}: DMA logging left running after the session", side));
+  };
+  check_logging("source", src);
+  check_logging("destination", dst);
   if (src.present && src.reset) {
     j.notes.push_back(label + "the source was reset during the case");
     lost = true;
@@ -163,6 +172,7 @@ Judgement judge(const Observation& o) {
     if (o.destination_loaded)
       problem("the destination runs the VM although the migration failed (split brain)");
   }
+  if (o.next_save_ok == false) problem("a clean save after the case fails: " + o.next_save_error);
   judge_pair(o, o.more.empty() ? "" : "device 0: ", o.source_image, o.source_config, o.src, o.dst,
              j, lost);
   for (std::size_t i = 0; i < o.more.size(); ++i) {

@@ -28,6 +28,8 @@ struct DeviceEnd {
   std::optional<uapi::State> cached;  // Migration::device_state(), when the engine took it
   bool broken = false;                // Migration::broken(): a reset failed
   std::size_t open_sessions = 0;      // data fds still open (after a grace for FUSE)
+  bool dma_logging = false;           // DMA logging still runs
+  bool dma_stop_faulted = false;      // a fault fired on its side's DMA logging stop
   sim::Image image;
   std::vector<std::byte> config;
   // async-reset, or land= on anything but a SET, fired here: the device moved on its own.
@@ -62,6 +64,11 @@ struct Observation {
   bool tolerable_faults_only = false;
   // A fault changed the source's data itself (device read or wire): a load may then fail.
   bool data_altered = false;
+  // After a failure, or with DMA logging left running: a clean save of the (first) source
+  // afterwards, on the device without faults and with DMA logging on where it can, as the next
+  // migration attempt would be.
+  std::optional<bool> next_save_ok;
+  std::string next_save_error;
   // save: loading the saved stream into a clean device afterwards.
   std::optional<bool> verify_loaded;
   std::string verify_error;

@@ -640,6 +640,11 @@ std::size_t SimDevice::open_sessions() const {
   return open_.size();
 }
 
+bool SimDevice::dma_logging() const {
+  std::lock_guard lock(mu_);
+  return logging_;
+}
+
 std::vector<std::uint64_t> SimDevice::simulate_dma(std::uint64_t count) {
   std::lock_guard lock(mu_);
   std::vector<std::uint64_t> out;

@@ -114,6 +114,8 @@ class SimDevice {
   void force_state(uapi::State state);
   // Data sessions issued and not yet released: a leak check after a migration.
   std::size_t open_sessions() const;
+  // Whether DMA logging runs: a leak check after a migration, like open_sessions.
+  bool dma_logging() const;
 
   // Why the latest feature call or data write failed, if it did with errno `code`; taken, so a
   // later failure never inherits it. For transports that carry only an errno (the FUSE mount):

@@ -96,5 +96,57 @@ TEST(Tolerable, AnEngineThatGivesUpOnEintrFailsTheCase) {
   EXPECT_EQ(r.judgement.verdict, Verdict::kPass) << why(r);
 }
 
+bool has_note(const CaseResult& r, std::string_view text) {
+  for (const auto& n : r.judgement.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+// Sessions log DMA on profiles that can (mlx5): faults on its START, REPORT and STOP fail the
+// migration cleanly and never leave logging running; a STOP that fails leaves it running, and
+// the next save must still work (it failed with EBUSY: the engine now stops the stale logging).
+TEST(DmaLogging, FaultsOnStartReportAndStopNeverSpoilTheNextSave) {
+  for (auto [scenario, plan] :
+       {std::pair{Scenario::kSave, "set:dma-start side=src nth=1 -> errno=EIO"},
+        std::pair{Scenario::kSave, "get:dma-report side=src nth=1 -> errno=EIO"},
+        std::pair{Scenario::kPrecopy, "get:dma-report side=src nth=3 -> errno=EIO"}}) {
+    auto r = run(scenario, plan);
+    EXPECT_FALSE(r.error.empty()) << plan;
+    EXPECT_EQ(r.judgement.verdict, Verdict::kPass) << plan << why(r);
+  }
+  for (const char* plan :
+       {"set:dma-stop side=src nth=1 -> errno=EIO", "set:dma-stop side=src nth=1 -> hang"}) {
+    auto r = run(Scenario::kMigrate, plan);
+    EXPECT_EQ(r.judgement.verdict, Verdict::kPass) << plan << why(r);
+    EXPECT_TRUE(has_note(r, "DMA logging left running: its stop failed")) << plan << why(r);
+  }
+}
+
+Observation failed_save() {
+  Observation o;
+  o.scenario = Scenario::kSave;
+  o.error = "injected";
+  o.source_image = {1, 100};
+  o.src.present = true;
+  o.src.state = uapi::State::kRunning;
+  o.src.image = o.source_image;
+  return o;
+}
+
+TEST(DmaLogging, LoggingLeftRunningOrASpoiledNextSaveFailTheCase) {
+  Observation o = failed_save();
+  EXPECT_EQ(judge(o).verdict, Verdict::kPass);
+  o.src.dma_logging = true;  // an engine that never stops it
+  EXPECT_EQ(judge(o).verdict, Verdict::kFail);
+  o.src.dma_stop_faulted = true;  // the device refused the stop: only a note...
+  o.next_save_ok = true;
+  EXPECT_EQ(judge(o).verdict, Verdict::kPass);
+  o.next_save_ok = false;  // ...as long as the next save works
+  o.next_save_error = "DMA logging start: EBUSY";
+  auto j = judge(o);
+  ASSERT_EQ(j.verdict, Verdict::kFail);
+  EXPECT_NE(j.problems[0].find("a clean save after the case fails"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vfio::faults
