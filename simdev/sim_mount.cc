@@ -84,6 +84,18 @@ struct SimMount::Impl {
   std::map<std::uint64_t, std::shared_ptr<DataHandle>> pending;  // token -> session to open
   std::set<DataHandle*> open_handles;
   std::uint64_t next_token = 1;
+  std::map<const SimDevice*, FuseFault> faults;
+
+  FuseAnswer fault_for(const SimDevice& sim, FuseRequest request, std::size_t size) {
+    FuseFault fault;
+    {
+      std::lock_guard lock(mu);
+      auto it = faults.find(&sim);
+      if (it == faults.end()) return {};
+      fault = it->second;
+    }
+    return fault(request, size);
+  }
 
   std::shared_ptr<SimDevice> device(fuse_ino_t ino) {
     std::lock_guard lock(mu);
@@ -264,11 +276,15 @@ Result<std::uint64_t> config_offset(off_t off) {
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Impl& m = impl_of(req);
-  const auto buf = io_buffer(size);
+  DataHandle* h = handle_of(ino, fi);
+  auto sim = h ? h->sim : m.device(ino);
+  const FuseAnswer a = sim ? m.fault_for(*sim, FuseRequest::kRead, size) : FuseAnswer{};
+  if (a.error) return reply_error(req, a.error);
+  const auto buf = io_buffer(std::min(size, a.at_most));
   Result<std::size_t> r;
-  if (DataHandle* h = handle_of(ino, fi)) {
+  if (h) {
     r = h->sim->read(h->id, buf, (fi->flags & O_NONBLOCK) != 0);
-  } else if (auto sim = m.device(ino)) {
+  } else if (sim) {
     auto at = config_offset(off);
     r = at ? sim->config_read(*at, buf) : std::unexpected(at.error());
   } else {
@@ -281,11 +297,16 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
               fuse_file_info* fi) {
   Impl& m = impl_of(req);
-  const std::span<const std::byte> buf(reinterpret_cast<const std::byte*>(data), size);
+  DataHandle* h = handle_of(ino, fi);
+  auto sim = h ? h->sim : m.device(ino);
+  const FuseAnswer a = sim ? m.fault_for(*sim, FuseRequest::kWrite, size) : FuseAnswer{};
+  if (a.error) return reply_error(req, a.error);
+  const std::span<const std::byte> buf(reinterpret_cast<const std::byte*>(data),
+                                       std::min(size, a.at_most));
   Result<std::size_t> r;
-  if (DataHandle* h = handle_of(ino, fi)) {
+  if (h) {
     r = h->sim->write(h->id, buf);
-  } else if (auto sim = m.device(ino)) {
+  } else if (sim) {
     auto at = config_offset(off);
     r = at ? sim->config_write(*at, buf) : std::unexpected(at.error());
   } else {
@@ -360,7 +381,12 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, fuse_
               unsigned flags, const void*, size_t, size_t) {
   Impl& m = impl_of(req);
   if (flags & FUSE_IOCTL_COMPAT) return reply_error(req, ENOTTY);
-  if (DataHandle* h = handle_of(ino, fi)) {
+  DataHandle* h = handle_of(ino, fi);
+  if (auto target = h ? h->sim : m.device(ino)) {
+    if (int e = m.fault_for(*target, FuseRequest::kIoctl, 0).error)
+      return reply_error(req, e, true);
+  }
+  if (h) {
     if (cmd != uapi::kMigGetPrecopyInfo) return reply_error(req, ENOTTY);
     if (!arg) return reply_error(req, EFAULT);
     return ioctl_done(req, data_precopy_info(*h, arg));
@@ -499,6 +525,14 @@ Result<std::string> SimMount::add_device(std::shared_ptr<SimDevice> sim, std::st
   }
   m.devices.push_back({name, std::move(sim)});
   return fmt::format("{}/{}", m.mountpoint, name);
+}
+
+void SimMount::set_fault(const SimDevice& sim, FuseFault fault) {
+  std::lock_guard lock(impl_->mu);
+  if (fault)
+    impl_->faults[&sim] = std::move(fault);
+  else
+    impl_->faults.erase(&sim);
 }
 
 Result<> SimMount::unmount() {

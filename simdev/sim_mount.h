@@ -19,6 +19,9 @@
 // detached thread stops the loop, and closing /dev/fuse then ends the connection.
 #pragma once
 
+#include <cstddef>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -27,6 +30,16 @@
 #include "simdev/sim_device.h"
 
 namespace vfio::sim {
+
+// Faults below the device seam: what the server answers a request with instead of serving it
+// whole, so that the engine's own syscall path (core/kernel_device.cc) meets EINTR, EAGAIN and
+// short counts as a kernel driver could give them.
+enum class FuseRequest { kIoctl, kRead, kWrite };  // a read or write of a data file or config
+struct FuseAnswer {
+  int error = 0;  // replied without serving the request
+  std::size_t at_most = std::numeric_limits<std::size_t>::max();  // a read or write moves less
+};
+using FuseFault = std::function<FuseAnswer(FuseRequest, std::size_t size)>;
 
 struct SimMountOptions {
   std::string parent_dir = "/tmp";  // where the mountpoint directory is made
@@ -46,6 +59,10 @@ class SimMount {
   // Serves `sim` as <mountpoint>/<name> (a regular file, mode 0600); returns its path.
   // `name` is a single path component, not starting with '.', not used before on this mount.
   Result<std::string> add_device(std::shared_ptr<SimDevice> sim, std::string name);
+
+  // Every request for `sim` (its device file and its data files) first asks `fault`, on a
+  // server thread; an empty function serves them all again.
+  void set_fault(const SimDevice& sim, FuseFault fault);
 
   // Stops serving, unmounts and removes the mountpoint; idempotent, never blocks on callers.
   // Fds still open on the mount then fail with ENOTCONN; sessions behind them are released.

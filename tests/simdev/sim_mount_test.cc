@@ -28,6 +28,7 @@
 
 #include "core/channel.h"
 #include "core/feature.h"
+#include "core/retry.h"
 #include "core/session.h"
 #include "simdev/direct_device.h"
 #include "simdev/fuse_cleanup.h"
@@ -155,6 +156,58 @@ TEST_F(SimMountTest, EveryProfileRoundTripsThroughTheEngine) {
     EXPECT_EQ(dst_sim->config(), src_sim->config());
     EXPECT_EQ(dst_sim->state(), State::kRunning);
   }
+}
+
+// Answers, per request kind, every Nth with EINTR, every Mth with EAGAIN and every Kth read or
+// write with half of it (at least one byte): what a kernel driver may do to a correct caller.
+FuseFault flaky(int eintr, int eagain, int half) {
+  auto n = std::make_shared<std::atomic<int>>(0);
+  return [=](FuseRequest request, std::size_t size) {
+    const int k = ++*n;
+    if (k % eintr == 0) return FuseAnswer{EINTR};
+    if (k % eagain == 0) return FuseAnswer{EAGAIN};
+    if (request != FuseRequest::kIoctl && k % half == 0)
+      return FuseAnswer{0, std::max<std::size_t>(1, size / 2)};
+    return FuseAnswer{};
+  };
+}
+
+Result<Report> save_and_load(KernelDevice& src, KernelDevice& dst) {
+  MemoryChannel stream;
+  Session source, destination;
+  source.add_device(src, "dev");
+  destination.add_device(dst, "dev");
+  auto saved = source.save(stream);
+  if (!saved) return saved;
+  return destination.load(stream);
+}
+
+// Below the device seam: the server answers ioctls, data reads and writes and config accesses
+// with EINTR, EAGAIN and short counts, and the engine's syscall path absorbs every one.
+TEST_F(SimMountTest, TheEngineAbsorbsEintrEagainAndShortCountsFromTheServer) {
+  auto src_sim = make("mlx5", 1 << 20, 3), dst_sim = make("mlx5", 1 << 20, 4);
+  auto src = serve(src_sim, "flaky-src"), dst = serve(dst_sim, "flaky-dst");
+  mount_->set_fault(*src_sim, flaky(3, 5, 2));
+  mount_->set_fault(*dst_sim, flaky(4, 3, 2));
+  auto loaded = save_and_load(*src, *dst);
+  ASSERT_TRUE(loaded) << loaded.error().describe();
+  EXPECT_EQ(dst_sim->image(), src_sim->image());
+  EXPECT_EQ(dst_sim->config(), src_sim->config());
+  EXPECT_EQ(dst_sim->state(), State::kRunning);
+}
+
+// The same server with an engine that does not repeat EAGAIN (the retry seam off): it fails,
+// so the test above does reach the engine's retries.
+TEST_F(SimMountTest, AnEngineThatGivesUpOnEagainFailsBelowTheSeam) {
+  auto src_sim = make("mlx5", 1 << 20, 3), dst_sim = make("mlx5", 1 << 20, 4);
+  auto src = serve(src_sim, "intolerant-src"), dst = serve(dst_sim, "intolerant-dst");
+  mount_->set_fault(*src_sim, flaky(1000, 5, 1000));
+  set_transient_retry_limit(0);
+  auto loaded = save_and_load(*src, *dst);
+  set_transient_retry_limit(kMaxTransientRetries);
+  ASSERT_FALSE(loaded);
+  EXPECT_EQ(loaded.error().code, EAGAIN) << loaded.error().describe();
+  mount_->set_fault(*src_sim, {});
 }
 
 // Opening and closing the device file reach the model: a device that keeps its state (mtty)
