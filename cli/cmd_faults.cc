@@ -56,8 +56,10 @@ Result<faults::CaseConfig> case_config(const ParsedArgs& args) {
   if (auto t = args.value("transport")) {
     if (*t == "fuse")
       cfg.transport = faults::Transport::kFuse;
+    else if (*t == "fuse-flaky")
+      cfg.transport = faults::Transport::kFuseFlaky;
     else if (*t != "direct")
-      return fail(EINVAL, fmt::format("--transport is direct or fuse, not '{}'", *t));
+      return fail(EINVAL, fmt::format("--transport is direct, fuse or fuse-flaky, not '{}'", *t));
   }
   if (auto s = args.value("size")) {
     auto v = parse_state_size(*s, "--size");

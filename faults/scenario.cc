@@ -355,7 +355,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     return so;
   };
   inj.set_cancel_hook([&](Side side) { control.cancel_session(side); });
-  const bool fuse = cfg.transport == Transport::kFuse;
+  const bool fuse = cfg.transport != Transport::kDirect;
 
   Session source(options_for(Side::kSource));
   Session destination(options_for(Side::kDestination));

@@ -49,7 +49,7 @@ void close_transport() {
 }
 
 std::string_view transport_name(Transport t) {
-  return t == Transport::kFuse ? "fuse" : "direct";
+  return t == Transport::kFuse ? "fuse" : t == Transport::kFuseFlaky ? "fuse-flaky" : "direct";
 }
 
 Result<> transport_available(Transport t) {
@@ -70,6 +70,8 @@ Result<SimHandle> open_sim(Transport t, const sim::Profile& profile, const sim::
   if (!path) return std::unexpected(path.error());
   auto dev = sim::SimMount::open_device(*path, name, model);
   if (!dev) return std::unexpected(dev.error());
+  // Prime steps, so that the faults fall on every kind of request in turn.
+  if (t == Transport::kFuseFlaky) (*mount)->set_fault(*model, sim::flaky_server(7, 11, 5));
   return SimHandle{model, std::move(*dev)};
 }
 

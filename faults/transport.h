@@ -10,7 +10,9 @@
 
 namespace vfio::faults {
 
-enum class Transport { kDirect, kFuse };
+// kFuseFlaky: FUSE, and the server answers some requests EINTR, EAGAIN or short (faults below
+// the device seam, sim::flaky_server), which a correct engine absorbs.
+enum class Transport { kDirect, kFuse, kFuseFlaky };
 std::string_view transport_name(Transport t);
 
 struct SimHandle {

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdarg>
@@ -525,6 +526,18 @@ Result<std::string> SimMount::add_device(std::shared_ptr<SimDevice> sim, std::st
   }
   m.devices.push_back({name, std::move(sim)});
   return fmt::format("{}/{}", m.mountpoint, name);
+}
+
+FuseFault flaky_server(int eintr, int eagain, int half) {
+  auto count = std::make_shared<std::atomic<int>>(0);
+  return [=](FuseRequest request, std::size_t size) {
+    const int k = ++*count;
+    if (k % eintr == 0) return FuseAnswer{EINTR};
+    if (k % eagain == 0) return FuseAnswer{EAGAIN};
+    if (request != FuseRequest::kIoctl && k % half == 0)
+      return FuseAnswer{0, std::max<std::size_t>(1, size / 2)};
+    return FuseAnswer{};
+  };
 }
 
 void SimMount::set_fault(const SimDevice& sim, FuseFault fault) {

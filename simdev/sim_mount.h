@@ -40,6 +40,10 @@ struct FuseAnswer {
   std::size_t at_most = std::numeric_limits<std::size_t>::max();  // a read or write moves less
 };
 using FuseFault = std::function<FuseAnswer(FuseRequest, std::size_t size)>;
+// A flaky server, deterministic for one caller: of a device's requests, every `eintr`th is
+// answered EINTR, else every `eagain`th EAGAIN, else every `half`th read or write moves half
+// (at least one byte). What a correct caller absorbs.
+FuseFault flaky_server(int eintr, int eagain, int half);
 
 struct SimMountOptions {
   std::string parent_dir = "/tmp";  // where the mountpoint directory is made

@@ -158,20 +158,6 @@ TEST_F(SimMountTest, EveryProfileRoundTripsThroughTheEngine) {
   }
 }
 
-// Answers, per request kind, every Nth with EINTR, every Mth with EAGAIN and every Kth read or
-// write with half of it (at least one byte): what a kernel driver may do to a correct caller.
-FuseFault flaky(int eintr, int eagain, int half) {
-  auto n = std::make_shared<std::atomic<int>>(0);
-  return [=](FuseRequest request, std::size_t size) {
-    const int k = ++*n;
-    if (k % eintr == 0) return FuseAnswer{EINTR};
-    if (k % eagain == 0) return FuseAnswer{EAGAIN};
-    if (request != FuseRequest::kIoctl && k % half == 0)
-      return FuseAnswer{0, std::max<std::size_t>(1, size / 2)};
-    return FuseAnswer{};
-  };
-}
-
 Result<Report> save_and_load(KernelDevice& src, KernelDevice& dst) {
   MemoryChannel stream;
   Session source, destination;
@@ -187,8 +173,8 @@ Result<Report> save_and_load(KernelDevice& src, KernelDevice& dst) {
 TEST_F(SimMountTest, TheEngineAbsorbsEintrEagainAndShortCountsFromTheServer) {
   auto src_sim = make("mlx5", 1 << 20, 3), dst_sim = make("mlx5", 1 << 20, 4);
   auto src = serve(src_sim, "flaky-src"), dst = serve(dst_sim, "flaky-dst");
-  mount_->set_fault(*src_sim, flaky(3, 5, 2));
-  mount_->set_fault(*dst_sim, flaky(4, 3, 2));
+  mount_->set_fault(*src_sim, flaky_server(3, 5, 2));
+  mount_->set_fault(*dst_sim, flaky_server(4, 3, 2));
   auto loaded = save_and_load(*src, *dst);
   ASSERT_TRUE(loaded) << loaded.error().describe();
   EXPECT_EQ(dst_sim->image(), src_sim->image());
@@ -201,7 +187,7 @@ TEST_F(SimMountTest, TheEngineAbsorbsEintrEagainAndShortCountsFromTheServer) {
 TEST_F(SimMountTest, AnEngineThatGivesUpOnEagainFailsBelowTheSeam) {
   auto src_sim = make("mlx5", 1 << 20, 3), dst_sim = make("mlx5", 1 << 20, 4);
   auto src = serve(src_sim, "intolerant-src"), dst = serve(dst_sim, "intolerant-dst");
-  mount_->set_fault(*src_sim, flaky(1000, 5, 1000));
+  mount_->set_fault(*src_sim, flaky_server(1000, 5, 1000));
   set_transient_retry_limit(0);
   auto loaded = save_and_load(*src, *dst);
   set_transient_retry_limit(kMaxTransientRetries);
