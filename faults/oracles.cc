@@ -159,6 +159,7 @@ Judgement judge(const Observation& o) {
   bool lost = false;
   auto problem = [&](std::string s) { j.problems.push_back(std::move(s)); };
 
+  for (const auto& v : o.invariant_violations) problem("invariant: " + v);
   if (o.hung) problem("hang: the case did not finish after it was cancelled");
   if (o.timed_out && !o.hang_injected) problem("no hang fault, yet the case had to be cancelled");
   if (o.success) {

@@ -62,6 +62,8 @@ struct Observation {
   bool stream_mangled = false;
   // Faults fired, and every one is tolerable (faults/plan.h): the migration must succeed.
   bool tolerable_faults_only = false;
+  // Broken invariants seen between the engine's steps (at most a few).
+  std::vector<std::string> invariant_violations;
   // A fault changed the source's data itself (device read or wire): a load may then fail.
   bool data_altered = false;
   // After a failure, or with DMA logging left running: a clean save of the (first) source

@@ -329,6 +329,36 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
         std::make_unique<FaultDevice>(*dst[i].device, inj, Side::kDestination, hooks.back().get()));
   }
 
+  // The invariants whenever the engine is between steps (each progress callback): every
+  // device's cached state equals a GET (unless a fault moved it behind the engine's back), and
+  // a save or load starts counting bytes from zero.
+  const Plan plan_now = parse_plan(spec.plan).value_or(Plan{});
+  Session* sessions[2] = {nullptr, nullptr};
+  std::mutex violations_mu;
+  auto between_steps = [&](Side side, const Progress& p, bool first) {
+    const std::size_t s = side == Side::kSource ? 0 : 1;
+    if (!sessions[s]) return;
+    std::vector<std::string> found;
+    if (first && p.device_bytes != 0)
+      found.push_back(fmt::format("{}: a {} starts with {} bytes already counted", side_name(side),
+                                  s ? "load" : "save", p.device_bytes));
+    const auto& handles = s ? dst : src;
+    for (std::size_t i = 0; i < sessions[s]->device_count() && i < handles.size(); ++i) {
+      Migration* m = sessions[s]->migration(i);
+      auto real = query_device_state(*handles[i].device);
+      if (!m || m->broken() || !real || m->device_state() == *real) continue;
+      if (moved_by_fault(inj, side, inj.fired(), plan_now)) continue;
+      found.push_back(
+          fmt::format("{} device {}: between steps ({}) the engine believes {} but "
+                      "the device is in {}",
+                      side_name(side), i, phase_name(p.phase),
+                      uapi::state_short_name(m->device_state()), uapi::state_short_name(*real)));
+    }
+    std::lock_guard lock(violations_mu);
+    for (auto& f : found)
+      if (o.invariant_violations.size() < 4) o.invariant_violations.push_back(std::move(f));
+  };
+
   SwitchoverGate gate;
   auto options_for = [&](Side side) {
     SessionOptions so;
@@ -347,8 +377,9 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     // The source logs the DMA of its devices' first MiB of guest memory where the device can.
     if (side == Side::kSource && profile->dma_logging) so.dirty_ranges = {{0, 1 << 20}};
     auto* counter = side == Side::kSource ? &run.progress_src : &run.progress_dst;
-    so.on_progress = [&, side, counter](const Progress&) {
+    so.on_progress = [&, side, counter](const Progress& p) {
       ++*counter;
+      between_steps(side, p, *counter == 1);  // one save or load per session
       if (spec.cancel_side == side && *counter == spec.cancel_at_progress)
         control.cancel_session(side);
     };
@@ -361,6 +392,8 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   Session destination(options_for(Side::kDestination));
   control.attach(Side::kSource, &source);
   control.attach(Side::kDestination, &destination);
+  sessions[0] = &source;
+  sessions[1] = &destination;
 
   switch (spec.scenario) {
     case Scenario::kSave: {

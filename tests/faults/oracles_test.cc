@@ -148,5 +148,23 @@ TEST(DmaLogging, LoggingLeftRunningOrASpoiledNextSaveFailTheCase) {
   EXPECT_NE(j.problems[0].find("a clean save after the case fails"), std::string::npos);
 }
 
+// Between steps: the clean run of every scenario keeps the invariants (so the checks run and
+// hold), and a violation seen between steps fails a case that otherwise passes.
+TEST(Invariants, HoldBetweenStepsAndAViolationFailsTheCase) {
+  for (Scenario s : {Scenario::kSave, Scenario::kLoad, Scenario::kMigrate, Scenario::kPrecopy,
+                     Scenario::kP2pMulti}) {
+    auto r = run(s, "");
+    EXPECT_EQ(r.judgement.verdict, Verdict::kPass) << scenario_name(s) << why(r);
+  }
+  Observation o = failed_save();
+  ASSERT_EQ(judge(o).verdict, Verdict::kPass);
+  o.invariant_violations = {
+      "src device 0: between steps (stop-copy) the engine believes SC but "
+      "the device is in S"};
+  auto j = judge(o);
+  ASSERT_EQ(j.verdict, Verdict::kFail);
+  EXPECT_EQ(j.problems[0].rfind("invariant: ", 0), 0u) << j.problems[0];
+}
+
 }  // namespace
 }  // namespace vfio::faults
