@@ -307,7 +307,9 @@ Result<> Migration::commit_config() {
   if (!options_.config_state || blob.empty()) return {};
   // A blob the region cannot hold would be written in part: refuse it before any write.
   std::byte last;
-  if (auto r = dev_.config_read(blob.size() - 1, std::span(&last, 1)); !r || *r != 1) {
+  if (auto r =
+          retry_transient([&] { return dev_.config_read(blob.size() - 1, std::span(&last, 1)); });
+      !r || *r != 1) {
     return fail(EINVAL, fmt::format("{}: the config space of {} bytes (config section ending at "
                                     "stream offset {}) is larger than the device's config region: "
                                     "nothing written",

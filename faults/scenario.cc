@@ -1,7 +1,9 @@
 #include "faults/scenario.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <algorithm>
+#include <cerrno>
 
 #include <condition_variable>
 #include <csignal>
@@ -89,9 +91,10 @@ Result<> save_again(Device& device, bool dma_logging) {
   if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
   Session session(so);
   session.add_device(device, device.name());
-  auto sink = FdChannel::open_for_write("/dev/null");
-  if (!sink) return std::unexpected(sink.error());
-  auto saved = session.save(*sink);
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null_fd < 0) return fail(errno, "open /dev/null");
+  FdChannel sink(null_fd, "/dev/null");
+  auto saved = session.save(sink);
   if (!saved) return std::unexpected(saved.error());
   return session.resume_vm();
 }
