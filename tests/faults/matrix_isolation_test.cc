@@ -162,6 +162,9 @@ TEST(MatrixIsolation, TheSameMatrixGivesTheSameCasesAndVerdicts) {
       o.seed = 7;
       o.jobs = jobs;
       o.batch = batch;
+      // Only injected hangs may end a case early: a slow machine (ASan, a loaded CI) must not
+      // turn a slow case into a timeout in one run and a pass in the other.
+      o.watchdog.timeout = std::chrono::minutes(2);
       auto r = run_matrix(o);
       EXPECT_TRUE(r);
       if (!r) return out;
