@@ -20,12 +20,12 @@ std::uint64_t peak_rss() {
   return 0;
 }
 
-Result<cli::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
-                                      std::uint64_t state_size, std::uint64_t seed) {
-  auto arg = cli::parse_device_arg(
+Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
+                                          std::uint64_t state_size, std::uint64_t seed) {
+  auto arg = devices::parse_device_arg(
       fmt::format("sim:{},size={},seed={},transport={}", profile, state_size, seed, transport));
   if (!arg) return std::unexpected(arg.error());
-  return cli::open_device(*arg, 0);
+  return devices::open_device(*arg, 0);
 }
 
 }  // namespace vfio::bench

@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
-#include "cli/device_arg.h"
 #include "core/channel.h"
 #include "core/device.h"
+#include "devices/device_spec.h"
 
 namespace vfio::bench {
 
@@ -61,7 +61,7 @@ void reset_peak_rss();
 std::uint64_t peak_rss();
 
 // A simulated device through the same spec parser the CLI uses, e.g. transport "direct".
-Result<cli::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
-                                      std::uint64_t state_size, std::uint64_t seed);
+Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
+                                          std::uint64_t state_size, std::uint64_t seed);
 
 }  // namespace vfio::bench

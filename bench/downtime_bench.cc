@@ -6,8 +6,8 @@
 
 #include "bench/bench_support.h"
 #include "bench/grid.h"
-#include "cli/device_arg.h"
 #include "core/local_migration.h"
+#include "devices/device_spec.h"
 
 namespace vfio::bench {
 namespace {
@@ -18,11 +18,11 @@ struct Point {
   bool precopy;
 };
 
-Result<cli::OpenedDevice> device(const Point& p, std::uint64_t seed, std::uint64_t dirty) {
-  auto arg = cli::parse_device_arg(fmt::format("sim:{},size={},seed={},dirty={},transport=direct",
-                                               p.profile, p.state_size, seed, dirty));
+Result<devices::OpenedDevice> device(const Point& p, std::uint64_t seed, std::uint64_t dirty) {
+  auto arg = devices::parse_device_arg(fmt::format(
+      "sim:{},size={},seed={},dirty={},transport=direct", p.profile, p.state_size, seed, dirty));
   if (!arg) return std::unexpected(arg.error());
-  return cli::open_device(*arg, 0);
+  return devices::open_device(*arg, 0);
 }
 
 void downtime(benchmark::State& state, Point p) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/units.h"
 
 namespace vfio::cli {
 
@@ -45,15 +46,6 @@ class ParsedArgs {
 // as the flag "help". Errors have code EINVAL and a message fit for one line (the caller names
 // the command). A value option given twice is an error.
 Result<ParsedArgs> parse_args(const CommandSpec& spec, std::span<const std::string> args);
-
-// "4096", "64K", "256M", "1G", "1GiB": a byte count (binary units).
-Result<std::uint64_t> parse_size(std::string_view text);
-// The same with an upper bound; errors start with `what` (e.g. "--size") and name the bound.
-Result<std::uint64_t> parse_size(std::string_view text, std::uint64_t max, std::string_view what);
-// A decimal number that fits 64 bits; an overflow is an error, not a wrap.
-Result<std::uint64_t> parse_uint(std::string_view text);
-// 268435456 -> "256 MiB"; non-round numbers get one decimal.
-std::string format_size(std::uint64_t bytes);
 
 // The usage text for one command.
 std::string command_help(std::string_view program, const CommandSpec& spec);

@@ -55,9 +55,9 @@ Result<faults::CaseConfig> case_config(const ParsedArgs& args) {
   faults::CaseConfig cfg;
   if (auto t = args.value("transport")) {
     if (*t == "fuse")
-      cfg.transport = faults::Transport::kFuse;
+      cfg.transport = devices::Transport::kFuse;
     else if (*t == "fuse-flaky")
-      cfg.transport = faults::Transport::kFuseFlaky;
+      cfg.transport = devices::Transport::kFuseFlaky;
     else if (*t != "direct")
       return fail(EINVAL, fmt::format("--transport is direct, fuse or fuse-flaky, not '{}'", *t));
   }
@@ -119,9 +119,9 @@ int run_matrix_command(const ParsedArgs& args) {
   auto cfg = case_config(args);
   if (!cfg) return usage_error("faults", cfg.error());
   options.base = *cfg;
-  if (auto ok = faults::transport_available(cfg->transport); !ok)
+  if (auto ok = devices::transport_available(cfg->transport); !ok)
     return failed(fmt::format("the {} transport is not usable here: {}",
-                              faults::transport_name(cfg->transport), ok.error().describe()));
+                              devices::transport_name(cfg->transport), ok.error().describe()));
   for (auto [name, field] : {std::pair{"random", &options.random}, {"seed", &options.seed}}) {
     if (auto v = args.value(name)) {
       auto n = parse_uint(*v);

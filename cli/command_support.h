@@ -5,12 +5,17 @@
 #include <memory>
 
 #include "cli/args.h"
-#include "cli/device_arg.h"
 #include "cli/progress.h"
 #include "cli/summary.h"
 #include "core/session.h"
+#include "devices/device_spec.h"
 
 namespace vfio::cli {
+
+using devices::open_device;
+using devices::OpenedDevice;
+using devices::parse_device_arg;
+using devices::parse_state_size;
 
 struct TransferSetup {
   SessionOptions session;

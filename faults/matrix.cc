@@ -284,6 +284,10 @@ std::optional<std::size_t> run_isolated_batch(
     std::size_t reported = 0;
     auto end = run_isolated(
         [&](int fd) {
+          // One mount for the child's cases (its own: the parent's has no server here).
+          std::shared_ptr<sim::SimMount> mount;
+          if (options.base.transport != devices::Transport::kDirect)
+            mount = devices::hold_mount().value_or(nullptr);
           for (std::size_t i : todo) {
             if (options.in_child) options.in_child(items[i].spec);
             CaseResult r = run_watched(items[i].spec, items[i].cfg, options.watchdog);
@@ -291,7 +295,6 @@ std::optional<std::size_t> run_isolated_batch(
             if (r.hung) std::this_thread::sleep_for(std::chrono::hours(24));
             if (!write_record(fd, encode(r))) return;
           }
-          close_transport();
         },
         [&](std::string record) {
           if (reported >= todo.size()) return;
@@ -343,8 +346,8 @@ void judge_kernel_log(KernelLog& log, CaseResult& r) {
 std::string repro_command(const CaseSpec& spec, const CaseConfig& cfg) {
   std::string cmd = fmt::format("vfio-mig faults --matrix {} --profile {}",
                                 scenario_name(spec.scenario), cfg.profile);
-  if (cfg.transport != Transport::kDirect)
-    cmd += fmt::format(" --transport {}", transport_name(cfg.transport));
+  if (cfg.transport != devices::Transport::kDirect)
+    cmd += fmt::format(" --transport {}", devices::transport_name(cfg.transport));
   if (cfg.state_size) cmd += fmt::format(" --size {}", *cfg.state_size);
   if (cfg.buffer_size != CaseConfig{}.buffer_size)
     cmd += fmt::format(" --buffer-size {}", cfg.buffer_size);
@@ -542,6 +545,10 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
   if (auto probe = open_log(); !probe) return std::unexpected(probe.error());
   // Children are forked from these threads: each only waits on its child and records results
   // (no lock a child would need is held across a fork).
+  // Without isolation the cases share this process's mount, held for the run.
+  std::shared_ptr<sim::SimMount> mount;
+  if (!options.batch && options.base.transport != devices::Transport::kDirect)
+    mount = devices::hold_mount().value_or(nullptr);
   std::vector<std::thread> workers;
   for (unsigned j = 0; j < jobs; ++j) {
     workers.emplace_back([&] {

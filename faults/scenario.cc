@@ -64,7 +64,8 @@ bool altered(const std::vector<Fired>& fired, const Plan& plan,
   return false;
 }
 
-void observe(DeviceEnd& end, const SimHandle& h, Session* session, std::size_t index, bool fuse) {
+void observe(DeviceEnd& end, const devices::OpenedDevice& h, Session* session, std::size_t index,
+             bool fuse) {
   end.present = true;
   if (session && session->device_count() > index) {
     if (Migration* m = session->migration(index)) {
@@ -302,13 +303,15 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   // precopy: the guest writes 1/64 of the state before every pre-copy read, so there is always
   // dirty data to chase; convergence comes from the budget below.
   if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
-  std::vector<SimHandle> src, dst;
+  std::vector<devices::OpenedDevice> src, dst;
   for (std::size_t i = 0; i < devices; ++i) {
     options.seed = 1 + 2 * i;
-    auto s = open_sim(cfg.transport, *profile, options, i ? fmt::format("src{}", i) : "src");
+    auto s =
+        devices::open_sim(cfg.transport, *profile, options, i ? fmt::format("src{}", i) : "src");
     options.seed = 2 + 2 * i;
     options.dirty_per_read = 0;  // the destination's guest is not running yet
-    auto d = open_sim(cfg.transport, *profile, options, i ? fmt::format("dst{}", i) : "dst");
+    auto d =
+        devices::open_sim(cfg.transport, *profile, options, i ? fmt::format("dst{}", i) : "dst");
     if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
     if (!s || !d) {
       run.setup_error = (!s ? s.error() : d.error()).describe();
@@ -389,7 +392,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     return so;
   };
   inj.set_cancel_hook([&](Side side) { control.cancel_session(side); });
-  const bool fuse = cfg.transport != Transport::kDirect;
+  const bool fuse = cfg.transport != devices::Transport::kDirect;
 
   Session source(options_for(Side::kSource));
   Session destination(options_for(Side::kDestination));

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "core/session.h"
+#include "devices/device_spec.h"
 #include "faults/injector.h"
 #include "faults/oracles.h"
-#include "faults/transport.h"
 
 namespace vfio::faults {
 
@@ -23,7 +23,7 @@ struct CaseConfig {
   std::optional<std::uint64_t> state_size;  // unset: 1 MiB (mtty: its own tiny default)
   std::size_t buffer_size = 64 * 1024;      // engine data buffer: many reads per case
   std::size_t stream_buffer_size = 64 * 1024;
-  Transport transport = Transport::kDirect;
+  devices::Transport transport = devices::Transport::kDirect;
   bool record = false;  // keep the operation trace
 };
 

@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "cli/device_arg.h"
-
 namespace vfio::cli {
 namespace {
 
@@ -74,29 +72,6 @@ TEST(Sizes, FormatForHumans) {
   EXPECT_EQ(format_size(1023), "1023 B");
   EXPECT_EQ(format_size(256u << 20), "256 MiB");
   EXPECT_EQ(format_size(1536), "1.5 KiB");
-}
-
-TEST(DeviceArgs, SimulatedSpecsCarryOptions) {
-  auto d = parse_device_arg("sim:mlx5,size=64M,seed=9");
-  ASSERT_TRUE(d) << d.error().describe();
-  ASSERT_TRUE(d->sim);
-  EXPECT_EQ(d->sim->profile, "mlx5");
-  EXPECT_EQ(d->sim->state_size, 64u << 20);
-  EXPECT_FALSE(parse_device_arg("sim:mlx5")->sim->state_size);
-  EXPECT_EQ(d->sim->seed, 9u);
-}
-
-TEST(DeviceArgs, BadSpecsAreExplained) {
-  auto unknown = parse_device_arg("sim:nvidia-magic");
-  ASSERT_FALSE(unknown);
-  EXPECT_NE(unknown.error().message.find("profiles: "), std::string::npos);
-  auto bad_option = parse_device_arg("sim:mtty,colour=blue");
-  ASSERT_FALSE(bad_option);
-  EXPECT_NE(bad_option.error().message.find("bad option 'colour=blue'"), std::string::npos);
-  EXPECT_FALSE(parse_device_arg("sim:mtty,seed=0"));
-  EXPECT_FALSE(parse_device_arg("not a device"));
-  EXPECT_TRUE(parse_device_arg("0000:00:03.0"));
-  EXPECT_TRUE(parse_device_arg("/dev/vfio/devices/vfio0"));
 }
 
 }  // namespace

@@ -13,9 +13,9 @@
 
 #include "cli/commands.h"
 #include "cli/conformance.h"
-#include "cli/device_arg.h"
 #include "core/feature.h"
 #include "core/state_machine.h"
+#include "devices/device_spec.h"
 #include "simdev/sim_mount.h"
 #include "tests/cli/cli_run.h"
 
@@ -25,9 +25,9 @@ namespace {
 using uapi::State;
 
 std::unique_ptr<Device> open_sim(const std::string& spec) {
-  auto arg = parse_device_arg(spec + ",transport=direct");
+  auto arg = devices::parse_device_arg(spec + ",transport=direct");
   if (!arg) return nullptr;
-  auto opened = open_device(*arg, 0);
+  auto opened = devices::open_device(*arg, 0);
   if (!opened) return nullptr;
   return std::move(opened->device);
 }

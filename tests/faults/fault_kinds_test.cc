@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "core/feature.h"
+#include "devices/device_spec.h"
 #include "faults/fault_channel.h"
 #include "faults/fault_device.h"
 #include "faults/sim_hooks.h"
-#include "faults/transport.h"
 #include "simdev/profile.h"
 
 namespace vfio::faults {
@@ -17,11 +17,11 @@ namespace {
 
 using uapi::State;
 
-class FaultKinds : public ::testing::TestWithParam<Transport> {
+class FaultKinds : public ::testing::TestWithParam<devices::Transport> {
  protected:
   void SetUp() override {
-    if (auto ok = transport_available(GetParam()); !ok)
-      GTEST_SKIP() << "transport " << transport_name(GetParam())
+    if (auto ok = devices::transport_available(GetParam()); !ok)
+      GTEST_SKIP() << "transport " << devices::transport_name(GetParam())
                    << " not usable here: " << ok.error().describe();
   }
 
@@ -33,7 +33,7 @@ class FaultKinds : public ::testing::TestWithParam<Transport> {
     sim::SimOptions o;
     o.state_size = 64 * 1024;
     o.seed = 5;
-    auto h = open_sim(GetParam(), *sim::find_profile("plain"), o, "kinds");
+    auto h = devices::open_sim(GetParam(), *sim::find_profile("plain"), o, "kinds");
     ASSERT_TRUE(h) << h.error().describe();
     sim_ = std::move(*h);
     hooks_ = std::make_unique<SimHooks>(sim_.model);
@@ -54,7 +54,7 @@ class FaultKinds : public ::testing::TestWithParam<Transport> {
   }
 
   std::unique_ptr<Injector> injector_;
-  SimHandle sim_;
+  devices::OpenedDevice sim_;
   std::unique_ptr<SimHooks> hooks_;
   std::unique_ptr<FaultDevice> dev_;
 };
@@ -217,8 +217,10 @@ TEST_P(FaultKinds, ChannelFaults) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, FaultKinds,
-                         ::testing::Values(Transport::kDirect, Transport::kFuse),
-                         [](const auto& info) { return std::string(transport_name(info.param)); });
+                         ::testing::Values(devices::Transport::kDirect, devices::Transport::kFuse),
+                         [](const auto& info) {
+                           return std::string(devices::transport_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace vfio::faults

@@ -1,5 +1,6 @@
-// Device specifications on the command line, and opening them:
-//   sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]][,transport=fuse|direct]
+// The one place that turns a device specification into an open Device, for the CLI, the fault
+// matrix, the benchmarks and the tests:
+//   sim:PROFILE[,size=SIZE][,seed=N][,dirty=SIZE[/read]][,transport=fuse|fuse-flaky|direct]
 //              [,keep-state=0|1][,hang-sc-pc=0|1]
 //                                                          a simulated device; served over
 //                                                          FUSE by default (direct if FUSE is
@@ -9,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/config_restore.h"
@@ -16,13 +18,19 @@
 #include "simdev/sim_device.h"
 #include "simdev/sim_mount.h"
 
-namespace vfio::cli {
+namespace vfio::devices {
 
 enum class Transport {
   kAuto,    // FUSE when usable, else direct (with a one-line notice on stderr)
   kFuse,    // FUSE or an error: the engine makes the real syscalls (KernelDevice)
   kDirect,  // in-process calls into the model (DirectDevice)
+  // FUSE, and the server answers some requests EINTR, EAGAIN or short (faults below the device
+  // seam, sim::flaky_server), which a correct engine absorbs.
+  kFuseFlaky,
 };
+std::string_view transport_name(Transport t);
+// Whether the transport can be used here (FUSE needs /dev/fuse and mount permission).
+Result<> transport_available(Transport t);
 
 struct SimSpec {
   std::string profile;
@@ -61,4 +69,13 @@ struct OpenedDevice {
 // `index` picks distinct default seeds for simulated devices opened by one command.
 Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index);
 
-}  // namespace vfio::cli
+// A simulated device named `name` on the transport (kAuto: FUSE, else direct).
+Result<OpenedDevice> open_sim(Transport t, const sim::Profile& profile,
+                              const sim::SimOptions& options, const std::string& name);
+
+// Keeps this process's FUSE mount up while held, so that devices opened and closed in turn (the
+// fault matrix's cases) share one mount instead of mounting each time. A forked child makes its
+// own mount: the parent's has no thread serving it there.
+Result<std::shared_ptr<sim::SimMount>> hold_mount();
+
+}  // namespace vfio::devices

@@ -1,17 +1,18 @@
-#include "cli/device_arg.h"
+#include "devices/device_spec.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
 
 #include <fmt/format.h>
 
-#include "cli/args.h"
+#include "core/units.h"
 #include "core/vfio_open.h"
 #include "simdev/direct_device.h"
 #include "simdev/profile.h"
 
-namespace vfio::cli {
+namespace vfio::devices {
 namespace {
 
 std::string profile_names() {
@@ -58,24 +59,33 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
       sim.transport = Transport::kDirect;
     } else if (key == "transport" && value == "fuse") {
       sim.transport = Transport::kFuse;
+    } else if (key == "transport" && value == "fuse-flaky") {
+      sim.transport = Transport::kFuseFlaky;
     } else {
-      return fail(EINVAL, fmt::format("'{}': bad option '{}' (options: size=SIZE, seed=N>0, "
-                                      "dirty=SIZE (per second) or SIZE/read, "
-                                      "transport=fuse|direct, keep-state=0|1, hang-sc-pc=0|1)",
-                                      text, option));
+      return fail(EINVAL,
+                  fmt::format("'{}': bad option '{}' (options: size=SIZE, seed=N>0, "
+                              "dirty=SIZE (per second) or SIZE/read, "
+                              "transport=fuse|fuse-flaky|direct, keep-state=0|1, hang-sc-pc=0|1)",
+                              text, option));
     }
   }
   return sim;
 }
 
-// The process's mount, created on first use and unmounted when the last device using it goes.
-// Also hands out file names that are unique on it.
+// The process's mount, created on first use and unmounted when the last device using it (or
+// the last hold_mount()) goes. Also hands out file names that are unique on it. After a fork
+// the parent's mount is forgotten, not destroyed: it is the parent's to unmount.
 Result<std::shared_ptr<sim::SimMount>> shared_mount(std::uint64_t& serial) {
   static std::mutex mu;
   static std::weak_ptr<sim::SimMount> current;
+  static pid_t owner = 0;
   static std::uint64_t next_serial = 0;
   std::lock_guard lock(mu);
   serial = next_serial++;
+  if (owner != ::getpid()) {
+    new (&current) std::weak_ptr<sim::SimMount>();  // the parent's: never released here
+    owner = ::getpid();
+  }
   if (auto mount = current.lock()) return mount;
   if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
   auto created = sim::SimMount::create();
@@ -85,8 +95,8 @@ Result<std::shared_ptr<sim::SimMount>> shared_mount(std::uint64_t& serial) {
   return mount;
 }
 
-Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
-                                    const std::string& name) {
+Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model, const std::string& name,
+                                    bool flaky) {
   std::uint64_t serial;
   auto mount = shared_mount(serial);
   if (!mount) return std::unexpected(mount.error());
@@ -94,6 +104,8 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model,
   if (!path) return std::unexpected(path.error());
   auto dev = sim::SimMount::open_device(*path, name + " (fuse)", model);
   if (!dev) return std::unexpected(dev.error());
+  // Prime steps, so that the faults fall on every kind of request in turn.
+  if (flaky) (*mount)->set_fault(*model, sim::flaky_server(7, 11, 5));
   return OpenedDevice{std::move(*mount), std::move(*dev), std::move(model)};
 }
 
@@ -129,18 +141,23 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   options.dirty_per_read = s.dirty_per_read;
   options.keep_state = s.keep_state;
   options.hang_stop_copy_to_precopy = s.hang_sc_pc;
-  auto model = std::make_shared<sim::SimDevice>(*sim::find_profile(s.profile), options);
-  auto name = fmt::format("sim:{}#{}", s.profile, index);
-  if (s.transport != Transport::kDirect) {
-    auto fuse = open_over_fuse(model, name);
-    if (fuse || s.transport == Transport::kFuse) {
-      if (!fuse) {
-        Error e = fuse.error();
-        e.message = fmt::format("'{}': transport=fuse: {}", spec.text, e.message);
-        return std::unexpected(std::move(e));
-      }
-      return fuse;
-    }
+  auto opened = open_sim(s.transport, *sim::find_profile(s.profile), options,
+                         fmt::format("sim:{}#{}", s.profile, index));
+  if (!opened && s.transport != Transport::kDirect) {
+    Error e = opened.error();
+    e.message =
+        fmt::format("'{}': transport={}: {}", spec.text, transport_name(s.transport), e.message);
+    return std::unexpected(std::move(e));
+  }
+  return opened;
+}
+
+Result<OpenedDevice> open_sim(Transport t, const sim::Profile& profile,
+                              const sim::SimOptions& options, const std::string& name) {
+  auto model = std::make_shared<sim::SimDevice>(profile, options);
+  if (t != Transport::kDirect) {
+    auto fuse = open_over_fuse(model, name, t == Transport::kFuseFlaky);
+    if (fuse || t != Transport::kAuto) return fuse;
     // Said once per process: every later sim: device falls back the same way.
     static std::once_flag noticed;
     std::call_once(noticed, [&] {
@@ -151,4 +168,28 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   return OpenedDevice{nullptr, std::make_unique<sim::DirectDevice>(model, name), model};
 }
 
-}  // namespace vfio::cli
+Result<std::shared_ptr<sim::SimMount>> hold_mount() {
+  std::uint64_t serial;
+  return shared_mount(serial);
+}
+
+std::string_view transport_name(Transport t) {
+  switch (t) {
+    case Transport::kAuto:
+      return "auto";
+    case Transport::kFuse:
+      return "fuse";
+    case Transport::kDirect:
+      return "direct";
+    case Transport::kFuseFlaky:
+      return "fuse-flaky";
+  }
+  return "?";
+}
+
+Result<> transport_available(Transport t) {
+  if (t == Transport::kDirect || t == Transport::kAuto) return {};
+  return sim::SimMount::fuse_available();
+}
+
+}  // namespace vfio::devices
