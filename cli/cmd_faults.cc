@@ -106,7 +106,20 @@ int run_matrix_command(const ParsedArgs& args) {
                                                            "p2p-multi, all)",
                                                            which)});
   }
-  if (auto p = args.value("profile")) {
+  const bool named = !args.positionals.empty();
+  if (named && args.has("profile"))
+    return usage_error("faults", Error{EINVAL,
+                                       "--profile is for simulated matrices: with devices "
+                                       "given, the devices are what the matrix runs on"});
+  if (!named && args.has("check"))
+    return usage_error("faults", Error{EINVAL,
+                                       "--check runs after each case on devices given: "
+                                       "name them (SRC DST)"});
+  if (named) {
+    for (const auto& d : args.positionals)
+      if (auto arg = parse_device_arg(d); !arg) return usage_error("faults", arg.error());
+    options.profiles = {"devices"};
+  } else if (auto p = args.value("profile")) {
     std::stringstream list(*p);
     for (std::string name; std::getline(list, name, ',');) {
       if (!sim::find_profile(name))
@@ -118,6 +131,33 @@ int run_matrix_command(const ParsedArgs& args) {
   }
   auto cfg = case_config(args);
   if (!cfg) return usage_error("faults", cfg.error());
+  cfg->devices = args.positionals;
+  cfg->check = args.value("check").value_or("");
+  if (named) {
+    const auto count = cfg->devices.size();
+    std::erase_if(options.scenarios,
+                  [&](faults::Scenario s) { return count != 2 * faults::scenario_devices(s); });
+    if (options.scenarios.empty())
+      return usage_error(
+          "faults",
+          Error{EINVAL, fmt::format("{} device(s) given: the {} scenario needs {} (a source and a "
+                                    "destination per device of its VM)",
+                                    count, which,
+                                    which == "p2p-multi" ? "6"
+                                    : which == "all"     ? "2 or 6"
+                                                         : "2")});
+    std::vector<std::string> said;
+    if (auto learnt = faults::learn_device_facts(*cfg, said); !learnt)
+      return failed(learnt.error().describe());
+    for (const auto& s : said) fmt::print(stderr, "{}\n", printable(s));
+    if (!cfg->facts.digest_stable)
+      fmt::print(stderr,
+                 "the source's state does not read back the same twice: its state is not "
+                 "compared (--check CMD checks it your way)\n");
+    bool kernel = false;
+    for (const auto& d : cfg->devices) kernel = kernel || !d.starts_with("sim:");
+    if (kernel && !args.has("kernel-log")) options.kernel_log = "/dev/kmsg";
+  }
   options.base = *cfg;
   if (auto ok = devices::transport_available(cfg->transport); !ok)
     return failed(fmt::format("the {} transport is not usable here: {}",
@@ -157,7 +197,8 @@ int run_matrix_command(const ParsedArgs& args) {
       return usage_error("faults", rx.error());
     options.kernel_log_ignore = *ignore;
   }
-  options.kernel_log = args.value("kernel-log");
+  if (auto log = args.value("kernel-log")) options.kernel_log = *log;
+  if (options.kernel_log == "none") options.kernel_log.reset();
   auto shard = shard_of(args);
   if (!shard) return usage_error("faults", shard.error());
   std::tie(options.shard_index, options.shard_count) = *shard;
@@ -186,8 +227,11 @@ int run_matrix_command(const ParsedArgs& args) {
 
   const bool quiet = args.has("quiet");
   const bool tty = ProgressLine::stderr_is_terminal() && !quiet;
-  options.on_result = [tty](const faults::CaseResult&, std::size_t done, std::size_t total) {
-    if (tty && (done % 50 == 0 || done == total)) fmt::print(stderr, "\r{}/{} cases", done, total);
+  // Cases on named devices are slow enough to count one by one.
+  const std::size_t every = named ? 1 : 50;
+  options.on_result = [tty, every](const faults::CaseResult&, std::size_t done, std::size_t total) {
+    if (tty && (done % every == 0 || done == total))
+      fmt::print(stderr, "\r{}/{} cases", done, total);
   };
   auto result = faults::run_matrix(options);
   if (tty) fmt::print(stderr, "\n");
@@ -353,8 +397,6 @@ int run_faults(const ParsedArgs& args) {
                                        "give --matrix SCENARIO, or --plan FILE / --fault "
                                        "RULES (or --record) with SRC DST"});
   if (args.has("matrix")) {
-    if (!args.positionals.empty())
-      return usage_error("faults", Error{EINVAL, "--matrix takes no devices"});
     if (args.has("precopy"))
       return usage_error("faults", Error{EINVAL,
                                          "--precopy is for --plan/--fault/--record runs (the "

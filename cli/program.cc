@@ -104,19 +104,21 @@ const Command kCommands[] = {
        {"quiet", "", "print only failed checks and the summary line", 'q'}}},
      run_conform},
     {{"faults",
-      "[SRC DST]",
+      "[SRC DST ...]",
       0,
-      2,
+      64,
       "Runs the fault matrix, or one migration under a fault plan.\n"
-      "The fault matrix over simulated devices (--matrix), or one migration SRC -> DST under a\n"
-      "fault plan (--plan FILE, --fault 'RULE; RULE'). See docs/faults.md.",
+      "The fault matrix (--matrix) over fresh simulated devices of each profile, or over the\n"
+      "devices given (SRC DST, a pair per device of the scenario's VM: kernel devices or sim:\n"
+      "specs, one case at a time, each from RUNNING); or one migration SRC -> DST under a fault\n"
+      "plan (--plan FILE, --fault 'RULE; RULE'). See docs/faults.md.",
       {{"matrix", "SCENARIO", "save, load, migrate, cancel, precopy, p2p-multi or all"},
        {"profile", "NAMES", "simulated profiles, comma-separated (default: all)"},
        {"case", "ID", "run only this case (as printed in reproduction commands)"},
        {"random", "N", "N seeded random multi-fault cases (alone, unless --systematic)"},
        {"systematic", "", "with --random: the systematic sweep too"},
        {"seed", "S", "seed of the random cases, or of a plan's prob= draws"},
-       {"transport", "NAME", "direct (default) or fuse"},
+       {"transport", "NAME", "direct (default), fuse or fuse-flaky"},
        {"size", "SIZE", "device state size (default 1M; mtty: its own)"},
        kBuffer,
        {"jobs", "N", "cases in parallel (default: hardware threads)"},
@@ -126,6 +128,8 @@ const Command kCommands[] = {
        {"kernel-log", "PATH",
         "fail cases that log kernel trouble (default /dev/kmsg on kernel devices)"},
        {"kernel-log-ignore", "REGEX", "kernel log lines to accept (one regex; | for several)"},
+       {"check", "CMD",
+        "with devices: a shell command after each case, exit 0 = device state intact"},
        {"shard", "K/N", "run the Kth of N parts (also GTEST_SHARD_INDEX/GTEST_TOTAL_SHARDS)"},
        {"junit", "FILE", "write a JUnit report"},
        {"plan", "FILE", "a fault plan to migrate SRC to DST under"},

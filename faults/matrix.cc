@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/state_machine.h"
+#include "faults/device_checks.h"
 #include "faults/isolation.h"
 #include "faults/kernel_log.h"
 #include "simdev/profile.h"
@@ -19,6 +20,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using uapi::State;
+
+// A word for a POSIX shell, quoted when it needs to be.
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789-_.,:/=+@%") == std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
 
 // Case ids go on command lines: keep them free of shell metacharacters.
 std::string id_part(std::string s) {
@@ -41,7 +52,8 @@ std::optional<Arc> arc_of(const std::string& where) {
 
 // The faults worth trying on one traced operation. `first`: the operation's first call of its
 // kind, where the slow faults (hang, delay) are tried once rather than at every call.
-std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64_t mig_flags) {
+std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64_t mig_flags,
+                                    bool modelled) {
   std::vector<std::string> out;
   const std::string half = fmt::format("short={}", e.bytes / 2);
   const bool moved = e.bytes > 0;
@@ -52,7 +64,9 @@ std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64
       if (first) out.insert(out.end(), {"errno=EINTR", "hang"});
       break;
     case Op::kSet: {
-      out = {"errno=EIO", "land=ERROR", "async-reset"};
+      out = {"errno=EIO", "async-reset"};
+      // Only a model can be put in ERROR: a real device lands only where the uAPI walks it.
+      if (modelled) out.insert(out.begin() + 1, "land=ERROR");
       if (auto arc = arc_of(e.where)) {
         auto path = transition_path(arc->from, arc->to, mig_flags);
         for (std::size_t i = 0; i + 1 < path.size(); ++i)
@@ -77,9 +91,9 @@ std::vector<std::string> faults_for(const TraceEntry& e, bool first, std::uint64
     case Op::kWrite:
       out = {"errno=EIO", "truncate", "async-reset"};
       if (moved) out.insert(out.end(), {half, "corrupt=1", "drop=1", "dup=1"});
-      if (first)
-        out.insert(out.end(),
-                   {"errno=ENOSPC", "errno=EINTR", "errno=EAGAIN", "land=ERROR", "hang"});
+      if (first) out.insert(out.end(), {"errno=ENOSPC", "errno=EINTR", "errno=EAGAIN"});
+      if (first && modelled) out.push_back("land=ERROR");
+      if (first) out.push_back("hang");
       break;
     case Op::kConfigRead:
     case Op::kConfigWrite:
@@ -110,13 +124,8 @@ std::string op_label(const TraceEntry& e) {
   return fmt::format("{} {}", side_name(e.side), e.where);
 }
 
-std::uint64_t flags_of(const CaseConfig& cfg) {
-  const sim::Profile* p = sim::find_profile(cfg.profile);
-  return p ? p->mig_flags : 0;
-}
-
-CaseSpec random_case(Scenario scenario, const std::vector<TraceEntry>& trace,
-                     std::uint64_t mig_flags, std::uint64_t seed, std::uint64_t k) {
+CaseSpec random_case(Scenario scenario, const std::vector<TraceEntry>& trace, const CaseConfig& cfg,
+                     std::uint64_t seed, std::uint64_t k) {
   std::mt19937_64 rng(seed * 1000003ULL + k);
   auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
   CaseSpec c;
@@ -128,7 +137,7 @@ CaseSpec random_case(Scenario scenario, const std::vector<TraceEntry>& trace,
   const std::size_t rules = 1 + pick(3);
   for (std::size_t i = 0; i < rules && !trace.empty(); ++i) {
     const TraceEntry& e = trace[pick(trace.size())];
-    auto faults = faults_for(e, true, mig_flags);
+    auto faults = faults_for(e, true, case_mig_flags(cfg), cfg.devices.empty());
     std::erase(faults, "hang");  // one hang is enough for a case; keep random runs quick
     if (faults.empty()) continue;
     std::string fault = faults[pick(faults.size())];
@@ -344,8 +353,10 @@ void judge_kernel_log(KernelLog& log, CaseResult& r) {
 }  // namespace
 
 std::string repro_command(const CaseSpec& spec, const CaseConfig& cfg) {
-  std::string cmd = fmt::format("vfio-mig faults --matrix {} --profile {}",
-                                scenario_name(spec.scenario), cfg.profile);
+  std::string cmd = fmt::format("vfio-mig faults --matrix {}", scenario_name(spec.scenario));
+  if (cfg.devices.empty()) cmd += " --profile " + cfg.profile;
+  for (const auto& d : cfg.devices) cmd += " " + shell_quote(d);
+  if (!cfg.check.empty()) cmd += " --check " + shell_quote(cfg.check);
   if (cfg.transport != devices::Transport::kDirect)
     cmd += fmt::format(" --transport {}", devices::transport_name(cfg.transport));
   if (cfg.state_size) cmd += fmt::format(" --size {}", *cfg.state_size);
@@ -386,6 +397,21 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
   }
   run.observation.timed_out = watched.timed_out;
   result.judgement = judge(run.observation);
+  // The user's own check, once the case closed the devices (a group opens only once).
+  if (!cfg.check.empty()) {
+    auto checked =
+        run_check_command(cfg.check,
+                          {{"VFIO_MIG_CASE", spec.id},
+                           {"VFIO_MIG_SCENARIO", std::string(scenario_name(spec.scenario))},
+                           {"VFIO_MIG_OUTCOME", run.observation.success ? "success" : "failed"},
+                           {"VFIO_MIG_SRC", cfg.devices.empty() ? "" : cfg.devices[0]},
+                           {"VFIO_MIG_DST", cfg.devices.size() < 2 ? "" : cfg.devices[1]}},
+                          w.timeout);
+    if (!checked) {
+      result.judgement.problems.push_back(checked.error().message);
+      if (!is_failure(result.judgement.verdict)) result.judgement.verdict = Verdict::kFail;
+    }
+  }
   result.fired = std::move(run.fired);
   result.error = run.observation.error;
   return result;
@@ -395,7 +421,7 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
                                     std::uint64_t random, std::uint64_t seed) {
   if (random > kMaxRandomCases)
     return fail(EINVAL, fmt::format("at most {} random cases, not {}", kMaxRandomCases, random));
-  if (!scenario_applies(scenario, cfg.profile)) return Enumeration{};
+  if (!scenario_applies(scenario, cfg)) return Enumeration{};
   CaseConfig rec = cfg;
   rec.record = true;
   // The cancel scenario cancels a migration: its operations are the migration's.
@@ -419,7 +445,7 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
   // sort by side so case order (and so shards and random picks) is the same on every run.
   std::stable_sort(out.trace.begin(), out.trace.end(),
                    [](const TraceEntry& a, const TraceEntry& b) { return a.side < b.side; });
-  const std::uint64_t flags = flags_of(cfg);
+  const std::uint64_t flags = case_mig_flags(cfg);
   auto add = [&](std::string id, std::string plan, std::string op, std::string fault) {
     CaseSpec c;
     c.id = std::move(id);
@@ -447,7 +473,7 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
       }
     } else {
       for (const auto& e : out.trace) {
-        for (const auto& f : faults_for(e, e.index == 1, flags)) {
+        for (const auto& f : faults_for(e, e.index == 1, flags, cfg.devices.empty())) {
           add(fmt::format("{}.{}.{}.{}", side_name(e.side), id_part(e.where), e.index, f),
               rule_for(e, fmt::format("nth={}", e.index), f), op_label(e), f);
         }
@@ -455,7 +481,7 @@ Result<Enumeration> enumerate_cases(Scenario scenario, const CaseConfig& cfg, bo
     }
   }
   for (std::uint64_t k = 0; k < random; ++k)
-    out.cases.push_back(random_case(scenario, out.trace, flags, seed, k));
+    out.cases.push_back(random_case(scenario, out.trace, cfg, seed, k));
   return out;
 }
 
@@ -482,7 +508,7 @@ Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::
     auto [seed, k] = *parsed;
     auto e = enumerate_cases(scenario, cfg, false, 0, seed);
     if (!e) return std::unexpected(e.error());
-    return random_case(scenario, e->trace, flags_of(cfg), seed, k);
+    return random_case(scenario, e->trace, cfg, seed, k);
   }
   auto e = enumerate_cases(scenario, cfg, true, 0, 0);
   if (!e) return std::unexpected(e.error());
@@ -522,6 +548,7 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
   MatrixResult result;
   std::vector<std::optional<CaseResult>> results(items.size());
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
+  if (!options.base.devices.empty()) jobs = 1;  // every case uses the same named devices
   jobs = static_cast<unsigned>(std::min<std::size_t>(jobs, std::max<std::size_t>(1, items.size())));
   result.jobs = jobs;
   const std::size_t batch = std::max<std::size_t>(1, options.batch);

@@ -1,6 +1,7 @@
 #include "faults/oracles.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace vfio::faults {
 namespace {
@@ -152,6 +153,30 @@ void judge_pair(const Observation& o, const std::string& label, const sim::Image
   }
 }
 
+// Named devices: the state read back must be the source's as it was before the case, on the
+// source whatever happened (unless it was reset) and on the destination after a success.
+void judge_digests(const Observation& o, Judgement& j, bool& lost) {
+  if (!o.source_digest) return;
+  auto check = [&](std::string_view side, const DeviceEnd& d, bool moved) {
+    if (!d.digest_error.empty())
+      j.problems.push_back(
+          fmt::format("{}: reading its state back failed: {}", side, d.digest_error));
+    if (!d.digest || *d.digest == *o.source_digest) return;
+    auto msg = fmt::format(
+        "{}: its state read back ({}) differs from the source's before the "
+        "case ({})",
+        side, d.digest->describe(), o.source_digest->describe());
+    if (moved) {
+      j.notes.push_back(msg + " (a fault reset or moved it)");
+      lost = true;
+    } else {
+      j.problems.push_back(msg);
+    }
+  };
+  check("source", o.src, o.src.reset || o.src.model_fault);
+  check("destination", o.dst, o.dst.model_fault);
+}
+
 }  // namespace
 
 Judgement judge(const Observation& o) {
@@ -173,7 +198,13 @@ Judgement judge(const Observation& o) {
     if (o.destination_loaded)
       problem("the destination runs the VM although the migration failed (split brain)");
   }
-  if (o.next_save_ok == false) problem("a clean save after the case fails: " + o.next_save_error);
+  if (o.next_save_ok == false)
+    problem(fmt::format("a clean {} after the case fails: {}", o.next_attempt, o.next_save_error));
+  for (const auto& n : o.prepared) j.notes.push_back(n);
+  if (!o.leaked_fds.empty())
+    problem(fmt::format("{} file(s) left open after the case: {}", o.leaked_fds.size(),
+                        fmt::join(o.leaked_fds, ", ")));
+  judge_digests(o, j, lost);
   judge_pair(o, o.more.empty() ? "" : "device 0: ", o.source_image, o.source_config, o.src, o.dst,
              j, lost);
   for (std::size_t i = 0; i < o.more.size(); ++i) {

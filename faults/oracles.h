@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/uapi.h"
+#include "faults/device_checks.h"
 #include "faults/stream_check.h"
 #include "simdev/image.h"
 
@@ -36,6 +37,10 @@ struct DeviceEnd {
   bool model_fault = false;
   bool reset = false;  // a reset reached it (engine or fault): its state is gone
   bool reset_failed_injected = false;
+  // Named devices: the state read back after the case (when the source's reads back the same
+  // twice), or why that failed.
+  std::optional<StateDigest> digest;
+  std::string digest_error;
 };
 
 struct Observation {
@@ -71,6 +76,12 @@ struct Observation {
   // migration attempt would be.
   std::optional<bool> next_save_ok;
   std::string next_save_error;
+  std::string next_attempt = "save";  // or "migration" (named devices: source to destination)
+  // Named devices (faults/device_checks.h): the source's state read back before the case, what
+  // it took to bring them to RUNNING before it, and files the case left open.
+  std::optional<StateDigest> source_digest;
+  std::vector<std::string> prepared;
+  std::vector<std::string> leaked_fds;
   // save: loading the saved stream into a clean device afterwards.
   std::optional<bool> verify_loaded;
   std::string verify_error;

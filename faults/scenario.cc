@@ -7,11 +7,14 @@
 
 #include <condition_variable>
 #include <csignal>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "core/feature.h"
+#include "core/local_migration.h"
+#include "faults/device_checks.h"
 #include "faults/fault_channel.h"
 #include "faults/fault_device.h"
 #include "faults/sim_hooks.h"
@@ -74,6 +77,7 @@ void observe(DeviceEnd& end, const devices::OpenedDevice& h, Session* session, s
     }
   }
   end.state = query_device_state(*h.device).value_or(State::kError);
+  if (!h.model) return;  // a named device: judged by what the uAPI shows (finish_named)
   end.image = h.model->image();
   end.config = h.model->config();
   end.open_sessions = h.model->open_sessions();
@@ -102,12 +106,50 @@ Result<> save_again(Device& device, bool dma_logging) {
 
 }  // namespace
 
-bool scenario_applies(Scenario scenario, const std::string& profile) {
-  const sim::Profile* p = sim::find_profile(profile);
-  if (!p) return true;  // reported as a setup error by the case
-  if (scenario == Scenario::kPrecopy) return p->mig_flags & uapi::kMigrationPreCopy;
-  if (scenario == Scenario::kP2pMulti) return p->mig_flags & uapi::kMigrationP2p;
+std::uint64_t case_mig_flags(const CaseConfig& cfg) {
+  if (!cfg.devices.empty()) return cfg.facts.mig_flags;
+  const sim::Profile* p = sim::find_profile(cfg.profile);
+  return p ? p->mig_flags : 0;
+}
+
+bool scenario_applies(Scenario scenario, const CaseConfig& cfg) {
+  if (!cfg.devices.empty() && cfg.devices.size() != 2 * scenario_devices(scenario)) return false;
+  if (cfg.devices.empty() && !sim::find_profile(cfg.profile))
+    return true;  // reported as a setup error by the case
+  const std::uint64_t flags = case_mig_flags(cfg);
+  if (scenario == Scenario::kPrecopy) return flags & uapi::kMigrationPreCopy;
+  if (scenario == Scenario::kP2pMulti) return flags & uapi::kMigrationP2p;
   return true;
+}
+
+Result<> learn_device_facts(CaseConfig& cfg, std::vector<std::string>& said) {
+  auto& facts = cfg.facts;
+  facts = {~std::uint64_t{0}, true, false};
+  for (std::size_t k = 0; k < cfg.devices.size(); ++k) {
+    auto arg = devices::parse_device_arg(cfg.devices[k]);
+    if (!arg) return std::unexpected(arg.error());
+    auto opened = devices::open_device(*arg, k);
+    if (!opened) return std::unexpected(opened.error());
+    Device& dev = *opened->device;
+    auto done = bring_to_running(dev);
+    if (!done) return fail(done.error().code, cfg.devices[k] + ": " + done.error().message);
+    if (!done->empty()) said.push_back(fmt::format("{}: {}", cfg.devices[k], *done));
+    auto flags = query_migration_flags(dev);
+    if (!flags) return fail(flags.error().code, cfg.devices[k] + ": " + flags.error().message);
+    facts.mig_flags &= *flags;
+    if (k % 2 == 0)
+      facts.dma_logging = facts.dma_logging &&
+                          probe_feature(dev, uapi::Feature::kDmaLoggingStart, uapi::kFeatureSet);
+    if (k == 0) {
+      auto first = read_state_digest(dev);
+      auto second = first ? read_state_digest(dev) : first;
+      if (!second)
+        return fail(second.error().code,
+                    cfg.devices[k] + ": reading its state back: " + second.error().message);
+      facts.digest_stable = *first == *second;
+    }
+  }
+  return {};
 }
 
 std::size_t scenario_devices(Scenario scenario) {
@@ -285,52 +327,150 @@ FaultyMigration migrate_with_faults(Session& source, Session& destination, Injec
   return out;
 }
 
+namespace {
+
+// Fresh simulated devices of the profile for every case, seeded apart.
+Result<> open_fresh(const CaseConfig& cfg, const sim::Profile& profile, bool precopy,
+                    std::size_t devices, std::vector<devices::OpenedDevice>& src,
+                    std::vector<devices::OpenedDevice>& dst) {
+  sim::SimOptions options;
+  options.state_size = case_state_size(cfg);
+  // precopy: the guest writes 1/64 of the state before every pre-copy read, so there is always
+  // dirty data to chase; convergence comes from the budget of the case's sessions.
+  const std::uint64_t dirty = precopy ? std::max<std::uint64_t>(1, *options.state_size / 64) : 0;
+  for (std::size_t i = 0; i < devices; ++i) {
+    options.seed = 1 + 2 * i;
+    options.dirty_per_read = dirty;
+    auto s =
+        devices::open_sim(cfg.transport, profile, options, i ? fmt::format("src{}", i) : "src");
+    options.seed = 2 + 2 * i;
+    options.dirty_per_read = 0;  // the destination's guest is not running yet
+    auto d =
+        devices::open_sim(cfg.transport, profile, options, i ? fmt::format("dst{}", i) : "dst");
+    if (!s) return std::unexpected(s.error());
+    if (!d) return std::unexpected(d.error());
+    src.push_back(std::move(*s));
+    dst.push_back(std::move(*d));
+  }
+  return {};
+}
+
+// The devices named on the command line, each brought to RUNNING (what that took is said).
+Result<> open_named(const CaseConfig& cfg, std::size_t devices,
+                    std::vector<devices::OpenedDevice>& src,
+                    std::vector<devices::OpenedDevice>& dst, std::vector<std::string>& said) {
+  if (cfg.devices.size() != 2 * devices)
+    return fail(EINVAL, fmt::format("the scenario needs {} devices (a source and a destination "
+                                    "per device of the VM), not {}",
+                                    2 * devices, cfg.devices.size()));
+  for (std::size_t k = 0; k < cfg.devices.size(); ++k) {
+    auto arg = devices::parse_device_arg(cfg.devices[k]);
+    if (!arg) return std::unexpected(arg.error());
+    auto opened = devices::open_device(*arg, k);
+    if (!opened) return std::unexpected(opened.error());
+    auto done = bring_to_running(*opened->device);
+    if (!done) return fail(done.error().code, cfg.devices[k] + ": " + done.error().message);
+    if (!done->empty())
+      said.push_back(fmt::format("before the case, {}: {}", cfg.devices[k], *done));
+    opened->model.reset();  // judged as a kernel device is: by what the uAPI shows
+    (k % 2 ? dst : src).push_back(std::move(*opened));
+  }
+  return {};
+}
+
+// What the uAPI shows of named devices after the case, once every session is done: files left
+// open, the states read back, and whether a clean migration still works after a failure.
+// Leaves the source RUNNING for the next case (resumed from STOP after a migration).
+void finish_named(devices::OpenedDevice& source, devices::OpenedDevice& destination,
+                  const std::map<int, std::string>& fds_before, Observation& o, bool dma_logging) {
+  o.leaked_fds = new_fds(fds_before, open_fds());
+  auto read_back = [&](DeviceEnd& end, Device& device) {
+    if (!o.source_digest || !end.present || end.state != State::kRunning) return;
+    auto digest = read_state_digest(device);
+    if (digest)
+      end.digest = *digest;
+    else
+      end.digest_error = digest.error().describe();
+  };
+  read_back(o.src, *source.device);
+  // save: the clean load afterwards may refuse data a fault altered; if it accepts, the result
+  // must be exact like any other destination.
+  if (o.success && (o.scenario != Scenario::kSave || o.verify_loaded == true))
+    read_back(o.dst, *destination.device);
+  if (!o.success && o.src.present && !o.src.broken && !o.src.model_fault &&
+      o.src.state == State::kRunning &&
+      query_device_state(*destination.device).value_or(State::kError) == State::kRunning) {
+    SessionOptions so;
+    if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+    Session from(so), to;
+    from.add_device(*source.device, source.device->name(), source.config_restore);
+    to.add_device(*destination.device, destination.device->name(), destination.config_restore);
+    auto again = migrate_locally(from, to);
+    o.next_attempt = "migration";
+    o.next_save_ok = again.has_value();
+    if (!again) o.next_save_error = again.error().describe();
+  }
+  if (query_device_state(*source.device).value_or(State::kError) == State::kStop)
+    (void)request_device_state(*source.device, State::kRunning);
+}
+
+// The source's state as it is before the case, where reading it back is deterministic.
+Result<> digest_before(devices::OpenedDevice& source, const CaseConfig& cfg, Observation& o) {
+  if (!cfg.facts.digest_stable) return {};
+  auto digest = read_state_digest(*source.device);
+  if (!digest)
+    return fail(digest.error().code, "reading the source's state back: " + digest.error().message);
+  o.source_digest = *digest;
+  return {};
+}
+
+}  // namespace
+
 CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& control) {
   CaseRun run;
   Observation& o = run.observation;
   o.scenario = spec.scenario;
   Injector& inj = control.injector;
   inj.set_recording(cfg.record);
+  const bool named = !cfg.devices.empty();
   const sim::Profile* profile = sim::find_profile(cfg.profile);
-  if (!profile) {
+  if (!named && !profile) {
     run.setup_error = fmt::format("unknown profile '{}'", cfg.profile);
     return run;
   }
   const bool precopy = spec.scenario == Scenario::kPrecopy;
   const std::size_t devices = scenario_devices(spec.scenario);
-  sim::SimOptions options;
-  options.state_size = case_state_size(cfg);
-  // precopy: the guest writes 1/64 of the state before every pre-copy read, so there is always
-  // dirty data to chase; convergence comes from the budget below.
-  if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
+  const std::uint64_t state_size = case_state_size(cfg);
   std::vector<devices::OpenedDevice> src, dst;
-  for (std::size_t i = 0; i < devices; ++i) {
-    options.seed = 1 + 2 * i;
-    auto s =
-        devices::open_sim(cfg.transport, *profile, options, i ? fmt::format("src{}", i) : "src");
-    options.seed = 2 + 2 * i;
-    options.dirty_per_read = 0;  // the destination's guest is not running yet
-    auto d =
-        devices::open_sim(cfg.transport, *profile, options, i ? fmt::format("dst{}", i) : "dst");
-    if (precopy) options.dirty_per_read = std::max<std::uint64_t>(1, *options.state_size / 64);
-    if (!s || !d) {
-      run.setup_error = (!s ? s.error() : d.error()).describe();
+  std::map<int, std::string> fds_before;
+  if (named) {
+    auto opened = open_named(cfg, devices, src, dst, o.prepared);
+    if (opened) opened = digest_before(src[0], cfg, o);
+    if (!opened) {
+      run.setup_error = opened.error().describe();
       return run;
     }
-    src.push_back(std::move(*s));
-    dst.push_back(std::move(*d));
+    fds_before = open_fds();
+  } else {
+    if (auto opened = open_fresh(cfg, *profile, precopy, devices, src, dst); !opened) {
+      run.setup_error = opened.error().describe();
+      return run;
+    }
+    o.source_image = src[0].model->image();
+    o.source_config = src[0].model->config();
   }
-  o.source_image = src[0].model->image();
-  o.source_config = src[0].model->config();
-  for (std::size_t i = 1; i < devices; ++i)
-    o.more.push_back({src[i].model->image(), src[i].model->config(), {}, {}});
+  for (std::size_t i = 1; i < devices; ++i) {
+    o.more.emplace_back();
+    if (src[i].model) o.more.back().source_image = src[i].model->image();
+    if (src[i].model) o.more.back().source_config = src[i].model->config();
+  }
   std::vector<std::unique_ptr<SimHooks>> hooks;
   std::vector<std::unique_ptr<FaultDevice>> fsrc, fdst;
   for (std::size_t i = 0; i < devices; ++i) {
-    hooks.push_back(std::make_unique<SimHooks>(src[i].model));
+    hooks.push_back(src[i].model ? std::make_unique<SimHooks>(src[i].model) : nullptr);
     fsrc.push_back(
         std::make_unique<FaultDevice>(*src[i].device, inj, Side::kSource, hooks.back().get()));
-    hooks.push_back(std::make_unique<SimHooks>(dst[i].model));
+    hooks.push_back(dst[i].model ? std::make_unique<SimHooks>(dst[i].model) : nullptr);
     fdst.push_back(
         std::make_unique<FaultDevice>(*dst[i].device, inj, Side::kDestination, hooks.back().get()));
   }
@@ -365,6 +505,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       if (o.invariant_violations.size() < 4) o.invariant_violations.push_back(std::move(f));
   };
 
+  const bool dma_logging = named ? cfg.facts.dma_logging : profile->dma_logging;
   SwitchoverGate gate;
   auto options_for = [&](Side side) {
     SessionOptions so;
@@ -376,12 +517,12 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       so.migration.precopy = true;
       so.switchover_gate = &gate;
       so.downtime_limit = std::chrono::milliseconds(1);
-      so.switchover_bandwidth = (*options.state_size / 32 + 4096) * 1000;
+      so.switchover_bandwidth = (state_size / 32 + 4096) * 1000;
       so.max_iterations = 256;
       so.switchover_timeout = std::chrono::milliseconds(250);  // a cut stream never approves
     }
     // The source logs the DMA of its devices' first MiB of guest memory where the device can.
-    if (side == Side::kSource && profile->dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+    if (side == Side::kSource && dma_logging) so.dirty_ranges = {{0, 1 << 20}};
     auto* counter = side == Side::kSource ? &run.progress_src : &run.progress_dst;
     so.on_progress = [&, side, counter](const Progress& p) {
       ++*counter;
@@ -527,11 +668,15 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       d.dma_stop_faulted = stop_faulted(Side::kDestination);
     }
   }
+  if (named) {
+    finish_named(src[0], dst[0], fds_before, o, dma_logging);
+    return run;
+  }
   // A failure, or a DMA logging stop that failed, must not spoil the next attempt (a device
   // left logging DMA made it fail with EBUSY).
   if ((!o.success || o.src.dma_logging) && o.src.present && !o.src.broken && !o.src.model_fault &&
       o.src.state == State::kRunning) {
-    auto again = save_again(*src[0].device, profile->dma_logging);
+    auto again = save_again(*src[0].device, dma_logging);
     o.next_save_ok = again.has_value();
     if (!again) o.next_save_error = again.error().describe();
   }

@@ -25,15 +25,32 @@ struct CaseConfig {
   std::size_t stream_buffer_size = 64 * 1024;
   devices::Transport transport = devices::Transport::kDirect;
   bool record = false;  // keep the operation trace
+  // Devices named on the command line, a source and a destination per device of the VM
+  // (SRC DST [SRC DST ...]): every case opens these instead of fresh simulated devices, brought
+  // to RUNNING first, and is judged by what the uAPI shows (faults/device_checks.h), never by a
+  // model, whether they are kernel devices or sim: specs.
+  std::vector<std::string> devices;
+  struct Facts {
+    std::uint64_t mig_flags = 0;  // common to every device
+    bool dma_logging = false;     // every source logs DMA
+    bool digest_stable = false;   // the source's saved state reads back the same twice
+  } facts;                        // of `devices`: learn_device_facts
+  std::string check;              // --check: runs after each case, exit 0 = state intact
 };
+
+// With devices: opens each once, brings it to RUNNING, and learns what the cases need to know.
+// `said` gets a line per device that had to be resumed or reset.
+Result<> learn_device_facts(CaseConfig& cfg, std::vector<std::string>& said);
 
 // The state size a case uses for a profile.
 std::uint64_t case_state_size(const CaseConfig& cfg);
 
 // Whether the scenario can run on the profile: precopy needs PRE_COPY, p2p-multi needs P2P
 // (several devices without it are blocked, as the reference blocks them).
-bool scenario_applies(Scenario scenario, const std::string& profile);
-// Devices per side in the scenario's VM.
+bool scenario_applies(Scenario scenario, const CaseConfig& cfg);
+// The migration flags a case's devices have (the profile's, or the named devices').
+std::uint64_t case_mig_flags(const CaseConfig& cfg);
+// Devices per side in the scenario's VM (pairs of named devices it needs).
 std::size_t scenario_devices(Scenario scenario);
 
 struct CaseSpec {
