@@ -61,12 +61,12 @@ Result<std::string> bring_to_running(Device& device) {
     done = "resumed from STOP";
   } else {
     if (auto r = device.reset(); !r) return std::unexpected(r.error());
-    done = fmt::format("reset: it was in {}", uapi::state_short_name(*state));
+    done = fmt::format("reset: it was in {}", uapi::state_name(*state));
   }
   auto now = query_device_state(device);
   if (!now) return std::unexpected(now.error());
   if (*now != State::kRunning)
-    return fail(EIO, fmt::format("{}, yet it is in {}", done, uapi::state_short_name(*now)));
+    return fail(EIO, fmt::format("{}, yet it is in {}", done, uapi::state_name(*now)));
   return done;
 }
 

@@ -373,6 +373,7 @@ Result<> open_named(const CaseConfig& cfg, std::size_t devices,
     if (!done->empty())
       said.push_back(fmt::format("before the case, {}: {}", cfg.devices[k], *done));
     opened->model.reset();  // judged as a kernel device is: by what the uAPI shows
+    if (cfg.adapt_named) cfg.adapt_named(k, *opened);
     (k % 2 ? dst : src).push_back(std::move(*opened));
   }
   return {};

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,9 @@ struct CaseConfig {
     bool digest_stable = false;   // the source's saved state reads back the same twice
   } facts;                        // of `devices`: learn_device_facts
   std::string check;              // --check: runs after each case, exit 0 = state intact
+  // Tests only: replaces named device `index` (0: the first source) once opened, to make it
+  // misbehave as a driver might.
+  std::function<void(std::size_t index, devices::OpenedDevice&)> adapt_named;
 };
 
 // With devices: opens each once, brings it to RUNNING, and learns what the cases need to know.
