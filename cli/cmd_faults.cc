@@ -208,7 +208,23 @@ int run_matrix_command(const ParsedArgs& args) {
     options.only_case = *c;
   }
 
-  if (args.has("record") || args.has("list")) {
+  if (args.has("list")) {
+    auto cases = faults::list_cases(options);
+    if (!cases) return failed(cases.error().describe());
+    if (auto j = args.value("json")) {
+      auto w = faults::write_case_list(*cases, options.shard_index, options.shard_count, *j);
+      return w ? kExitOk : failed(w.error().describe());
+    }
+    std::string group;
+    for (const auto& c : *cases) {
+      auto now = fmt::format("{} on {}", faults::scenario_name(c.spec.scenario), c.cfg.profile);
+      if (now != group) fmt::print("{}:\n", group = now);
+      fmt::print("  {}\n", c.spec.id);
+    }
+    fmt::print("{} cases\n", cases->size());
+    return kExitOk;
+  }
+  if (args.has("record")) {
     for (const auto& profile : options.profiles) {
       for (auto s : options.scenarios) {
         faults::CaseConfig c = *cfg;
@@ -217,9 +233,7 @@ int run_matrix_command(const ParsedArgs& args) {
         if (!e) return failed(e.error().describe());
         fmt::print("{} on {}: {} operations, {} cases\n", faults::scenario_name(s), profile,
                    e->trace.size(), e->cases.size());
-        if (args.has("record")) print_trace(e->trace);
-        if (args.has("list"))
-          for (const auto& k : e->cases) fmt::print("  {}\n", k.id);
+        print_trace(e->trace);
       }
     }
     return kExitOk;

@@ -247,13 +247,8 @@ bool decode(std::string_view record, CaseResult& r) {
   return d.ok();
 }
 
-struct Item {
-  CaseSpec spec;
-  CaseConfig cfg;
-};
-
 // The verdict on a case whose child did not report it.
-CaseResult unreported(const Item& item, const ChildEnd& end) {
+CaseResult unreported(const MatrixCase& item, const ChildEnd& end) {
   CaseResult r{item.spec, item.cfg, {}, {}, {}, {}, repro_command(item.spec, item.cfg)};
   switch (end.kind) {
     case ChildEnd::kCrashed:
@@ -281,8 +276,8 @@ CaseResult unreported(const Item& item, const ChildEnd& end) {
 // Runs `todo` (indices into `items`) in child processes, `batch` per child, until each has a
 // result or a case left a stuck process behind (then returns that case's index).
 std::optional<std::size_t> run_isolated_batch(
-    const std::vector<Item>& items, std::vector<std::size_t> todo, const MatrixOptions& options,
-    const std::function<void(std::size_t, CaseResult)>& done) {
+    const std::vector<MatrixCase>& items, std::vector<std::size_t> todo,
+    const MatrixOptions& options, const std::function<void(std::size_t, CaseResult)>& done) {
   IsolationLimits limits;
   // The child's own watchdog cancels at the timeout and gives up `cancel_grace` later; a child
   // still silent a little after that is killed.
@@ -307,7 +302,7 @@ std::optional<std::size_t> run_isolated_batch(
         },
         [&](std::string record) {
           if (reported >= todo.size()) return;
-          const Item& item = items[todo[reported]];
+          const MatrixCase& item = items[todo[reported]];
           CaseResult r{item.spec, item.cfg, {}, {}, {}, {}, repro_command(item.spec, item.cfg)};
           if (!decode(record, r))
             r.judgement = {Verdict::kCrashed, {"the case's process sent a malformed result"}, {}};
@@ -518,9 +513,8 @@ Result<CaseSpec> find_case(Scenario scenario, const CaseConfig& cfg, const std::
                                   scenario_name(scenario), cfg.profile));
 }
 
-Result<MatrixResult> run_matrix(const MatrixOptions& options) {
-  const auto start = Clock::now();
-  std::vector<Item> items;
+Result<std::vector<MatrixCase>> list_cases(const MatrixOptions& options) {
+  std::vector<MatrixCase> items;
   for (const auto& profile : options.profiles) {
     for (Scenario s : options.scenarios) {
       CaseConfig cfg = options.base;
@@ -539,12 +533,20 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
     }
   }
   if (options.shard_count > 1) {
-    std::vector<Item> mine;
+    std::vector<MatrixCase> mine;
     for (std::size_t i = 0; i < items.size(); ++i)
       if (i % options.shard_count == options.shard_index) mine.push_back(std::move(items[i]));
     items = std::move(mine);
   }
 
+  return items;
+}
+
+Result<MatrixResult> run_matrix(const MatrixOptions& options) {
+  const auto start = Clock::now();
+  auto listed = list_cases(options);
+  if (!listed) return std::unexpected(listed.error());
+  std::vector<MatrixCase> items = std::move(*listed);
   MatrixResult result;
   std::vector<std::optional<CaseResult>> results(items.size());
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());

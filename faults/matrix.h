@@ -85,6 +85,15 @@ struct MatrixResult {
   unsigned jobs = 0;
 };
 
+struct MatrixCase {
+  CaseSpec spec;
+  CaseConfig cfg;
+};
+
+// The cases `options` selects, in matrix order: each profile's scenarios (or only_case), then
+// this shard's part. Enumerating runs each scenario once, clean, to record its operations.
+Result<std::vector<MatrixCase>> list_cases(const MatrixOptions& options);
+
 Result<MatrixResult> run_matrix(const MatrixOptions& options);
 
 // "vfio-mig faults --matrix SCENARIO --profile P [non-default options] --case ID"

@@ -216,4 +216,17 @@ Result<> write_json(const MatrixResult& r, const std::string& path) {
   return write_file_atomically(path, j);
 }
 
+Result<> write_case_list(const std::vector<MatrixCase>& cases, std::size_t shard_index,
+                         std::size_t shard_count, const std::string& path) {
+  std::string j = fmt::format("{{\"cases\": {}, \"shard\": {}, \"shards\": {}, \"list\": [\n",
+                              cases.size(), shard_index + 1, shard_count);
+  for (std::size_t i = 0; i < cases.size(); ++i)
+    j += fmt::format(
+        "{}  {{\"id\": {}, \"scenario\": {}, \"profile\": {}, \"reproduce\": {}}}", i ? ",\n" : "",
+        json_quote(cases[i].spec.id), json_quote(scenario_name(cases[i].spec.scenario)),
+        json_quote(cases[i].cfg.profile), json_quote(repro_command(cases[i].spec, cases[i].cfg)));
+  j += "\n]}\n";
+  return write_file_atomically(path, j);
+}
+
 }  // namespace vfio::faults

@@ -26,5 +26,8 @@ void print_case(std::FILE* out, const CaseResult& c);
 
 Result<> write_junit(const MatrixResult& r, const std::string& path);
 Result<> write_json(const MatrixResult& r, const std::string& path);
+// The cases a run would run (`--list --json`), for a CI job that plans its shards.
+Result<> write_case_list(const std::vector<MatrixCase>& cases, std::size_t shard_index,
+                         std::size_t shard_count, const std::string& path);
 
 }  // namespace vfio::faults

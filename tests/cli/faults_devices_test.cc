@@ -55,6 +55,28 @@ TEST_F(FaultsOnDevices, ScenariosThatNeedOtherCountsAreLeftOutOfAll) {
   EXPECT_EQ(r.out.find("p2p-multi"), std::string::npos) << r.out;
 }
 
+// A CI job plans its shards from the list: the shards' lists add up to the whole, each case once.
+TEST(FaultsList, JsonListsEachShardsCases) {
+  const std::string path = ::testing::TempDir() + "case-list.json";
+  auto count = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"faults", "--matrix", "load",   "--profile",
+                                     "mtty",   "--list",   "--json", path};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = run(args);
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    ::unlink(path.c_str());
+    auto at = text.str().find("\"cases\": ");
+    EXPECT_NE(at, std::string::npos) << text.str();
+    return std::stoul(text.str().substr(at + 9));
+  };
+  const auto all = count({});
+  EXPECT_GT(all, 20u);
+  EXPECT_EQ(count({"--shard", "1/3"}) + count({"--shard", "2/3"}) + count({"--shard", "3/3"}), all);
+}
+
 TEST(FaultsOnDevicesUsage, BadCombinationsAreUsageErrors) {
   const std::string d = "sim:mtty,transport=direct";
   auto three = run({"faults", "--matrix", "migrate", d, d, d});
