@@ -111,6 +111,7 @@ class Session {
   // Thread-safe: makes a running save or load stop with ECANCELED at the next block. Sticky:
   // a cancel that comes before save() or load() starts is not lost (they refuse to start).
   void cancel() { cancel_requested_ = true; }
+  bool cancelled() const { return cancel_requested_; }
 
   std::size_t device_count() const { return devices_.size(); }
   Migration* migration(std::size_t index) { return devices_.at(index).migration.get(); }

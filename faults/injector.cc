@@ -112,8 +112,17 @@ bool Injector::where_matches(const Rule& r, const Call& call, const CallFacts& f
   return true;
 }
 
+void Injector::disarm() {
+  std::lock_guard lock(mu_);
+  disarmed_ = true;
+}
+
 Injector::Ticket Injector::begin(const Call& call, const CallFacts& facts) {
   Ticket t;
+  {
+    std::lock_guard lock(mu_);
+    if (disarmed_) return t;
+  }
   std::optional<std::optional<uapi::State>> state;
   // A SET is named by its arc (trace, logs): ask for the state before the lock (a GET).
   if (call.op == Op::kSet && call.target && facts.current_state) state = facts.current_state();

@@ -96,6 +96,9 @@ class Injector {
   void cancel();
   bool cancelled() const;
   bool hanging() const;
+  // From now on every call passes untouched and uncounted: the plan is over (a case's next
+  // attempt runs through the same decorators, without faults).
+  void disarm();
   // Whether any rule mentions a state (so decorators know the GET is needed).
   bool needs_state() const { return needs_state_; }
 
@@ -121,6 +124,7 @@ class Injector {
   std::vector<std::pair<std::pair<Side, std::string>, std::uint64_t>> where_counts_;
   std::uint64_t counts_[3][static_cast<int>(Op::kAny) + 1] = {};
   bool cancelled_ = false;
+  bool disarmed_ = false;
   int hanging_ = 0;
 };
 

@@ -89,13 +89,10 @@ void observe(DeviceEnd& end, const devices::OpenedDevice& h, Session* session, s
   }
 }
 
-// The next migration attempt after a failed one: a clean save of the device, to nowhere, with
-// DMA logging where the device has it; the device is RUNNING again afterwards.
-Result<> save_again(Device& device, bool dma_logging) {
-  SessionOptions so;
-  if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
-  Session session(so);
-  session.add_device(device, device.name());
+// The next migration attempt after a failed one: a clean save, to nowhere, in `session` (the
+// case's own source session, or a new one with DMA logging where the device has it); the device
+// is RUNNING again afterwards.
+Result<> save_again(Session& session) {
   const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (null_fd < 0) return fail(errno, "open /dev/null");
   FdChannel sink(null_fd, "/dev/null");
@@ -508,6 +505,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
 
   const bool dma_logging = named ? cfg.facts.dma_logging : profile->dma_logging;
   SwitchoverGate gate;
+  bool fresh_save[2] = {true, true};  // the next progress callback is a save's or load's first
   auto options_for = [&](Side side) {
     SessionOptions so;
     so.migration.data_buffer_size = cfg.buffer_size;
@@ -527,7 +525,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     auto* counter = side == Side::kSource ? &run.progress_src : &run.progress_dst;
     so.on_progress = [&, side, counter](const Progress& p) {
       ++*counter;
-      between_steps(side, p, *counter == 1);  // one save or load per session
+      between_steps(side, p, std::exchange(fresh_save[side == Side::kSource ? 0 : 1], false));
       if (spec.cancel_side == side && *counter == spec.cancel_at_progress)
         control.cancel_session(side);
     };
@@ -677,7 +675,25 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
   // left logging DMA made it fail with EBUSY).
   if ((!o.success || o.src.dma_logging) && o.src.present && !o.src.broken && !o.src.model_fault &&
       o.src.state == State::kRunning) {
-    auto again = save_again(*src[0].device, dma_logging);
+    // As a VMM retries: the same session saves again (its byte counts must start from zero), the
+    // plan over. A cancelled session stays cancelled, a blocked one blocked (QEMU realizes a
+    // device once per VM), and a pre-copy one would wait for an approval no destination sends:
+    // those retry in a new session, as a new VM would.
+    Result<> again;
+    const bool same_session =
+        (spec.scenario == Scenario::kSave || spec.scenario == Scenario::kMigrate) &&
+        !source.cancelled() && source.blockers().empty();
+    if (same_session) {
+      inj.disarm();
+      fresh_save[0] = true;
+      again = save_again(source);
+    } else {
+      SessionOptions so;
+      if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+      Session retry(so);
+      retry.add_device(*src[0].device, src[0].device->name());
+      again = save_again(retry);
+    }
     o.next_save_ok = again.has_value();
     if (!again) o.next_save_error = again.error().describe();
   }
