@@ -7,7 +7,7 @@
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
-#include "cli/conformance.h"
+#include "conform/checker.h"
 #include "core/atomic_file.h"
 #include "core/json_text.h"
 #include "core/kernel_device.h"
@@ -16,18 +16,20 @@
 namespace vfio::cli {
 namespace {
 
+using conform::Verdict;
+
 // Table cells: failures stand out, the rest stays quiet.
 std::string_view verdict_cell(Verdict v) {
-  return v == Verdict::kFail ? "FAIL" : verdict_name(v);
+  return v == Verdict::kFail ? "FAIL" : conform::verdict_name(v);
 }
 
-std::string summary_line(const ConformanceCounts& c) {
+std::string summary_line(const conform::Counts& c) {
   return fmt::format("conform: {} checks, {} passed, {} failed, {} deviations, {} skipped",
                      c.checks, c.passed, c.failed, c.deviations, c.skipped);
 }
 
 // Groups in the order their first check ran; with `failures_only`, only failed checks.
-void print_table(const ConformanceReport& r, bool failures_only) {
+void print_table(const conform::Report& r, bool failures_only) {
   std::vector<std::string> groups;
   for (const auto& c : r.checks)
     if (std::find(groups.begin(), groups.end(), c.group) == groups.end()) groups.push_back(c.group);
@@ -44,13 +46,13 @@ void print_table(const ConformanceReport& r, bool failures_only) {
   if (!failures_only || r.counts().failed) fmt::print("\n");
 }
 
-Result<> write_report_json(const ConformanceReport& r, const std::string& path) {
+Result<> write_report_json(const conform::Report& r, const std::string& path) {
   std::string checks;
   for (const auto& c : r.checks) {
     if (!checks.empty()) checks += ",\n";
     checks += fmt::format("    {{\"id\": {}, \"group\": {}, \"verdict\": {}, \"detail\": {}}}",
                           json_quote(c.id), json_quote(c.group),
-                          json_quote(verdict_name(c.verdict)), json_quote(c.detail));
+                          json_quote(conform::verdict_name(c.verdict)), json_quote(c.detail));
   }
   const auto n = r.counts();
   const std::string out = fmt::format(
@@ -65,7 +67,7 @@ Result<> write_report_json(const ConformanceReport& r, const std::string& path) 
 }  // namespace
 
 int run_conform(const ParsedArgs& args) {
-  ConformanceOptions options;
+  conform::Options options;
   if (auto b = args.value("buffer-size")) {
     auto size = parse_size(*b);
     if (!size || *size == 0 || *size > (1ULL << 30))
@@ -91,7 +93,7 @@ int run_conform(const ParsedArgs& args) {
   if (kernel) kernel->allow_hanging_arcs(unsafe);
   options.send_hanging_arcs = unsafe || !kernel;
 
-  auto report = check_conformance(*opened.device->device, options);
+  auto report = conform::check_device(*opened.device->device, options);
   if (!report) {
     print_error("conform", report.error().describe());
     return kExitFailed;

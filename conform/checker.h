@@ -6,33 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <string_view>
-#include <vector>
 
+#include "conform/report.h"
 #include "core/device.h"
 #include "core/result.h"
 
-namespace vfio::cli {
+namespace vfio::conform {
 
-enum class Verdict {
-  kPass,
-  kFail,       // the device breaks the contract
-  kDeviation,  // allowed, but differs from the contract's wording (as real drivers do)
-  kSkip,       // not applicable to this device, or a setup step failed
-};
-
-// "pass", "fail", "deviation", "skip".
-std::string_view verdict_name(Verdict v);
-
-struct Check {
-  std::string id;  // "arc/R->SC", "stream/stop-copy-eof-sticky", ...
-  std::string group;
-  Verdict verdict = Verdict::kSkip;
-  std::string detail;  // expected vs got, errno names
-};
-
-struct ConformanceOptions {
+struct Options {
   std::size_t buffer_size = 1 << 20;            // bytes per read() and write()
   std::uint64_t stream_limit = 16ULL << 30;     // reading beyond this without EOF fails
   std::uint64_t max_saved_stream = 1ULL << 30;  // longer streams skip the resume checks
@@ -47,23 +28,8 @@ struct ConformanceOptions {
   bool send_hanging_arcs = false;
 };
 
-struct ConformanceCounts {
-  std::size_t checks = 0, passed = 0, failed = 0, deviations = 0, skipped = 0;
-};
-
-struct ConformanceReport {
-  std::string device;
-  std::uint64_t mig_flags = 0;  // 0 when GET MIGRATION failed
-  std::vector<Check> checks;
-
-  ConformanceCounts counts() const;
-  bool ok() const { return counts().failed == 0; }
-  // The check with this id, or nullptr.
-  const Check* find(std::string_view id) const;
-};
-
 // Runs every check from a fresh device (VFIO_DEVICE_RESET before each) and resets the device at
 // the end. Contract violations are failing checks, not errors; an error means bad options.
-Result<ConformanceReport> check_conformance(Device& dev, const ConformanceOptions& options = {});
+Result<Report> check_device(Device& dev, const Options& options = {});
 
-}  // namespace vfio::cli
+}  // namespace vfio::conform

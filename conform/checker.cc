@@ -1,4 +1,4 @@
-#include "cli/conformance.h"
+#include "conform/checker.h"
 
 #include <fmt/format.h>
 
@@ -13,7 +13,7 @@
 #include "core/feature.h"
 #include "core/state_machine.h"
 
-namespace vfio::cli {
+namespace vfio::conform {
 namespace {
 
 using uapi::State;
@@ -127,18 +127,18 @@ class DataFd {
 struct ReadEnd {
   std::uint64_t bytes = 0;
   std::optional<Error> error;  // unset: read() returned 0
-  bool over_limit = false;     // still producing data at ConformanceOptions::stream_limit
+  bool over_limit = false;     // still producing data at Options::stream_limit
   bool zero() const { return !error && !over_limit; }
 };
 
 class Checker {
  public:
-  Checker(Device& dev, const ConformanceOptions& options)
+  Checker(Device& dev, const Options& options)
       : dev_(dev), opt_(options), buf_(options.buffer_size) {
     report_.device = dev.name();
   }
 
-  ConformanceReport run() {
+  Report run() {
     auto flags = query_migration_flags(dev_);
     if (!flags) {
       add("migration/flags", kMigration, Verdict::kFail,
@@ -863,61 +863,20 @@ class Checker {
   }
 
   Device& dev_;
-  ConformanceOptions opt_;
+  Options opt_;
   std::vector<std::byte> buf_;
   std::uint64_t flags_ = 0;
-  ConformanceReport report_;
+  Report report_;
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
   Error saved_error_{EIO, "no STOP_COPY stream"};
 };
 
 }  // namespace
 
-std::string_view verdict_name(Verdict v) {
-  switch (v) {
-    case Verdict::kPass:
-      return "pass";
-    case Verdict::kFail:
-      return "fail";
-    case Verdict::kDeviation:
-      return "deviation";
-    case Verdict::kSkip:
-      return "skip";
-  }
-  return "unknown";
-}
-
-ConformanceCounts ConformanceReport::counts() const {
-  ConformanceCounts c;
-  c.checks = checks.size();
-  for (const auto& check : checks) {
-    switch (check.verdict) {
-      case Verdict::kPass:
-        ++c.passed;
-        break;
-      case Verdict::kFail:
-        ++c.failed;
-        break;
-      case Verdict::kDeviation:
-        ++c.deviations;
-        break;
-      case Verdict::kSkip:
-        ++c.skipped;
-        break;
-    }
-  }
-  return c;
-}
-
-const Check* ConformanceReport::find(std::string_view id) const {
-  auto it = std::find_if(checks.begin(), checks.end(), [&](const Check& c) { return c.id == id; });
-  return it == checks.end() ? nullptr : &*it;
-}
-
-Result<ConformanceReport> check_conformance(Device& dev, const ConformanceOptions& options) {
+Result<Report> check_device(Device& dev, const Options& options) {
   if (options.buffer_size == 0) return fail(EINVAL, "conformance: buffer size must not be 0");
   if (!(options.size_tolerance >= 0)) return fail(EINVAL, "conformance: negative size tolerance");
   return Checker(dev, options).run();
 }
 
-}  // namespace vfio::cli
+}  // namespace vfio::conform

@@ -1,25 +1,17 @@
-// The conformance checker: every simulator profile conforms, checks catch broken devices, and
-// `vfio-mig conform` reports, writes JSON and exits as documented.
+// The contract checker: every simulator profile conforms, and checks catch broken devices.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <set>
 
-#include "cli/commands.h"
-#include "cli/conformance.h"
+#include "conform/checker.h"
 #include "core/feature.h"
 #include "core/state_machine.h"
 #include "devices/device_spec.h"
-#include "simdev/sim_mount.h"
-#include "tests/cli/cli_run.h"
 
-namespace vfio::cli {
+namespace vfio::conform {
 namespace {
 
 using uapi::State;
@@ -32,7 +24,7 @@ std::unique_ptr<Device> open_sim(const std::string& spec) {
   return std::move(opened->device);
 }
 
-std::string failures(const ConformanceReport& r) {
+std::string failures(const Report& r) {
   std::string out;
   for (const auto& c : r.checks)
     if (c.verdict == Verdict::kFail) out += c.id + ": " + c.detail + "\n";
@@ -40,16 +32,16 @@ std::string failures(const ConformanceReport& r) {
 }
 
 // The options `vfio-mig conform` uses for a simulated device.
-ConformanceReport run_checks(Device& dev, bool strict = true) {
-  ConformanceOptions options;
+Report run_checks(Device& dev, bool strict = true) {
+  Options options;
   options.strict_resume_validation = strict;
   options.send_hanging_arcs = true;
-  auto report = check_conformance(dev, options);
+  auto report = check_device(dev, options);
   EXPECT_TRUE(report) << report.error().describe();
-  return report ? *report : ConformanceReport{};
+  return report ? *report : Report{};
 }
 
-Verdict verdict_of(const ConformanceReport& r, std::string_view id) {
+Verdict verdict_of(const Report& r, std::string_view id) {
   const Check* c = r.find(id);
   EXPECT_NE(c, nullptr) << id;
   return c ? c->verdict : Verdict::kSkip;
@@ -304,7 +296,7 @@ TEST(Conformance, StopCopyToPreCopyAcceptedFails) {
 // On a real host SC->PC would hang Linux's vfio core: by default it is not sent.
 TEST(Conformance, HangingArcsAreSkippedUnlessAsked) {
   auto dev = open_sim("sim:plain,size=64K");
-  auto report = check_conformance(*dev, ConformanceOptions{});
+  auto report = check_device(*dev, Options{});
   ASSERT_TRUE(report);
   for (auto id : {"arc/SC->PC", "arc/SC->PCP"}) {
     const Check* arc = report->find(id);
@@ -364,116 +356,20 @@ TEST(Conformance, NoMigrationIsOneFailure) {
 
 TEST(Conformance, BadOptionsAreErrors) {
   auto dev = open_sim("sim:mtty");
-  ConformanceOptions options;
+  Options options;
   options.buffer_size = 0;
-  EXPECT_FALSE(check_conformance(*dev, options));
+  EXPECT_FALSE(check_device(*dev, options));
 }
 
 TEST(Conformance, SmallBuffersGiveTheSameVerdicts) {
   auto dev = open_sim("sim:mlx5,size=64K");
-  ConformanceOptions options;
+  Options options;
   options.buffer_size = 7;
   options.strict_resume_validation = true;
-  auto report = check_conformance(*dev, options);
+  auto report = check_device(*dev, options);
   ASSERT_TRUE(report);
   EXPECT_EQ(report->counts().failed, 0u) << failures(*report);
 }
 
-using testing::run;
-
-class ConformCommand : public testing::TempDirTest {
- protected:
-  static std::string slurp(const std::string& p) {
-    std::ifstream in(p);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
-  static std::size_t occurrences(const std::string& text, const std::string& needle) {
-    std::size_t n = 0;
-    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-    return n;
-  }
-};
-
-TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
-  auto r = run({"conform", "sim:mtty,transport=direct", "--json", path("c.json")});
-  ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
-  auto dev = open_sim("sim:mtty");
-  const auto n = run_checks(*dev).counts();
-  const std::string line = "conform: " + std::to_string(n.checks) + " checks, " +
-                           std::to_string(n.passed) + " passed, 0 failed, 1 deviations, " +
-                           std::to_string(n.skipped) + " skipped\n";
-  EXPECT_NE(r.out.find(line), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\narcs\n"), std::string::npos);
-  EXPECT_NE(r.out.find("arc/SC->PC"), std::string::npos);
-  EXPECT_NE(r.out.find("deviation"), std::string::npos);
-
-  const std::string json = slurp(path("c.json"));
-  EXPECT_EQ(occurrences(json, "\"id\": "), n.checks) << json;
-  EXPECT_NE(json.find("\"ok\": true"), std::string::npos);
-  EXPECT_NE(json.find("\"failed\": 0"), std::string::npos);
-  EXPECT_NE(json.find("\"deviations\": 1"), std::string::npos);
-  EXPECT_NE(json.find("{\"id\": \"precopy/temporary-eof\", \"group\": \"precopy\", \"verdict\": "
-                      "\"deviation\", \"detail\": "),
-            std::string::npos)
-      << json;
-  EXPECT_NE(json.find("\"id\": \"arc/SC->PC\", \"group\": \"arcs\", \"verdict\": \"pass\""),
-            std::string::npos);
-}
-
-// Over FUSE the simulator is a KernelDevice: SC->PC and SC->PCP go only with --unsafe-arcs,
-// which lifts KernelDevice's guard, and the device then refuses them as the contract says.
-TEST_F(ConformCommand, HangingArcsReachAKernelDeviceOnlyWithUnsafeArcs) {
-  if (auto ok = sim::SimMount::fuse_available(); !ok)
-    GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
-  auto safe = run({"conform", "sim:mtty,transport=fuse", "--json", path("safe.json")});
-  EXPECT_EQ(safe.code, kExitOk) << safe.out << safe.err;
-  auto unsafe =
-      run({"conform", "sim:mtty,transport=fuse", "--unsafe-arcs", "--json", path("unsafe.json")});
-  EXPECT_EQ(unsafe.code, kExitOk) << unsafe.out << unsafe.err;
-  for (auto id : {"arc/SC->PC", "arc/SC->PCP"}) {
-    const std::string check = fmt::format("\"id\": \"{}\", \"group\": \"arcs\", \"verdict\": ", id);
-    EXPECT_NE(slurp(path("safe.json")).find(check + "\"skip\""), std::string::npos) << id;
-    EXPECT_NE(slurp(path("unsafe.json")).find(check + "\"pass\""), std::string::npos) << id;
-  }
-}
-
-TEST_F(ConformCommand, QuietPrintsOnlyTheSummary) {
-  auto r = run({"conform", "-q", "sim:stopcopy,size=64K,transport=direct"});
-  EXPECT_EQ(r.code, kExitOk) << r.err;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  EXPECT_EQ(r.out.rfind("conform: ", 0), 0u) << r.out;
-}
-
-TEST_F(ConformCommand, UsageAndOpenErrors) {
-  for (auto args :
-       std::vector<std::vector<std::string>>{{"conform"},
-                                             {"conform", "sim:nope"},
-                                             {"conform", "sim:mtty", "sim:mtty"},
-                                             {"conform", "sim:mtty", "--bogus"},
-                                             {"conform", "sim:mtty", "--buffer-size", "0"}}) {
-    auto r = run(args);
-    EXPECT_EQ(r.code, kExitUsage) << args.back();
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  }
-  auto missing = run({"conform", "/dev/vfio/devices/vfio999"});
-  EXPECT_EQ(missing.code, kExitFailed);
-  EXPECT_NE(missing.err.find("vfio999"), std::string::npos) << missing.err;
-
-  // Refused before any check touched the device.
-  auto unwritable =
-      run({"conform", "sim:mtty,transport=direct", "--json", path("no/such/dir/c.json")});
-  EXPECT_EQ(unwritable.code, kExitUsage);
-  EXPECT_NE(unwritable.err.find("c.json"), std::string::npos) << unwritable.err;
-  EXPECT_EQ(unwritable.out, "");
-}
-
-TEST_F(ConformCommand, ListedInHelp) {
-  auto r = run({"--help"});
-  EXPECT_NE(r.out.find("conform"), std::string::npos);
-  auto help = run({"conform", "--help"});
-  EXPECT_EQ(help.code, kExitOk);
-  EXPECT_NE(help.out.find("--json FILE"), std::string::npos);
-}
-
 }  // namespace
-}  // namespace vfio::cli
+}  // namespace vfio::conform

@@ -1,0 +1,123 @@
+// `vfio-mig conform`: reports a table, a summary line and JSON, and exits as documented (the
+// checks themselves: tests/conform).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "conform/checker.h"
+#include "devices/device_spec.h"
+#include "simdev/sim_mount.h"
+#include "tests/cli/cli_run.h"
+
+namespace vfio::cli {
+namespace {
+
+using testing::run;
+
+class ConformCommand : public testing::TempDirTest {
+ protected:
+  static std::string slurp(const std::string& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  static std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  }
+};
+
+TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
+  auto r = run({"conform", "sim:mtty,transport=direct", "--json", path("c.json")});
+  ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
+  // The same checks in process, with the options conform gives a simulator called directly.
+  auto opened =
+      devices::open_device(devices::parse_device_arg("sim:mtty,transport=direct").value(), 0);
+  ASSERT_TRUE(opened) << opened.error().describe();
+  conform::Options options;
+  options.strict_resume_validation = true;
+  options.send_hanging_arcs = true;
+  auto report = conform::check_device(*opened->device, options);
+  ASSERT_TRUE(report) << report.error().describe();
+  const auto n = report->counts();
+  const std::string line = "conform: " + std::to_string(n.checks) + " checks, " +
+                           std::to_string(n.passed) + " passed, 0 failed, 1 deviations, " +
+                           std::to_string(n.skipped) + " skipped\n";
+  EXPECT_NE(r.out.find(line), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\narcs\n"), std::string::npos);
+  EXPECT_NE(r.out.find("arc/SC->PC"), std::string::npos);
+  EXPECT_NE(r.out.find("deviation"), std::string::npos);
+
+  const std::string json = slurp(path("c.json"));
+  EXPECT_EQ(occurrences(json, "\"id\": "), n.checks) << json;
+  EXPECT_NE(json.find("\"ok\": true"), std::string::npos);
+  EXPECT_NE(json.find("\"failed\": 0"), std::string::npos);
+  EXPECT_NE(json.find("\"deviations\": 1"), std::string::npos);
+  EXPECT_NE(json.find("{\"id\": \"precopy/temporary-eof\", \"group\": \"precopy\", \"verdict\": "
+                      "\"deviation\", \"detail\": "),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"id\": \"arc/SC->PC\", \"group\": \"arcs\", \"verdict\": \"pass\""),
+            std::string::npos);
+}
+
+// Over FUSE the simulator is a KernelDevice: SC->PC and SC->PCP go only with --unsafe-arcs,
+// which lifts KernelDevice's guard, and the device then refuses them as the contract says.
+TEST_F(ConformCommand, HangingArcsReachAKernelDeviceOnlyWithUnsafeArcs) {
+  if (auto ok = sim::SimMount::fuse_available(); !ok)
+    GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
+  auto safe = run({"conform", "sim:mtty,transport=fuse", "--json", path("safe.json")});
+  EXPECT_EQ(safe.code, kExitOk) << safe.out << safe.err;
+  auto unsafe =
+      run({"conform", "sim:mtty,transport=fuse", "--unsafe-arcs", "--json", path("unsafe.json")});
+  EXPECT_EQ(unsafe.code, kExitOk) << unsafe.out << unsafe.err;
+  for (auto id : {"arc/SC->PC", "arc/SC->PCP"}) {
+    const std::string check = fmt::format("\"id\": \"{}\", \"group\": \"arcs\", \"verdict\": ", id);
+    EXPECT_NE(slurp(path("safe.json")).find(check + "\"skip\""), std::string::npos) << id;
+    EXPECT_NE(slurp(path("unsafe.json")).find(check + "\"pass\""), std::string::npos) << id;
+  }
+}
+
+TEST_F(ConformCommand, QuietPrintsOnlyTheSummary) {
+  auto r = run({"conform", "-q", "sim:stopcopy,size=64K,transport=direct"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_EQ(r.out.rfind("conform: ", 0), 0u) << r.out;
+}
+
+TEST_F(ConformCommand, UsageAndOpenErrors) {
+  for (auto args :
+       std::vector<std::vector<std::string>>{{"conform"},
+                                             {"conform", "sim:nope"},
+                                             {"conform", "sim:mtty", "sim:mtty"},
+                                             {"conform", "sim:mtty", "--bogus"},
+                                             {"conform", "sim:mtty", "--buffer-size", "0"}}) {
+    auto r = run(args);
+    EXPECT_EQ(r.code, kExitUsage) << args.back();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  auto missing = run({"conform", "/dev/vfio/devices/vfio999"});
+  EXPECT_EQ(missing.code, kExitFailed);
+  EXPECT_NE(missing.err.find("vfio999"), std::string::npos) << missing.err;
+
+  // Refused before any check touched the device.
+  auto unwritable =
+      run({"conform", "sim:mtty,transport=direct", "--json", path("no/such/dir/c.json")});
+  EXPECT_EQ(unwritable.code, kExitUsage);
+  EXPECT_NE(unwritable.err.find("c.json"), std::string::npos) << unwritable.err;
+  EXPECT_EQ(unwritable.out, "");
+}
+
+TEST_F(ConformCommand, ListedInHelp) {
+  auto r = run({"--help"});
+  EXPECT_NE(r.out.find("conform"), std::string::npos);
+  auto help = run({"conform", "--help"});
+  EXPECT_EQ(help.code, kExitOk);
+  EXPECT_NE(help.out.find("--json FILE"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vfio::cli
