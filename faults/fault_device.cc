@@ -14,6 +14,10 @@ namespace vfio::faults {
 FaultDevice::FaultDevice(Device& inner, Injector& injector, Side side, ModelHooks* hooks)
     : inner_(inner), injector_(injector), side_(side), hooks_(hooks) {}
 
+Call FaultDevice::call_of(Op op, std::size_t size, std::uint64_t offset) const {
+  return {.side = side_, .op = op, .size = size, .offset = offset};
+}
+
 CallFacts FaultDevice::facts(std::optional<uapi::State> target) {
   CallFacts f;
   // Straight to the inner device: these GETs are ours, not the engine's, so they are
@@ -74,13 +78,11 @@ T FaultDevice::finish(const Injector::Ticket& t, T result) {
 }
 
 Result<> FaultDevice::feature(std::span<std::byte> arg) {
-  Call call;
-  call.side = side_;
   uapi::FeatureHeader hdr{};
   if (arg.size() >= sizeof(hdr)) std::memcpy(&hdr, arg.data(), sizeof(hdr));
-  call.op = (hdr.flags & uapi::kFeatureProbe) ? Op::kProbe
-            : (hdr.flags & uapi::kFeatureGet) ? Op::kGet
-                                              : Op::kSet;
+  Call call = call_of((hdr.flags & uapi::kFeatureProbe) ? Op::kProbe
+                      : (hdr.flags & uapi::kFeatureGet) ? Op::kGet
+                                                        : Op::kSet);
   call.feature = static_cast<uapi::Feature>(hdr.flags & uapi::kFeatureMask);
   if (call.op == Op::kSet && call.feature == uapi::Feature::kMigDeviceState &&
       arg.size() >= sizeof(hdr) + sizeof(uapi::MigState)) {
@@ -97,13 +99,13 @@ Result<> FaultDevice::feature(std::span<std::byte> arg) {
 }
 
 Result<> FaultDevice::reset() {
-  auto t = injector_.begin({side_, Op::kReset, {}, {}, 0}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kReset), facts(std::nullopt));
   if (auto b = before(t.effects, "reset"); !b) return finish(t, b);
   return finish(t, inner_.reset());
 }
 
 Result<std::size_t> FaultDevice::read(int data_fd, std::span<std::byte> buf) {
-  auto t = injector_.begin({side_, Op::kRead, {}, {}, buf.size()}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kRead, buf.size()), facts(std::nullopt));
   if (auto b = before(t.effects, fmt::format("read data fd {}", data_fd)); !b)
     return finish(t, Result<std::size_t>(std::unexpected(b.error())));
   {
@@ -116,7 +118,7 @@ Result<std::size_t> FaultDevice::read(int data_fd, std::span<std::byte> buf) {
 }
 
 Result<std::size_t> FaultDevice::write(int data_fd, std::span<const std::byte> buf) {
-  auto t = injector_.begin({side_, Op::kWrite, {}, {}, buf.size()}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kWrite, buf.size()), facts(std::nullopt));
   if (auto b = before(t.effects, fmt::format("write data fd {}", data_fd)); !b)
     return finish(t, Result<std::size_t>(std::unexpected(b.error())));
   {
@@ -131,13 +133,13 @@ Result<std::size_t> FaultDevice::write(int data_fd, std::span<const std::byte> b
 }
 
 Result<> FaultDevice::precopy_info(int data_fd, uapi::PrecopyInfo& info) {
-  auto t = injector_.begin({side_, Op::kPrecopyInfo, {}, {}, 0}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kPrecopyInfo), facts(std::nullopt));
   if (auto b = before(t.effects, "precopy info"); !b) return finish(t, b);
   return finish(t, inner_.precopy_info(data_fd, info));
 }
 
 Result<> FaultDevice::close(int data_fd) {
-  auto t = injector_.begin({side_, Op::kClose, {}, {}, 0}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kClose), facts(std::nullopt));
   {
     std::lock_guard lock(mu_);
     truncated_.erase(data_fd);
@@ -149,7 +151,7 @@ Result<> FaultDevice::close(int data_fd) {
 }
 
 Result<std::size_t> FaultDevice::config_read(std::uint64_t offset, std::span<std::byte> buf) {
-  auto t = injector_.begin({side_, Op::kConfigRead, {}, {}, buf.size()}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kConfigRead, buf.size(), offset), facts(std::nullopt));
   if (auto b = before(t.effects, "config read"); !b)
     return finish(t, Result<std::size_t>(std::unexpected(b.error())));
   return finish(t, faulty_read(t.effects, buf, [&](std::span<std::byte> b) {
@@ -159,7 +161,7 @@ Result<std::size_t> FaultDevice::config_read(std::uint64_t offset, std::span<std
 
 Result<std::size_t> FaultDevice::config_write(std::uint64_t offset,
                                               std::span<const std::byte> buf) {
-  auto t = injector_.begin({side_, Op::kConfigWrite, {}, {}, buf.size()}, facts(std::nullopt));
+  auto t = injector_.begin(call_of(Op::kConfigWrite, buf.size(), offset), facts(std::nullopt));
   if (auto b = before(t.effects, "config write"); !b)
     return finish(t, Result<std::size_t>(std::unexpected(b.error())));
   return finish(t, faulty_write(t.effects, buf, [&](std::span<const std::byte> b) {

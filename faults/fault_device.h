@@ -40,6 +40,8 @@ class FaultDevice final : public Device {
   Device& inner() { return inner_; }
 
  private:
+  // A call of `op` on this device.
+  Call call_of(Op op, std::size_t size = 0, std::uint64_t offset = 0) const;
   CallFacts facts(std::optional<uapi::State> target);
   // Delay, hang, cancel, async reset and land: everything that happens before the call, and
   // the injected error if there is one.

@@ -118,6 +118,7 @@ void Injector::disarm() {
 }
 
 Injector::Ticket Injector::begin(const Call& call, const CallFacts& facts) {
+  if (call_hook_) call_hook_(call);
   Ticket t;
   {
     std::lock_guard lock(mu_);
@@ -144,7 +145,8 @@ Injector::Ticket Injector::begin(const Call& call, const CallFacts& facts) {
       trace_overflowed_ = true;
     } else if (recording_) {
       t.trace = trace_.size();
-      trace_.push_back({call.side, call.op, std::move(where), index, 0});
+      trace_.push_back(
+          {call.side, call.op, std::move(where), index, 0, false, call.target, call.offset});
     }
     t_index = index;
   }

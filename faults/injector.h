@@ -22,9 +22,10 @@ namespace vfio::faults {
 struct Call {
   Side side = Side::kAny;
   Op op = Op::kAny;
-  std::optional<uapi::Feature> feature;  // get/set/probe
-  std::optional<uapi::State> target;     // SET MIG_DEVICE_STATE: the requested state
-  std::size_t size = 0;                  // bytes asked for
+  std::optional<uapi::Feature> feature{};  // get/set/probe
+  std::optional<uapi::State> target{};     // SET MIG_DEVICE_STATE: the requested state
+  std::size_t size = 0;                    // bytes asked for
+  std::uint64_t offset = 0;                // config-read/config-write: where in the region
 };
 
 // Facts a rule may need, computed only when one does (each may cost a GET).
@@ -60,6 +61,8 @@ struct TraceEntry {
   std::uint64_t index;  // 1-based among the same (side, where): what nth= counts
   std::uint64_t bytes;  // transferred (data and config calls)
   bool failed = false;
+  std::optional<uapi::State> target;  // SET MIG_DEVICE_STATE: the requested state
+  std::uint64_t offset = 0;           // config calls
 };
 
 class Injector {
@@ -92,6 +95,9 @@ class Injector {
 
   // Called (outside the lock) when a `cancel` fault fires.
   void set_cancel_hook(std::function<void(Side)> hook) { cancel_hook_ = std::move(hook); }
+  // Called (outside the lock) with every call as it arrives, before any rule acts on it: for a
+  // watcher that needs the moment of a call (what else holds then), which the trace cannot give.
+  void set_call_hook(std::function<void(const Call&)> hook) { call_hook_ = std::move(hook); }
   // Ends every current and future hang and delay.
   void cancel();
   bool cancelled() const;
@@ -116,6 +122,7 @@ class Injector {
   bool recording_ = false;
   bool trace_overflowed_ = false;
   std::function<void(Side)> cancel_hook_;
+  std::function<void(const Call&)> call_hook_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<RuleState> states_;

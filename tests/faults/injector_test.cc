@@ -112,5 +112,47 @@ TEST(Injector, AnyOnlyWhereEveryFaultApplies) {
   EXPECT_TRUE(r.effects.eof);
 }
 
+// The hook sees every call as it arrives, before the rules: also the one a fault then fails.
+TEST(Injector, CallHookSeesEachCallBeforeTheRules) {
+  auto inj = make("set:SC -> errno=EIO");
+  std::vector<std::pair<Op, std::optional<State>>> seen;
+  std::size_t fired_when_seen = 0;
+  inj.set_call_hook([&](const Call& c) {
+    seen.emplace_back(c.op, c.target);
+    fired_when_seen = inj.fired().size();
+  });
+  auto r = inj.begin({Side::kSource, Op::kRead, {}, {}, 1}, {});
+  inj.end(r, 1, false);
+  auto t =
+      inj.begin({Side::kSource, Op::kSet, uapi::Feature::kMigDeviceState, State::kStopCopy, 0}, {});
+  EXPECT_EQ(t.effects.err, EIO);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::pair(Op::kRead, std::optional<State>()));
+  EXPECT_EQ(seen[1], std::pair(Op::kSet, std::optional(State::kStopCopy)));
+  EXPECT_EQ(fired_when_seen, 0u);  // called before the rule fired
+  EXPECT_EQ(inj.fired().size(), 1u);
+}
+
+TEST(Injector, TraceHoldsTheRequestedStateAndTheOffset) {
+  auto inj = make("");
+  inj.set_recording(true);
+  auto set = inj.begin({.side = Side::kDestination,
+                        .op = Op::kSet,
+                        .feature = uapi::Feature::kMigDeviceState,
+                        .target = State::kResuming},
+                       {});
+  inj.end(set, 0, true);
+  auto cfg = inj.begin(
+      {.side = Side::kDestination, .op = Op::kConfigWrite, .size = 4, .offset = 0x3c}, {});
+  inj.end(cfg, 4, false);
+  auto trace = inj.trace();
+  ASSERT_EQ(trace.size(), 2u);
+  EXPECT_EQ(trace[0].target, State::kResuming);
+  EXPECT_TRUE(trace[0].failed);
+  EXPECT_EQ(trace[1].target, std::nullopt);
+  EXPECT_EQ(trace[1].offset, 0x3cu);
+  EXPECT_EQ(trace[1].bytes, 4u);
+}
+
 }  // namespace
 }  // namespace vfio::faults
