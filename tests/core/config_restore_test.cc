@@ -9,14 +9,13 @@
 
 #include "core/channel.h"
 #include "core/session.h"
-#include "tests/core/scripted_device.h"
+#include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
 
 namespace vfio {
 namespace {
 
-using testing::Call;
-using testing::ScriptedDevice;
+using testing::FaultyDevice;
 
 struct Write {
   std::uint64_t offset;
@@ -24,10 +23,12 @@ struct Write {
   bool operator==(const Write&) const = default;
 };
 
-std::vector<Write> config_writes(const ScriptedDevice& dev) {
+// The config writes that reached the decorator: where, and how many bytes went (or were reported
+// to go) through.
+std::vector<Write> config_writes(const FaultyDevice& dev) {
   std::vector<Write> out;
-  for (const auto& c : dev.calls())
-    if (c.op == Call::Op::kConfigWrite) out.push_back({c.offset, c.size});
+  for (const auto& e : dev.injector.trace())
+    if (e.op == faults::Op::kConfigWrite) out.push_back({e.offset, e.bytes});
   return out;
 }
 
@@ -61,8 +62,8 @@ TEST(ConfigRestore, RegistersModeWritesOnlyRestoredRegistersThatDiffer) {
     if (!same_register(r, saved, before)) expected.push_back({r.offset, r.width});
   ASSERT_GE(expected.size(), 6u);  // the seeds make most registers differ
 
-  ScriptedDevice dst(*p.dst.device);
-  auto written = restore_config(dst, saved, ConfigRestore::kRegisters);
+  FaultyDevice dst(*p.dst.device, "", faults::Side::kDestination);
+  auto written = restore_config(dst.device, saved, ConfigRestore::kRegisters);
   ASSERT_TRUE(written) << written.error().describe();
   EXPECT_EQ(*written, expected.size());
   EXPECT_EQ(config_writes(dst), expected);
@@ -87,8 +88,8 @@ TEST(ConfigRestore, RegistersModeSkipsTheBarsOfOtherHeaderTypes) {
   Pair p;
   const std::byte bridge{0x01};
   ASSERT_TRUE(p.dst.model->config_write(0x0e, std::span(&bridge, 1)));
-  ScriptedDevice dst(*p.dst.device);
-  ASSERT_TRUE(restore_config(dst, p.src.model->config(), ConfigRestore::kRegisters));
+  FaultyDevice dst(*p.dst.device, "", faults::Side::kDestination);
+  ASSERT_TRUE(restore_config(dst.device, p.src.model->config(), ConfigRestore::kRegisters));
   for (const auto& w : config_writes(dst)) {
     EXPECT_TRUE(w.offset == 0x04 || w.offset == 0x0c || w.offset == 0x0d || w.offset == 0x3c)
         << "wrote offset " << w.offset << " of a type 1 header";
@@ -97,9 +98,9 @@ TEST(ConfigRestore, RegistersModeSkipsTheBarsOfOtherHeaderTypes) {
 
 TEST(ConfigRestore, RegistersModeFailsWhenTheDeviceDoesNotTakeAValue) {
   Pair p;
-  ScriptedDevice dst(*p.dst.device);
-  dst.swallow_config_writes = true;  // reports success, keeps its own value
-  auto r = restore_config(dst, p.src.model->config(), ConfigRestore::kRegisters);
+  // A device that ignores config writes: each reports every byte written and changes nothing.
+  FaultyDevice dst(*p.dst.device, "config-write -> drop=4K", faults::Side::kDestination);
+  auto r = restore_config(dst.device, p.src.model->config(), ConfigRestore::kRegisters);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EIO);
   EXPECT_NE(r.error().message.find("reads back"), std::string::npos) << r.error().message;
@@ -124,12 +125,12 @@ TEST(ConfigRestore, SessionLoadUsesTheDevicesMode) {
     Session source;
     source.add_device(*p.src.device, "src");
     ASSERT_TRUE(source.save(stream));
-    ScriptedDevice dst(*p.dst.device);
+    FaultyDevice dst(*p.dst.device, "", faults::Side::kDestination);
     Session destination;
     if (mode == ConfigRestore::kExact)
-      destination.add_device(dst, "dst");  // the options' default
+      destination.add_device(dst.device, "dst");  // the options' default
     else
-      destination.add_device(dst, "dst", ConfigRestore::kRegisters);
+      destination.add_device(dst.device, "dst", ConfigRestore::kRegisters);
     stream.rewind();
     auto loaded = destination.load(stream);
     ASSERT_TRUE(loaded) << loaded.error().describe();

@@ -14,7 +14,7 @@
 #include "core/feature.h"
 #include "core/local_migration.h"
 #include "core/session.h"
-#include "tests/core/scripted_device.h"
+#include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
 #include "tests/core/stale_mtty.h"
 #include "tests/eventually.h"
@@ -23,6 +23,7 @@ namespace vfio {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::StartsWith;
 using uapi::State;
 
@@ -190,15 +191,16 @@ TEST_P(StaleDevice, MigrateRefusesAStaleSideBeforeEitherSideActs) {
     SCOPED_TRACE(source_stale ? "stale source" : "stale destination");
     auto src = source_stale ? stale(GetParam(), 1) : fresh(1);
     auto dst = source_stale ? fresh(2) : stale(GetParam(), 2);
-    testing::ScriptedDevice watched_src(*src.device), watched_dst(*dst.device);
+    testing::FaultyDevice watched_src(*src.device),
+        watched_dst(*dst.device, "", faults::Side::kDestination);
     Session source(options(false)), destination(options(false));
-    source.add_device(watched_src, src.device->name());
-    destination.add_device(watched_dst, dst.device->name());
+    source.add_device(watched_src.device, src.device->name());
+    destination.add_device(watched_dst.device, dst.device->name());
     auto r = migrate_locally(source, destination);
     expect_refused(r, name_of(source_stale ? 1 : 2), GetParam());
     EXPECT_THAT(r.error().message, StartsWith(source_stale ? "source: " : "destination: "));
     for (const auto* watched : {&watched_src, &watched_dst})
-      for (const auto& call : watched->calls()) EXPECT_FALSE(call.requested_state);
+      EXPECT_THAT(watched->requested_states(), IsEmpty());
     EXPECT_EQ((source_stale ? src : dst).model->state(), GetParam());
     EXPECT_EQ((source_stale ? dst : src).model->state(), State::kRunning);
     EXPECT_EQ(src.model->hung_arcs() + dst.model->hung_arcs(), 0u);
@@ -230,29 +232,29 @@ INSTANTIATE_TEST_SUITE_P(EveryState, StaleDevice, ::testing::ValuesIn(kStaleStat
 // RUNNING_P2P is not fresh either, and a fresh RUNNING device is not reset by reset_first.
 TEST(StaleDevice, ResetFirstLeavesARunningDeviceAlone) {
   auto dev = fresh(1);
-  testing::ScriptedDevice watched(*dev.device);
+  testing::FaultyDevice watched(*dev.device);
   std::vector<std::string> notices;
   Session s(options(true, &notices));
-  s.add_device(watched, dev.device->name());
+  s.add_device(watched.device, dev.device->name());
   ASSERT_TRUE(s.learn_device_states());
-  EXPECT_EQ(watched.count(testing::Call::Op::kReset), 0u);
+  EXPECT_EQ(watched.count(faults::Op::kReset), 0u);
   EXPECT_TRUE(notices.empty());
 }
 
 // A reset that does not bring the device back stops everything: nothing is sent after it.
 TEST(StaleDevice, AFailedResetIsFatalAndNothingFollows) {
   auto dev = stale(State::kStopCopy, 1);
-  testing::ScriptedDevice watched(*dev.device);
-  watched.fail_resets(EIO);
+  testing::FaultyDevice watched(*dev.device, "reset -> errno=EIO");
   MemoryChannel out;
   Session s(options(true));
-  s.add_device(watched, dev.device->name());
+  s.add_device(watched.device, dev.device->name());
   auto r = s.save(out);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().fatal);
   EXPECT_THAT(r.error().message, HasSubstr("VFIO_DEVICE_RESET"));
   EXPECT_TRUE(out.data().empty());
-  for (const auto& call : watched.calls()) EXPECT_FALSE(call.requested_state);
+  EXPECT_EQ(watched.count(faults::Op::kReset), 1u);
+  EXPECT_THAT(watched.requested_states(), IsEmpty());
 }
 
 // --- the kernel path: KernelDevice over the FUSE-served simulator ------------------------

@@ -1,4 +1,4 @@
-// The per-device engine against the simulated device, with scripted failures for the
+// The per-device engine against the simulated device, with injected failures (faults/) for the
 // reference's error paths.
 #include "core/migration.h"
 
@@ -7,14 +7,14 @@
 #include <cerrno>
 
 #include "core/feature.h"
-#include "tests/core/scripted_device.h"
+#include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
 
 namespace vfio {
 namespace {
 
-using testing::Call;
-using testing::ScriptedDevice;
+using faults::Op;
+using testing::FaultyDevice;
 using uapi::State;
 
 State device_state(Device& dev) {
@@ -23,12 +23,10 @@ State device_state(Device& dev) {
 
 TEST(Migration, CreateRequiresStopCopyAndReportsMissingSupport) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  dev.before = [](const Call& c) -> std::optional<int> {
-    if (c.op == Call::Op::kFeature && (c.feature_flags & uapi::kFeatureMask) == 1) return ENOTTY;
-    return std::nullopt;
-  };
-  auto m = Migration::create(dev);
+  FaultyDevice faulty(*sim.device,
+                      "get:migration -> errno=ENOTTY; probe:migration -> errno=ENOTTY; "
+                      "set:migration -> errno=ENOTTY");
+  auto m = Migration::create(faulty.device);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code, ENOTTY);
   EXPECT_NE(m.error().message.find("not supported"), std::string::npos);
@@ -37,51 +35,48 @@ TEST(Migration, CreateRequiresStopCopyAndReportsMissingSupport) {
 
 TEST(Migration, SetStateRecoversToTheRecoverState) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  FaultyDevice faulty(*sim.device, "set:SC times=1 -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   ASSERT_TRUE(m->set_state(State::kStop, State::kError));
-  dev.fail_set(State::kStopCopy, EIO);
   auto r = m->set_state(State::kStopCopy, State::kStop);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EIO);
   EXPECT_NE(r.error().message.find("put back in STOP"), std::string::npos);
   EXPECT_EQ(m->device_state(), State::kStop);
-  EXPECT_EQ(device_state(dev), State::kStop);
-  EXPECT_EQ(dev.count(Call::Op::kReset), 0u);
+  EXPECT_EQ(device_state(faulty.device), State::kStop);
+  EXPECT_EQ(faulty.count(Op::kReset), 0u);
 }
 
 TEST(Migration, FailedRecoveryResetsTheDevice) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  // The first SET STOP works; STOP_COPY fails, and so does the SET back to STOP.
+  FaultyDevice faulty(*sim.device, "set:SC times=1 -> errno=EIO; set:S nth=2 -> errno=EBUSY");
+  auto m = Migration::create(faulty.device).value();
   ASSERT_TRUE(m->set_state(State::kStop, State::kError));
-  dev.fail_set(State::kStopCopy, EIO);
-  dev.fail_set(State::kStop, EBUSY);
   auto r = m->set_state(State::kStopCopy, State::kStop);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EIO);
   EXPECT_FALSE(r.error().fatal);
-  EXPECT_EQ(dev.count(Call::Op::kReset), 1u);
+  EXPECT_EQ(faulty.count(Op::kReset), 1u);
   EXPECT_EQ(m->device_state(), State::kRunning);
-  EXPECT_EQ(device_state(dev), State::kRunning);
+  EXPECT_EQ(device_state(faulty.device), State::kRunning);
+  EXPECT_EQ(faulty.requested_states(),
+            (std::vector<State>{State::kStop, State::kStopCopy, State::kStop}));
 }
 
 TEST(Migration, ErrorRecoverStateGoesStraightToReset) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
-  dev.fail_set(State::kStop, EIO);
+  FaultyDevice faulty(*sim.device, "set:S times=1 -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   ASSERT_FALSE(m->set_state(State::kStop, State::kError));
-  EXPECT_EQ(dev.count(Call::Op::kReset), 1u);
-  EXPECT_EQ(device_state(dev), State::kRunning);
+  EXPECT_EQ(faulty.count(Op::kReset), 1u);
+  EXPECT_EQ(device_state(faulty.device), State::kRunning);
 }
 
 TEST(Migration, FailedResetIsAFatalErrorNotAnAbort) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
-  dev.fail_set(State::kStop, EIO);
-  dev.fail_resets(EIO);
+  FaultyDevice faulty(*sim.device, "set:S times=1 -> errno=EIO; reset -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   auto r = m->set_state(State::kStop, State::kError);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().fatal);
@@ -91,8 +86,8 @@ TEST(Migration, FailedResetIsAFatalErrorNotAnAbort) {
 
 TEST(Migration, NewDataFdWhileOneIsOpenIsOutOfSync) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  FaultyDevice faulty(*sim.device);
+  auto m = Migration::create(faulty.device).value();
   ASSERT_TRUE(m->set_state(State::kStop, State::kError));
   ASSERT_TRUE(m->set_state(State::kStopCopy, State::kStop));
   int first_fd = m->data_fd();
@@ -103,7 +98,7 @@ TEST(Migration, NewDataFdWhileOneIsOpenIsOutOfSync) {
   EXPECT_EQ(r.error().code, EBADF);
   EXPECT_NE(r.error().message.find("out of sync"), std::string::npos);
   EXPECT_EQ(m->data_fd(), first_fd);
-  EXPECT_EQ(dev.count(Call::Op::kClose), 1u);  // the unexpected new fd
+  EXPECT_EQ(faulty.count(Op::kClose), 1u);  // the unexpected new fd
 }
 
 TEST(Migration, SaveSetupSizesTheBufferLikeTheReference) {
@@ -133,13 +128,10 @@ TEST(Migration, SaveSetupSizesTheBufferLikeTheReference) {
 
 TEST(Migration, PendingExactFallsBackTo100GiB) {
   auto sim = testing::make_sim("p2p", 12345, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  // The second MIG_DATA_SIZE query meets a kernel without the feature.
+  FaultyDevice faulty(*sim.device, "get:data-size nth=2 -> errno=ENOTTY");
+  auto m = Migration::create(faulty.device).value();
   EXPECT_EQ(m->pending_exact(), sim.model->stream_size());
-  dev.before = [](const Call& c) -> std::optional<int> {
-    if ((c.feature_flags & uapi::kFeatureMask) == 9) return ENOTTY;
-    return std::nullopt;
-  };
   EXPECT_EQ(m->pending_exact(), 100ULL << 30);
 }
 
@@ -172,13 +164,8 @@ TEST(Migration, CompletePrecopyWritesBlocksThenEndAndStops) {
 
 TEST(Migration, ReadErrorDuringStopCopyIsReturned) {
   auto sim = testing::make_sim("p2p", 3 << 20, 1);
-  ScriptedDevice dev(*sim.device);
-  int reads = 0;
-  dev.before = [&](const Call& c) -> std::optional<int> {
-    if (c.op == Call::Op::kRead && ++reads == 2) return EIO;
-    return std::nullopt;
-  };
-  auto m = Migration::create(dev).value();
+  FaultyDevice faulty(*sim.device, "read nth=2 -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   MemoryChannel channel;
   StreamWriter out(channel);
   ASSERT_TRUE(m->save_setup(out));
@@ -191,13 +178,12 @@ TEST(Migration, ReadErrorDuringStopCopyIsReturned) {
 
 TEST(Migration, LoadSetupRecoversToTheCurrentState) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  FaultyDevice faulty(*sim.device, "set:RS times=1 -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   ASSERT_TRUE(m->set_state(State::kStop, State::kError));
-  dev.fail_set(State::kResuming, EIO);
   ASSERT_FALSE(m->load_setup());
   EXPECT_EQ(m->device_state(), State::kStop);
-  EXPECT_EQ(device_state(dev), State::kStop);
+  EXPECT_EQ(device_state(faulty.device), State::kStop);
 }
 
 // Builds a device section payload by hand.
@@ -307,11 +293,10 @@ TEST(Migration, StatusNotifierReturnsTheDeviceToRunning) {
 
 TEST(Migration, RunStateErrorsReachTheOutgoingStream) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  ScriptedDevice dev(*sim.device);
-  auto m = Migration::create(dev).value();
+  FaultyDevice faulty(*sim.device, "set:S times=1 -> errno=EIO");
+  auto m = Migration::create(faulty.device).value();
   MemoryChannel channel;
   StreamWriter out(channel);
-  dev.fail_set(State::kStop, EIO);
   EXPECT_FALSE(m->vm_state_change(false, &out));
   ASSERT_TRUE(out.error());
   EXPECT_EQ(out.error()->code, EIO);

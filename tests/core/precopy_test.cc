@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <mutex>
 #include <set>
@@ -14,14 +15,14 @@
 #include "core/feature.h"
 #include "core/local_migration.h"
 #include "core/session.h"
-#include "tests/core/scripted_device.h"
+#include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
 
 namespace vfio {
 namespace {
 
-using testing::Call;
-using testing::ScriptedDevice;
+using faults::Op;
+using testing::FaultyDevice;
 using uapi::State;
 
 State device_state(Device& dev) {
@@ -52,14 +53,13 @@ struct SetLog {
   std::mutex mu;
   std::vector<std::pair<std::string, State>> sets;
 
-  void watch(ScriptedDevice& dev, std::string who) {
-    dev.before = [this, who](const Call& c) -> std::optional<int> {
-      if (c.requested_state) {
+  void watch(faults::Injector& injector, std::string who) {
+    injector.set_call_hook([this, who](const faults::Call& c) {
+      if (c.target) {
         std::lock_guard lock(mu);
-        sets.emplace_back(who, *c.requested_state);
+        sets.emplace_back(who, *c.target);
       }
-      return std::nullopt;
-    };
+    });
   }
   std::vector<State> of(const std::string& who) {
     std::vector<State> out;
@@ -75,11 +75,11 @@ TEST(Precopy, SetupEntersPreCopyAndIterateSendsOneBlockPerCall) {
   for (auto name : {"plain", "mtty"}) {  // ENOMSG, and mtty's 0, at the temporary end
     const bool mtty = name == std::string_view("mtty");
     auto sim = make(name, mtty ? 72 : 256 << 10, 1);
-    ScriptedDevice dev(*sim.device);
+    FaultyDevice faulty(*sim.device);
     MigrationOptions o;
     o.precopy = true;
     o.data_buffer_size = 64 << 10;
-    auto m = Migration::create(dev, o).value();
+    auto m = Migration::create(faulty.device, o).value();
     MemoryChannel ch;
     StreamWriter out(ch);
     ASSERT_TRUE(m->save_setup(out));
@@ -89,13 +89,13 @@ TEST(Precopy, SetupEntersPreCopyAndIterateSendsOneBlockPerCall) {
     EXPECT_EQ(m->precopy_init_size(), total);
     EXPECT_EQ(m->state_pending_estimate(), total);
 
-    const auto reads_before = dev.count(Call::Op::kRead);
+    const auto reads_before = faulty.count(Op::kRead);
     std::uint64_t sent = 0, calls = 0;
     for (;;) {
       auto n = m->save_iterate(out);
       ASSERT_TRUE(n) << n.error().describe();
       ++calls;
-      EXPECT_EQ(dev.count(Call::Op::kRead), reads_before + calls);  // one block per call
+      EXPECT_EQ(faulty.count(Op::kRead), reads_before + calls);  // one block per call
       if (*n == 0) break;
       sent += *n;
     }
@@ -105,9 +105,9 @@ TEST(Precopy, SetupEntersPreCopyAndIterateSendsOneBlockPerCall) {
     // A temporary end is no error: the next call finds no data again.
     EXPECT_EQ(m->save_iterate(out).value(), 0u);
     // The exact pending size is MIG_DATA_SIZE alone: no PRECOPY_INFO.
-    const auto infos = dev.count(Call::Op::kPrecopyInfo);
+    const auto infos = faulty.count(Op::kPrecopyInfo);
     (void)m->pending_exact();
-    EXPECT_EQ(dev.count(Call::Op::kPrecopyInfo), infos);
+    EXPECT_EQ(faulty.count(Op::kPrecopyInfo), infos);
 
     // Stopping the VM for the migration goes from PRE_COPY straight to STOP_COPY.
     ASSERT_TRUE(m->vm_state_change(false, &out, /*migrating=*/true));
@@ -186,34 +186,28 @@ TEST(Precopy, AGenerousBudgetStopsAfterTheFirstMeasurement) {
 
 TEST(Precopy, DeviceStatesOnTheWay) {
   auto sim = make("plain", 64 << 10, 1);
-  ScriptedDevice dev(*sim.device);
-  SetLog log;
-  log.watch(dev, "src");
+  FaultyDevice faulty(*sim.device);
   Session s(precopy_options());
-  s.add_device(dev, "src");
+  s.add_device(faulty.device, "src");
   MemoryChannel out;
   ASSERT_TRUE(s.save(out));
   // Setup to PRE_COPY, prepare to PRE_COPY_P2P (the device has P2P), stop to STOP_COPY, the
   // reference's STOP_COPY request at complete (a no-op), STOP after the data.
-  EXPECT_EQ(log.of("src"), (std::vector<State>{State::kPreCopy, State::kPreCopyP2p,
-                                               State::kStopCopy, State::kStopCopy, State::kStop}));
+  EXPECT_EQ(faulty.requested_states(),
+            (std::vector<State>{State::kPreCopy, State::kPreCopyP2p, State::kStopCopy,
+                                State::kStopCopy, State::kStop}));
 }
 
 TEST(Precopy, FailureDuringPrecopyReturnsTheDeviceToRunning) {
   auto sim = make("mlx5", 1 << 20, 1);
-  ScriptedDevice dev(*sim.device);
-  int reads = 0;
-  dev.before = [&](const Call& c) -> std::optional<int> {
-    if (c.op == Call::Op::kRead && ++reads == 3) return EIO;
-    return std::nullopt;
-  };
+  FaultyDevice faulty(*sim.device, "read nth=3 -> errno=EIO");
   Session s(precopy_options());
-  s.add_device(dev, "src");
+  s.add_device(faulty.device, "src");
   MemoryChannel out;
   auto r = s.save(out);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EIO);
-  EXPECT_EQ(device_state(dev), State::kRunning);
+  EXPECT_EQ(device_state(faulty.device), State::kRunning);
   EXPECT_EQ(sim.model->open_sessions(), 0u);
 }
 
@@ -257,8 +251,14 @@ TEST(SwitchoverAck, SourceStopsOnlyAfterEveryDeviceWasApproved) {
   constexpr int kDevices = 3;
   SwitchoverGate gate;
   std::vector<testing::SimHandle> src, dst;
-  std::vector<std::unique_ptr<ScriptedDevice>> watched;
-  bool stopped_early = false;
+  // One injector watches every source device: a SET that stops one before the approval is early.
+  faults::Injector watch;
+  std::vector<std::unique_ptr<faults::FaultDevice>> watched;
+  std::atomic<bool> stopped_early = false;
+  watch.set_call_hook([&](const faults::Call& c) {
+    if ((c.target == State::kPreCopyP2p || c.target == State::kStopCopy) && !gate.approved())
+      stopped_early = true;
+  });
   SessionOptions so = precopy_options(), doo = precopy_options();
   so.switchover_gate = doo.switchover_gate = &gate;
   so.downtime_limit = std::chrono::hours(1);  // convergence alone would stop at once
@@ -266,14 +266,8 @@ TEST(SwitchoverAck, SourceStopsOnlyAfterEveryDeviceWasApproved) {
   for (int i = 0; i < kDevices; ++i) {
     src.push_back(make("mlx5", 512 << 10, 10 + i));
     dst.push_back(make("mlx5", 4096, 20 + i));
-    watched.push_back(std::make_unique<ScriptedDevice>(*src.back().device));
-    watched.back()->before = [&](const Call& c) -> std::optional<int> {
-      if (c.requested_state &&
-          (*c.requested_state == State::kPreCopyP2p || *c.requested_state == State::kStopCopy) &&
-          !gate.approved())
-        stopped_early = true;
-      return std::nullopt;
-    };
+    watched.push_back(
+        std::make_unique<faults::FaultDevice>(*src.back().device, watch, faults::Side::kSource));
     source.add_device(*watched.back(), fmt::format("src{}", i));
     destination.add_device(*dst.back().device, fmt::format("dst{}", i));
   }
@@ -313,14 +307,13 @@ TEST(SwitchoverAck, DestinationWithoutItRejectsTheTag) {
 TEST(SwitchoverAck, AFailingDestinationReleasesAWaitingSource) {
   auto src = make("plain", 256 << 10, 1);
   auto dst = make("plain", 4096, 2);
-  ScriptedDevice bad(*dst.device);
-  bad.fail_set(State::kResuming, EIO);
+  FaultyDevice bad(*dst.device, "set:RS times=1 -> errno=EIO", faults::Side::kDestination);
   SwitchoverGate gate;
   SessionOptions so = precopy_options(), doo = precopy_options();
   so.switchover_gate = doo.switchover_gate = &gate;
   Session source(so), destination(doo);
   source.add_device(*src.device, "src");
-  destination.add_device(bad, "dst");
+  destination.add_device(bad.device, "dst");
   auto r = migrate_locally(source, destination);
   ASSERT_FALSE(r);
   EXPECT_EQ(device_state(*src.device), State::kRunning);
@@ -346,23 +339,27 @@ TEST(SwitchoverAck, SourceWithoutPrecopyCannotBeApproved) {
 
 struct Fleet {
   std::vector<testing::SimHandle> src, dst;
-  std::vector<std::unique_ptr<ScriptedDevice>> src_dev, dst_dev;
+  std::vector<std::unique_ptr<FaultyDevice>> src_dev, dst_dev;
   SetLog log;
 
-  Fleet(std::vector<std::string_view> profiles, std::uint64_t size) {
+  // `source_plans[i]`, when given, are the rules around source device i.
+  Fleet(std::vector<std::string_view> profiles, std::uint64_t size,
+        std::vector<std::string_view> source_plans = {}) {
+    source_plans.resize(profiles.size());
     for (std::size_t i = 0; i < profiles.size(); ++i) {
       src.push_back(make(profiles[i], size, 100 + i));
       dst.push_back(make(profiles[i], 4096, 200 + i));
-      src_dev.push_back(std::make_unique<ScriptedDevice>(*src.back().device));
-      dst_dev.push_back(std::make_unique<ScriptedDevice>(*dst.back().device));
-      log.watch(*src_dev.back(), fmt::format("s{}", i));
-      log.watch(*dst_dev.back(), fmt::format("d{}", i));
+      src_dev.push_back(std::make_unique<FaultyDevice>(*src.back().device, source_plans[i]));
+      dst_dev.push_back(
+          std::make_unique<FaultyDevice>(*dst.back().device, "", faults::Side::kDestination));
+      log.watch(src_dev.back()->injector, fmt::format("s{}", i));
+      log.watch(dst_dev.back()->injector, fmt::format("d{}", i));
     }
   }
   void add(Session& source, Session& destination) {
     for (std::size_t i = 0; i < src.size(); ++i) {
-      source.add_device(*src_dev[i], fmt::format("s{}", i));
-      destination.add_device(*dst_dev[i], fmt::format("d{}", i));
+      source.add_device(src_dev[i]->device, fmt::format("s{}", i));
+      destination.add_device(dst_dev[i]->device, fmt::format("d{}", i));
     }
   }
   // Position in the log of the first SET by a device of `side` ('s' or 'd') to one of `states`.
@@ -424,10 +421,7 @@ TEST(P2p, SeveralDevicesNeedP2pOnEveryOne) {
 
 TEST(P2p, AFailureAnywhereLeavesEveryDeviceRunning) {
   // The second device's STOP_COPY fails after all three were quiesced and one stopped.
-  Fleet f({"plain", "plain", "p2p"}, 128 << 10);
-  f.src_dev[1]->before = [](const Call& c) -> std::optional<int> {
-    return c.requested_state == State::kStop ? std::optional(EIO) : std::nullopt;
-  };
+  Fleet f({"plain", "plain", "p2p"}, 128 << 10, {"", "set:S -> errno=EIO"});
   Session source, destination;
   f.add(source, destination);
   auto r = migrate_locally(source, destination);

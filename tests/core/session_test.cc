@@ -12,14 +12,13 @@
 #include "core/container.h"
 #include "core/feature.h"
 #include "core/local_migration.h"
-#include "tests/core/scripted_device.h"
+#include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
 
 namespace vfio {
 namespace {
 
-using testing::Call;
-using testing::ScriptedDevice;
+using testing::FaultyDevice;
 using uapi::State;
 
 State device_state(Device& dev) {
@@ -108,37 +107,23 @@ TEST(Session, ProgressReportsEveryPhaseAndGrowingBytes) {
 TEST(Session, SourceIsRunningAfterEveryFailedSave) {
   struct Case {
     const char* name;
-    std::function<void(ScriptedDevice&)> script;
+    const char* plan;
   };
-  std::vector<Case> cases = {
-      {"stop fails", [](ScriptedDevice& d) { d.fail_set(State::kStop, EIO); }},
-      {"stop-copy fails", [](ScriptedDevice& d) { d.fail_set(State::kStopCopy, EIO); }},
-      {"stop-copy and recovery fail",
-       [](ScriptedDevice& d) {
-         d.fail_set(State::kStopCopy, EIO);
-         d.fail_set(State::kStop, EIO, 2);
-       }},
-      {"read fails",
-       [](ScriptedDevice& d) {
-         d.before = [](const Call& c) -> std::optional<int> {
-           return c.op == Call::Op::kRead ? std::optional(EIO) : std::nullopt;
-         };
-       }},
-      {"config read fails",
-       [](ScriptedDevice& d) {
-         d.before = [](const Call& c) -> std::optional<int> {
-           return c.op == Call::Op::kConfigRead ? std::optional(EIO) : std::nullopt;
-         };
-       }},
+  const std::vector<Case> cases = {
+      {"stop fails", "set:S times=1 -> errno=EIO"},
+      {"stop-copy fails", "set:SC times=1 -> errno=EIO"},
+      {"stop-copy and recovery fail", "set:SC times=1 -> errno=EIO; set:S times=2 -> errno=EIO"},
+      {"read fails", "read -> errno=EIO"},
+      {"config read fails", "config-read -> errno=EIO"},
   };
   for (auto& c : cases) {
     auto src = testing::make_sim("p2p", 2 << 20, 5);
     auto before = src.model->image();
-    ScriptedDevice dev(*src.device);
-    c.script(dev);
+    FaultyDevice faulty(*src.device, c.plan);
     MemoryChannel stream;
-    auto r = save_one(dev, stream);
+    auto r = save_one(faulty.device, stream);
     ASSERT_FALSE(r) << c.name;
+    EXPECT_FALSE(faulty.injector.fired().empty()) << c.name;
     EXPECT_EQ(device_state(*src.device), State::kRunning) << c.name;
     EXPECT_EQ(src.model->image(), before) << c.name;
   }
@@ -216,12 +201,12 @@ TEST(Session, BlockersRefuseToStart) {
   EXPECT_TRUE(out.data().empty());
   EXPECT_EQ(device_state(*a.device), State::kRunning);
 
-  ScriptedDevice no_migration(*a.device);
-  no_migration.before = [](const Call& c) -> std::optional<int> {
-    return (c.feature_flags & uapi::kFeatureMask) == 1 ? std::optional(ENOTTY) : std::nullopt;
-  };
+  FaultyDevice no_migration(
+      *a.device,
+      "get:migration -> errno=ENOTTY; probe:migration -> errno=ENOTTY; set:migration -> "
+      "errno=ENOTTY");
   Session unsupported;
-  unsupported.add_device(no_migration, "x");
+  unsupported.add_device(no_migration.device, "x");
   EXPECT_EQ(unsupported.blockers().size(), 1u);
 }
 
