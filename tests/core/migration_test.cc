@@ -23,9 +23,7 @@ State device_state(Device& dev) {
 
 TEST(Migration, CreateRequiresStopCopyAndReportsMissingSupport) {
   auto sim = testing::make_sim("p2p", 4096, 1);
-  FaultyDevice faulty(*sim.device,
-                      "get:migration -> errno=ENOTTY; probe:migration -> errno=ENOTTY; "
-                      "set:migration -> errno=ENOTTY");
+  FaultyDevice faulty(*sim.device, "get:migration -> errno=ENOTTY");
   auto m = Migration::create(faulty.device);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code, ENOTTY);

@@ -201,10 +201,7 @@ TEST(Session, BlockersRefuseToStart) {
   EXPECT_TRUE(out.data().empty());
   EXPECT_EQ(device_state(*a.device), State::kRunning);
 
-  FaultyDevice no_migration(
-      *a.device,
-      "get:migration -> errno=ENOTTY; probe:migration -> errno=ENOTTY; set:migration -> "
-      "errno=ENOTTY");
+  FaultyDevice no_migration(*a.device, "get:migration -> errno=ENOTTY");
   Session unsupported;
   unsupported.add_device(no_migration.device, "x");
   EXPECT_EQ(unsupported.blockers().size(), 1u);
