@@ -1,0 +1,294 @@
+// Internal to conform/: the checker's shared machinery (feature calls, data fds, verdict
+// recording) and the Checker class, whose check groups live in conform/*.cc, one file per group.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "core/feature.h"
+#include "core/state_machine.h"
+
+#include "conform/checker.h"
+
+namespace vfio::conform::detail {
+
+using uapi::State;
+
+constexpr std::string_view kMigration = "migration";
+constexpr std::string_view kArcs = "arcs";
+constexpr std::string_view kStream = "stream";
+constexpr std::string_view kPrecopy = "precopy";
+constexpr std::string_view kDataSize = "data-size";
+constexpr std::string_view kResume = "resume";
+constexpr std::string_view kReset = "reset";
+constexpr std::string_view kHeader = "header";
+constexpr std::string_view kDma = "dma-logging";
+
+constexpr std::uint32_t kHeaderSize = sizeof(uapi::FeatureHeader);
+constexpr std::uint32_t kUnknownFeature = 0x3f;
+constexpr std::uint32_t kUnknownFlagBit = 1u << 19;  // just above PROBE
+// Never an fd: a SET that does not write data_fd back leaves this in place.
+constexpr int kFdSentinel = -2;
+constexpr std::uint64_t kPageSize = 4096;
+// The kernel's limit on DMA logging ranges: PAGE_SIZE / sizeof(struct vfio_device_feature_dma_
+// logging_range).
+constexpr std::uint32_t kMaxLogRanges = kPageSize / sizeof(uapi::DmaLoggingRange);
+constexpr std::uint64_t kLogLength = 1 << 20;  // the range logged by the DMA checks
+// MIG_DATA_SIZE may be off by this much however small the stream (headers, rounding).
+constexpr std::uint64_t kSizeSlack = 4096;
+
+inline std::string errno_name(int code) {
+  if (const char* n = ::strerrorname_np(code)) return n;
+  return fmt::format("errno {}", code);
+}
+
+template <class T>
+inline std::string outcome(const Result<T>& r) {
+  return r ? "success" : errno_name(r.error().code);
+}
+
+// Only whether a call succeeded, and its error.
+template <class T>
+Result<> status(const Result<T>& r) {
+  if (r) return {};
+  return std::unexpected(r.error());
+}
+
+inline std::string name(State s) {
+  return std::string(uapi::state_short_name(s));
+}
+
+inline std::string flag_names(std::uint64_t flags) {
+  std::string out;
+  for (auto [bit, text] :
+       {std::pair{uapi::kMigrationStopCopy, "STOP_COPY"}, std::pair{uapi::kMigrationP2p, "P2P"},
+        std::pair{uapi::kMigrationPreCopy, "PRE_COPY"}})
+    if (flags & bit) out += (out.empty() ? "" : "|") + std::string(text);
+  return out.empty() ? "none" : out;
+}
+
+inline std::uint32_t flags_of(uapi::Feature f, std::uint32_t ops) {
+  return static_cast<std::uint32_t>(f) | ops;
+}
+
+// One VFIO_DEVICE_FEATURE call. argsz can be set apart from the payload so malformed calls can be
+// made; the device is always handed the whole buffer, so it can read whatever argsz claims.
+class FeatureCall {
+ public:
+  explicit FeatureCall(std::uint32_t flags) { buf_.header = {kHeaderSize, flags}; }
+  template <class T>
+  FeatureCall(std::uint32_t flags, const T& payload) : FeatureCall(flags) {
+    static_assert(sizeof(T) <= sizeof(buf_.payload));
+    std::memcpy(buf_.payload.data(), &payload, sizeof(T));
+    buf_.header.argsz = kHeaderSize + sizeof(T);
+  }
+  FeatureCall& argsz(std::uint32_t n) {
+    buf_.header.argsz = n;
+    return *this;
+  }
+  Result<> run(Device& dev) { return dev.feature(std::as_writable_bytes(std::span(&buf_, 1))); }
+  template <class T>
+  T payload() const {
+    T v;
+    std::memcpy(&v, buf_.payload.data(), sizeof(T));
+    return v;
+  }
+
+ private:
+  struct Buffer {
+    uapi::FeatureHeader header;
+    alignas(8) std::array<std::byte, 56> payload{};
+  };
+  Buffer buf_{};
+};
+
+// A data fd a check holds; closed when the check is done with it, stale or not.
+class DataFd {
+ public:
+  DataFd(Device& dev, int fd) : dev_(&dev), fd_(fd) {}
+  DataFd(DataFd&& o) noexcept : dev_(o.dev_), fd_(std::exchange(o.fd_, -1)) {}
+  DataFd& operator=(DataFd&&) = delete;
+  ~DataFd() {
+    if (fd_ >= 0) (void)dev_->close(fd_);
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  Device* dev_;
+  int fd_;
+};
+
+// How reading a data fd until it stops producing data ended.
+struct ReadEnd {
+  std::uint64_t bytes = 0;
+  std::optional<Error> error;  // unset: read() returned 0
+  bool over_limit = false;     // still producing data at Options::stream_limit
+  bool zero() const { return !error && !over_limit; }
+};
+
+class Checker {
+ public:
+  Checker(Device& dev, const Options& options)
+      : dev_(dev), opt_(options), buf_(options.buffer_size) {
+    report_.device = dev.name();
+  }
+
+  Report run();
+
+  static std::size_t rank(std::string_view group);
+
+ private:
+  void add(std::string id, std::string_view group, Verdict v, std::string detail) {
+    report_.checks.push_back({std::move(id), std::string(group), v, std::move(detail)});
+  }
+  void skip(std::string id, std::string_view group, const Error& setup) {
+    add(std::move(id), group, Verdict::kSkip, "setup: " + setup.message);
+  }
+
+  void expect_errno(std::string id, std::string_view group, const Result<>& r, int want,
+                    std::string_view what) {
+    if (!r && r.error().code == want)
+      add(std::move(id), group, Verdict::kPass, fmt::format("{}: {}", what, errno_name(want)));
+    else
+      add(std::move(id), group, Verdict::kFail,
+          fmt::format("{}: expected {}, got {}", what, errno_name(want), outcome(r)));
+  }
+  void expect_error(std::string id, std::string_view group, const Result<>& r,
+                    std::string_view what) {
+    if (!r)
+      add(std::move(id), group, Verdict::kPass,
+          fmt::format("{}: failed with {}", what, errno_name(r.error().code)));
+    else
+      add(std::move(id), group, Verdict::kFail,
+          fmt::format("{}: expected an error, got success", what));
+  }
+  void expect_ok(std::string id, std::string_view group, const Result<>& r, std::string_view what) {
+    if (r)
+      add(std::move(id), group, Verdict::kPass, fmt::format("{}: success", what));
+    else
+      add(std::move(id), group, Verdict::kFail,
+          fmt::format("{}: expected success, got {}", what, errno_name(r.error().code)));
+  }
+
+  std::vector<State> reachable_states() const {
+    std::vector<State> out;
+    for (std::uint32_t s = 0; s < uapi::kStateCount; ++s) {
+      const auto st = static_cast<State>(s);
+      if (st != State::kError && state_supported(st, flags_)) out.push_back(st);
+    }
+    return out;
+  }
+  bool has(std::uint64_t flag) const { return flags_ & flag; }
+
+  // A fresh device moved to `s` by one SET; holds the data fd that SET produced, if any.
+  Result<DataFd> enter(State s) {
+    if (auto r = dev_.reset(); !r)
+      return fail(r.error().code, "reset failed with " + errno_name(r.error().code));
+    auto fd = request_device_state(dev_, s);
+    if (!fd)
+      return fail(fd.error().code,
+                  fmt::format("SET R->{} failed with {}", name(s), errno_name(fd.error().code)));
+    DataFd held(dev_, *fd);
+    auto now = query_device_state(dev_);
+    if (!now)
+      return fail(now.error().code, fmt::format("GET after SET R->{} failed with {}", name(s),
+                                                errno_name(now.error().code)));
+    if (*now != s)
+      return fail(EIO, fmt::format("SET R->{} left the device in {}", name(s), name(*now)));
+    return held;
+  }
+
+  // Reads until read() returns 0 or fails; appends to `keep` while it stays under
+  // max_saved_stream (clearing it and setting `*kept` false beyond).
+  ReadEnd read_until_end(int fd, std::vector<std::byte>* keep = nullptr, bool* kept = nullptr) {
+    ReadEnd end;
+    while (end.bytes < opt_.stream_limit) {
+      auto n = dev_.read(fd, buf_);
+      if (!n) {
+        end.error = n.error();
+        return end;
+      }
+      if (*n == 0) return end;
+      end.bytes += *n;
+      if (keep && *kept) {
+        if (keep->size() + *n > opt_.max_saved_stream) {
+          *kept = false;
+          std::vector<std::byte>().swap(*keep);
+        } else {
+          keep->insert(keep->end(), buf_.begin(), buf_.begin() + *n);
+        }
+      }
+    }
+    end.over_limit = true;
+    return end;
+  }
+
+  // Writes all of `data`; on failure, the error and how much had been written.
+  Result<> write_all(int fd, std::span<const std::byte> data, std::uint64_t& written) {
+    written = 0;
+    while (written < data.size()) {
+      auto chunk =
+          data.subspan(written, std::min<std::size_t>(opt_.buffer_size, data.size() - written));
+      auto n = dev_.write(fd, chunk);
+      if (!n) return std::unexpected(n.error());
+      if (*n == 0) return fail(EIO, "write() returned 0");
+      written += *n;
+    }
+    return {};
+  }
+
+  // 1. Every (current, target) pair: the SET succeeds or is refused as the kernel's table says,
+  // GET agrees, and a data fd comes back exactly when the final arc opens a session.
+  void check_arc(State cur, State target);
+
+  // Why the kernel refuses cur -> target.
+  std::string refusal_reason(State cur, State target) const {
+    if (target == State::kError) return "ERROR is never a target";
+    if (!state_supported(target, flags_)) return name(target) + " not supported";
+    return "no path from " + name(cur);
+  }
+
+  // 2a. STOP_COPY: data then 0 for good, MIG_DATA_SIZE close to the truth, SC->S ends the
+  // session. Keeps the stream for the resume checks.
+  void check_stop_copy();
+
+  // 2b. PRE_COPY: PRECOPY_INFO in PC/PCP and not elsewhere, initial_bytes falling, and ENOMSG
+  // at the temporary end of data.
+  void check_precopy();
+
+  // 2c. MIG_DATA_SIZE answers in every state the device has.
+  void check_data_size();
+
+  // RS->S after an incomplete stream: it must fail and leave the device in RESUMING or ERROR.
+  void expect_resume_refused(std::string id, std::string_view what);
+
+  // 2d. Resume: the saved stream loads; a truncated or corrupted one does not.
+  void check_resume();
+
+  // 2e. Reset from every state: RUNNING again, and the old data fd is dead.
+  void check_reset();
+
+  // 3. How VFIO_DEVICE_FEATURE validates its header, in the kernel's order.
+  void check_header();
+
+  // 4. DMA dirty logging: START's validation, REPORT and STOP; ENOTTY when not advertised.
+  void check_dma();
+
+  Device& dev_;
+  Options opt_;
+  std::vector<std::byte> buf_;
+  std::uint64_t flags_ = 0;
+  Report report_;
+  std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
+  Error saved_error_{EIO, "no STOP_COPY stream"};
+};
+
+}  // namespace vfio::conform::detail
