@@ -118,15 +118,22 @@ void Migration::explain_rejected_resume(Error& cause, State target) {
                            : ": " + cause.reason);
 }
 
-Result<> Migration::reset_device(Error cause) {
-  if (auto r = retry_transient([&] { return dev_.reset(); }); !r) {
+Result<> Migration::reset_now() {
+  close_data_fd();  // the reset makes it stale
+  auto r = retry_transient([&] { return dev_.reset(); });
+  if (!r) {
     broken_ = true;
-    cause.message += "; the reset failed: " + r.error().describe();
-    cause.fatal = true;
-    return std::unexpected(cause);
+    return r;
   }
   device_state_ = State::kRunning;
-  close_data_fd();  // the reset made it stale
+  return {};
+}
+
+Result<> Migration::reset_device(Error cause) {
+  if (auto r = reset_now(); !r) {
+    cause.message += "; the reset failed: " + r.error().describe();
+    cause.fatal = true;
+  }
   return std::unexpected(cause);
 }
 
@@ -404,15 +411,12 @@ Result<> Migration::abandon() {
 }
 
 Result<> Migration::hard_reset(std::string_view what) {
-  close_data_fd();
-  if (auto r = retry_transient([&] { return dev_.reset(); }); !r) {
-    broken_ = true;
+  if (auto r = reset_now(); !r) {
     Error e = r.error();
     e.message = fmt::format("{}: {}: {}", dev_.name(), what, e.message);
     e.fatal = true;
     return std::unexpected(e);
   }
-  device_state_ = State::kRunning;
   return {};
 }
 

@@ -134,8 +134,12 @@ class Migration {
   void query_precopy_size();
   void update_estimated_pending_data(std::uint64_t sent);
   Result<> block_done(std::uint64_t bytes);
+  // VFIO_DEVICE_RESET (EINTR/EAGAIN retried), the data fd closed first: RUNNING again, or
+  // broken() when the reset fails. The two below only word its failure.
+  Result<> reset_now();
+  // After `cause` (a failed arc): always fails, with `cause`, fatal when the reset failed too.
   Result<> reset_device(Error cause);
-  // VFIO_DEVICE_RESET, the data fd closed; a failure is fatal and named by `what`.
+  // A failure is fatal and named by `what`.
   Result<> hard_reset(std::string_view what);
   void close_data_fd();
   Result<> save_config(StreamWriter& out);
