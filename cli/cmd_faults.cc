@@ -88,7 +88,10 @@ Result<faults::WatchdogOptions> watchdog_options(const ParsedArgs& args) {
 
 void print_trace(const std::vector<faults::TraceEntry>& trace) {
   for (const auto& e : trace)
-    fmt::print("  {} {} #{}{}{}\n", faults::side_name(e.side), e.where, e.index,
+    fmt::print("  {} {} #{}{}{}{}\n", faults::side_name(e.side), e.where, e.index,
+               e.op == faults::Op::kConfigRead || e.op == faults::Op::kConfigWrite
+                   ? fmt::format(" at {:#x}", e.offset)
+                   : "",
                e.bytes ? fmt::format(" {} bytes", e.bytes) : "", e.failed ? " (failed)" : "");
 }
 
