@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "core/checksum.h"
+#include "core/dirty_tracking.h"
 #include "core/feature.h"
 #include "core/retry.h"
 
@@ -68,6 +69,19 @@ Result<std::string> bring_to_running(Device& device) {
   if (*now != State::kRunning)
     return fail(EIO, fmt::format("{}, yet it is in {}", done, uapi::state_name(*now)));
   return done;
+}
+
+std::optional<std::string> dma_logging_unusable(Device& device, const uapi::DmaLoggingRange& range,
+                                                std::uint64_t page_size) {
+  if (!probe_feature(device, uapi::Feature::kDmaLoggingStart, uapi::kFeatureSet))
+    return std::string();
+  if (auto r = dma_logging_start(device, page_size, std::span(&range, 1)); !r)
+    return "DMA logging is advertised but START fails: " + r.error().describe();
+  auto report = dma_logging_report(device, range.iova, range.length, page_size);
+  auto stopped = dma_logging_stop(device);
+  if (!report) return "DMA logging is advertised but REPORT fails: " + report.error().describe();
+  if (!stopped) return "DMA logging is advertised but STOP fails: " + stopped.error().describe();
+  return std::nullopt;
 }
 
 std::map<int, std::string> open_fds() {

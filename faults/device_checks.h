@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,13 @@ Result<StateDigest> read_state_digest(Device& device);
 // migration leaves on its source); any other state is reset (VFIO_DEVICE_RESET), then a GET must
 // say RUNNING. Returns what was done, empty when the device was already RUNNING.
 Result<std::string> bring_to_running(Device& device);
+
+// Why a session could not log the device's DMA in `range` at `page_size` (empty: the device does
+// not offer DMA logging), or nothing when it can. Advertising DMA_LOGGING_START is not enough:
+// the START, REPORT and STOP a session makes are each tried (Debian's 6.12 advertises it on mtty
+// and fails every REPORT with EOPNOTSUPP: docs/fidelity.md). Logging is stopped again.
+std::optional<std::string> dma_logging_unusable(Device& device, const uapi::DmaLoggingRange& range,
+                                                std::uint64_t page_size);
 
 // This process's open file descriptors and what they point at (/proc/self/fd).
 std::map<int, std::string> open_fds();

@@ -26,6 +26,8 @@ namespace {
 using uapi::State;
 
 constexpr std::uint64_t kDefaultCaseSize = 1 << 20;
+// What every source session logs where its devices can: the first MiB of guest memory.
+constexpr uapi::DmaLoggingRange kLoggedRange{0, 1 << 20};
 
 // Faults that make a device change state on its own, which no engine can see coming.
 bool moved_by_fault(const Injector& inj, Side side, const std::vector<Fired>& fired,
@@ -134,9 +136,13 @@ Result<> learn_device_facts(CaseConfig& cfg, std::vector<std::string>& said) {
     auto flags = query_migration_flags(dev);
     if (!flags) return fail(flags.error().code, cfg.devices[k] + ": " + flags.error().message);
     facts.mig_flags &= *flags;
-    if (k % 2 == 0)
-      facts.dma_logging = facts.dma_logging &&
-                          probe_feature(dev, uapi::Feature::kDmaLoggingStart, uapi::kFeatureSet);
+    if (k % 2 == 0 && facts.dma_logging) {
+      auto why_not = dma_logging_unusable(dev, kLoggedRange, SessionOptions{}.dirty_page_size);
+      facts.dma_logging = !why_not;
+      if (why_not && !why_not->empty())
+        said.push_back(fmt::format("{}: {}: the cases run without DMA logging", cfg.devices[k],
+                                   *why_not));
+    }
     if (k == 0) {
       auto first = read_state_digest(dev);
       auto second = first ? read_state_digest(dev) : first;
@@ -399,7 +405,7 @@ void finish_named(devices::OpenedDevice& source, devices::OpenedDevice& destinat
       o.src.state == State::kRunning &&
       query_device_state(*destination.device).value_or(State::kError) == State::kRunning) {
     SessionOptions so;
-    if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+    if (dma_logging) so.dirty_ranges = {kLoggedRange};
     Session from(so), to;
     from.add_device(*source.device, source.device->name(), source.config_restore);
     to.add_device(*destination.device, destination.device->name(), destination.config_restore);
@@ -521,7 +527,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       so.switchover_timeout = std::chrono::milliseconds(250);  // a cut stream never approves
     }
     // The source logs the DMA of its devices' first MiB of guest memory where the device can.
-    if (side == Side::kSource && dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+    if (side == Side::kSource && dma_logging) so.dirty_ranges = {kLoggedRange};
     auto* counter = side == Side::kSource ? &run.progress_src : &run.progress_dst;
     so.on_progress = [&, side, counter](const Progress& p) {
       ++*counter;
@@ -553,13 +559,13 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       }
       auto& [read_end, write_end] = *pipe;
       Session verify;
-      verify.add_device(*dst[0].device, dst[0].device->name());
+      verify.add_device(*dst[0].device, dst[0].device->name(), dst[0].config_restore);
       Result<Report> loaded = fail(ECANCELED, "the clean load did not run");
       std::thread verifier([&] {
         loaded = verify.load(read_end);
         drain(read_end);  // a load that stopped early must not fail the save
       });
-      source.add_device(*fsrc[0], fsrc[0]->name());
+      source.add_device(*fsrc[0], fsrc[0]->name(), src[0].config_restore);
       StreamChecker checker;
       CheckedChannel checked(write_end, checker);
       FaultChannel out(checked, inj, Side::kSource);
@@ -588,7 +594,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       auto& [read_end, write_end] = *pipe;
       StreamChecker checker;
       Session clean;
-      clean.add_device(*src[0].device, src[0].device->name());
+      clean.add_device(*src[0].device, src[0].device->name(), src[0].config_restore);
       Result<Report> saved = fail(ECANCELED, "the clean save did not run");
       std::thread saver([&] {
         CheckedChannel checked(write_end, checker);
@@ -596,7 +602,7 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
         if (saved) (void)clean.resume_vm();
         write_end.close();
       });
-      destination.add_device(*fdst[0], fdst[0]->name());
+      destination.add_device(*fdst[0], fdst[0]->name(), dst[0].config_restore);
       WholeReads whole(read_end, nullptr);
       FaultChannel in(whole, inj, Side::kDestination);
       auto loaded = destination.load(in);
@@ -616,8 +622,8 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
     case Scenario::kPrecopy:
     case Scenario::kP2pMulti: {
       for (std::size_t i = 0; i < devices; ++i) {
-        source.add_device(*fsrc[i], fsrc[i]->name());
-        destination.add_device(*fdst[i], fdst[i]->name());
+        source.add_device(*fsrc[i], fsrc[i]->name(), src[i].config_restore);
+        destination.add_device(*fdst[i], fdst[i]->name(), dst[i].config_restore);
       }
       auto m = migrate_with_faults(source, destination, inj, true, precopy ? &gate : nullptr);
       o.success = m.outcome.has_value();
@@ -689,9 +695,9 @@ CaseRun run_case(const CaseSpec& spec, const CaseConfig& cfg, CaseControl& contr
       again = save_again(source);
     } else {
       SessionOptions so;
-      if (dma_logging) so.dirty_ranges = {{0, 1 << 20}};
+      if (dma_logging) so.dirty_ranges = {kLoggedRange};
       Session retry(so);
-      retry.add_device(*src[0].device, src[0].device->name());
+      retry.add_device(*src[0].device, src[0].device->name(), src[0].config_restore);
       again = save_again(retry);
     }
     o.next_save_ok = again.has_value();

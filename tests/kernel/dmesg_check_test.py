@@ -5,7 +5,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import dmesg_check  # noqa: E402
 
 CLEAN = """[    1.0] vfio_mdev: loaded
@@ -49,6 +50,23 @@ class DmesgCheck(unittest.TestCase):
             dmesg_check.parse_expected("not handled\n")
         with self.assertRaises(ValueError):
             dmesg_check.parse_expected("not handled ## \n")
+
+    def test_the_lane_accepts_exactly_its_injected_warning(self):
+        # guest-checks writes this line to /dev/kmsg to prove the matrix's kernel-health oracle
+        # fails a case; tests/kernel/dmesg-expected must accept it and nothing near it.
+        expected = dmesg_check.parse_expected((HERE / "dmesg-expected").read_text())
+        injected = "[  123.456789] WARNING: CPU: 0 PID: 1 at klane injected"
+        _, unexpected, unused = dmesg_check.check(CLEAN + injected + "\n", expected)
+        self.assertEqual(unexpected, [])
+        self.assertEqual(unused, [])
+        for near in ("[  123.4] WARNING: CPU: 0 PID: 1 at klane injected again",
+                     "[  123.4] WARNING: CPU: 1 PID: 1 at klane injected",
+                     "[  123.4] WARNING: CPU: 0 PID: 17 at klane injected",
+                     "[  123.4] mtty: WARNING: CPU: 0 PID: 1 at klane injected",
+                     "[  123.4] WARNING: CPU: 0 PID: 1 at drivers/vfio/vfio_main.c:1 x+0x1/0x2",
+                     WARN.rstrip("\n")):
+            _, unexpected, _ = dmesg_check.check(near + "\n", expected)
+            self.assertEqual(unexpected, [near], near)
 
     def test_the_command_exits_one_on_trouble(self):
         with tempfile.TemporaryDirectory() as d:

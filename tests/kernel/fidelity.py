@@ -12,6 +12,11 @@ report REAL.json SIM.json FIDELITY.md OUT.md [--stream F --real-into-sim F --sim
     differs after numbers that are not behaviour (fd numbers, byte counts in ids) are
     normalised. Every differing check id, and every check the real device fails, must appear
     in FIDELITY.md (as `id`); exit 1 if one does not.
+
+matrix MIN_CASES JSON...
+    Judges `vfio-mig faults --matrix ... --json` files of the real devices: together at least
+    MIN_CASES cases, none failed, crashed, timed out, hung or not run. Prints one line per file
+    and every failing case (id, its first problems, reproduction); exit 1 on a failure or a missing file.
 """
 import argparse
 import base64
@@ -143,6 +148,37 @@ def report(args) -> int:
     return 1 if unexplained or unexplained_failures else 0
 
 
+# Verdicts that do not fail a case (faults/oracles.h).
+FINE = {"pass", "state-lost"}
+
+
+def matrix(min_cases: int, files) -> int:
+    total, bad = 0, False
+    for f in map(Path, files):
+        if not f.exists():
+            print(f"matrix: {f.name}: missing (the run in the guest wrote no JSON)")
+            bad = True
+            continue
+        doc = json.loads(f.read_text())
+        failing = [c for c in doc["results"] if c["verdict"] not in FINE]
+        unjudged = {k: doc[k] for k in ("failed", "crashed", "timeout", "kernel_hang", "not_run")
+                    if doc.get(k)}
+        total += doc["cases"]
+        print(f"matrix: {f.name}: {doc['cases']} cases, {doc['passed']} passed, "
+              f"{doc['state_lost']} state-lost, {len(failing)} failing in {doc['seconds']:.1f} s"
+              + (f" ({', '.join(f'{k} {v}' for k, v in unjudged.items())})" if unjudged else ""))
+        for c in failing:
+            more = len(c["problems"]) - 5
+            print(f"matrix: FAILED {c['id']} ({c['verdict']}): " + "; ".join(c["problems"][:5])
+                  + (f"; ... {more} more" if more > 0 else ""))
+            print(f"matrix:   reproduce: {c['reproduce']}")
+        bad = bad or bool(failing) or bool(unjudged)
+    if total < min_cases:
+        print(f"matrix: {total} cases in all, fewer than the {min_cases} expected")
+        bad = True
+    return 1 if bad else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -154,7 +190,12 @@ def main() -> int:
         r.add_argument(a)
     for a in ("--stream", "--real-into-sim", "--sim-stream", "--console"):
         r.add_argument(a)
+    m = sub.add_parser("matrix")
+    m.add_argument("min_cases", type=int)
+    m.add_argument("json", nargs="+")
     args = p.parse_args()
+    if args.cmd == "matrix":
+        return matrix(args.min_cases, args.json)
     if args.cmd == "extract":
         extract(Path(args.console), Path(args.outdir))
         return 0
