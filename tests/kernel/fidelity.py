@@ -15,7 +15,8 @@ report REAL.json SIM.json FIDELITY.md OUT.md [--stream F --real-into-sim F --sim
 
 matrix MIN_CASES JSON...
     Judges `vfio-mig faults --matrix ... --json` files of the real devices: together at least
-    MIN_CASES cases, none failed, crashed, timed out, hung or not run. Prints one line per file
+    MIN_CASES cases, none failed, crashed, timed out, hung or not run, and every case's fault
+    fired (on real devices the previous case's leftovers can skip a step). Prints one line per file
     and every failing case (id, its first problems, reproduction); exit 1 on a failure or a missing file.
 """
 import argparse
@@ -161,18 +162,24 @@ def matrix(min_cases: int, files) -> int:
             continue
         doc = json.loads(f.read_text())
         failing = [c for c in doc["results"] if c["verdict"] not in FINE]
+        # On real devices a case starts from whatever the previous one left: a case whose
+        # fault never fired (its step did not happen this time) tested nothing.
+        idle = [c for c in doc["results"] if c["plan"] and not c["fired"]]
         unjudged = {k: doc[k] for k in ("failed", "crashed", "timeout", "kernel_hang", "not_run")
                     if doc.get(k)}
         total += doc["cases"]
         print(f"matrix: {f.name}: {doc['cases']} cases, {doc['passed']} passed, "
-              f"{doc['state_lost']} state-lost, {len(failing)} failing in {doc['seconds']:.1f} s"
+              f"{doc['state_lost']} state-lost, {len(failing)} failing, {len(idle)} never fired "
+              f"in {doc['seconds']:.1f} s"
               + (f" ({', '.join(f'{k} {v}' for k, v in unjudged.items())})" if unjudged else ""))
         for c in failing:
             more = len(c["problems"]) - 5
             print(f"matrix: FAILED {c['id']} ({c['verdict']}): " + "; ".join(c["problems"][:5])
                   + (f"; ... {more} more" if more > 0 else ""))
             print(f"matrix:   reproduce: {c['reproduce']}")
-        bad = bad or bool(failing) or bool(unjudged)
+        for c in idle:
+            print(f"matrix: NEVER FIRED {c['id']}: '{c['plan']}' ({c['verdict']})")
+        bad = bad or bool(failing) or bool(unjudged) or bool(idle)
     if total < min_cases:
         print(f"matrix: {total} cases in all, fewer than the {min_cases} expected")
         bad = True

@@ -12,8 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fidelity  # noqa: E402
 
 
-def case(cid, verdict="pass", problems=()):
-    return {"id": cid, "verdict": verdict, "problems": list(problems),
+def case(cid, verdict="pass", problems=(), fired=True):
+    plan = "" if cid == "clean" else f"rule of {cid}"
+    return {"id": cid, "verdict": verdict, "problems": list(problems), "plan": plan,
+            "fired": [f"fired '{plan}'"] if plan and fired else [],
             "reproduce": f"vfio-mig faults --matrix migrate A B --case {cid}"}
 
 
@@ -44,7 +46,7 @@ class MatrixJudgement(unittest.TestCase):
         good = doc([case("clean"), case("src.read.1.async-reset", "state-lost")])
         rc, out = self.judge(4, good, good)
         self.assertEqual(rc, 0, out)
-        self.assertIn("2 cases, 1 passed, 1 state-lost, 0 failing", out)
+        self.assertIn("2 cases, 1 passed, 1 state-lost, 0 failing, 0 never fired", out)
 
     def test_a_failed_case_fails_and_is_named_with_its_problems(self):
         bad = doc([case("clean"),
@@ -64,6 +66,15 @@ class MatrixJudgement(unittest.TestCase):
         rc, out = self.judge(1, doc([case("clean")], not_run=3))
         self.assertEqual(rc, 1)
         self.assertIn("not_run 3", out)
+
+    def test_a_case_whose_fault_never_fired_fails(self):
+        # It passed, having tested nothing: the previous case left the devices so that the
+        # step its fault waits for did not happen.
+        rc, out = self.judge(1, doc([case("clean"), case("dst.config-write.1.errno=EIO",
+                                                         fired=False)]))
+        self.assertEqual(rc, 1)
+        self.assertIn("NEVER FIRED dst.config-write.1.errno=EIO: 'rule of "
+                      "dst.config-write.1.errno=EIO' (pass)", out)
 
     def test_too_few_cases_or_a_missing_file_fails(self):
         good = doc([case("clean")])
