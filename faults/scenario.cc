@@ -140,8 +140,8 @@ Result<> learn_device_facts(CaseConfig& cfg, std::vector<std::string>& said) {
       auto why_not = dma_logging_unusable(dev, kLoggedRange, SessionOptions{}.dirty_page_size);
       facts.dma_logging = !why_not;
       if (why_not && !why_not->empty())
-        said.push_back(fmt::format("{}: {}: the cases run without DMA logging", cfg.devices[k],
-                                   *why_not));
+        said.push_back(
+            fmt::format("{}: {}: the cases run without DMA logging", cfg.devices[k], *why_not));
     }
     if (k == 0) {
       auto first = read_state_digest(dev);
