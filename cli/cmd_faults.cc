@@ -159,7 +159,7 @@ int run_matrix_command(const ParsedArgs& args) {
                  "compared (--check CMD checks it your way)\n");
     bool kernel = false;
     for (const auto& d : cfg->devices) kernel = kernel || !d.starts_with("sim:");
-    if (kernel && !args.has("kernel-log")) options.kernel_log = "/dev/kmsg";
+    if (kernel && !args.has("kernel-log")) cfg->kernel_log = "/dev/kmsg";
   }
   options.base = *cfg;
   if (auto ok = devices::transport_available(cfg->transport); !ok)
@@ -198,10 +198,10 @@ int run_matrix_command(const ParsedArgs& args) {
   if (auto ignore = args.value("kernel-log-ignore")) {
     if (auto rx = faults::parse_kernel_log_ignore(*ignore); !rx)
       return usage_error("faults", rx.error());
-    options.kernel_log_ignore = *ignore;
+    options.base.kernel_log_ignore = *ignore;
   }
-  if (auto log = args.value("kernel-log")) options.kernel_log = *log;
-  if (options.kernel_log == "none") options.kernel_log.reset();
+  if (auto log = args.value("kernel-log")) options.base.kernel_log = *log;
+  if (options.base.kernel_log == "none") options.base.kernel_log.reset();
   auto shard = shard_of(args);
   if (!shard) return usage_error("faults", shard.error());
   std::tie(options.shard_index, options.shard_count) = *shard;

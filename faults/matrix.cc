@@ -352,6 +352,12 @@ std::string repro_command(const CaseSpec& spec, const CaseConfig& cfg) {
   if (cfg.devices.empty()) cmd += " --profile " + cfg.profile;
   for (const auto& d : cfg.devices) cmd += " " + shell_quote(d);
   if (!cfg.check.empty()) cmd += " --check " + shell_quote(cfg.check);
+  // The kernel log as the run had it (named kernel devices read /dev/kmsg unless told otherwise).
+  if (cfg.kernel_log) cmd += " --kernel-log " + shell_quote(*cfg.kernel_log);
+  const bool kernel =
+      std::ranges::any_of(cfg.devices, [](const std::string& d) { return !d.starts_with("sim:"); });
+  if (!cfg.kernel_log && kernel) cmd += " --kernel-log none";
+  if (cfg.kernel_log_ignore) cmd += " --kernel-log-ignore " + shell_quote(*cfg.kernel_log_ignore);
   if (cfg.transport != devices::Transport::kDirect)
     cmd += fmt::format(" --transport {}", devices::transport_name(cfg.transport));
   if (cfg.state_size) cmd += fmt::format(" --size {}", *cfg.state_size);
@@ -408,6 +414,9 @@ CaseResult run_watched(const CaseSpec& spec, const CaseConfig& cfg, const Watchd
     }
   }
   result.fired = std::move(run.fired);
+  if (!spec.plan.empty() && result.fired.empty())
+    result.judgement.notes.push_back(
+        "the planned fault never fired: the devices did not repeat the clean run's calls");
   result.error = run.observation.error;
   return result;
 }
@@ -566,8 +575,8 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
   };
   // Each worker reads the kernel log through its own descriptor: its own mark.
   auto open_log = [&]() -> Result<std::optional<KernelLog>> {
-    if (!options.kernel_log) return std::optional<KernelLog>();
-    auto log = KernelLog::open(*options.kernel_log, options.kernel_log_ignore);
+    if (!options.base.kernel_log) return std::optional<KernelLog>();
+    auto log = KernelLog::open(*options.base.kernel_log, options.base.kernel_log_ignore);
     if (!log) return std::unexpected(log.error());
     return std::optional<KernelLog>(std::move(*log));
   };

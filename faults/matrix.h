@@ -65,11 +65,6 @@ struct MatrixOptions {
   std::size_t batch = kDefaultBatch;
   // After SIGKILL, how long a child has to go before it counts as stuck in the kernel.
   std::chrono::milliseconds kill_grace{2'000};
-  // The kernel-health oracle: a case fails when the kernel log (in /dev/kmsg's format) gained
-  // trouble lines while it ran, less those `kernel_log_ignore` matches. With several jobs a
-  // line is charged to the case that ended after it on the same worker.
-  std::optional<std::string> kernel_log;
-  std::optional<std::string> kernel_log_ignore;
   // Tests only: runs in the child before each case (to crash or block a case on purpose).
   std::function<void(const CaseSpec&)> in_child;
   std::function<void(const CaseResult&, std::size_t done, std::size_t total)> on_result;

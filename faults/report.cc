@@ -68,7 +68,11 @@ void Tally::add(Verdict v) {
 
 Tally tally(const MatrixResult& r) {
   Tally t;
-  for (const auto& c : r.cases) t.add(c.judgement.verdict);
+  for (const auto& c : r.cases) {
+    t.add(c.judgement.verdict);
+    if (!c.spec.plan.empty() && c.fired.empty() && !is_failure(c.judgement.verdict))
+      ++t.never_fired;
+  }
   return t;
 }
 
@@ -79,6 +83,7 @@ std::string summary_line(const Tally& t) {
     s += fmt::format(" ({} crashed, {} timeout, {} kernel-hang)", t.crashed, t.timed_out,
                      t.kernel_hang);
   if (t.state_lost) s += fmt::format(", {} state-lost", t.state_lost);
+  if (t.never_fired) s += fmt::format(", {} never fired", t.never_fired);
   return s;
 }
 
@@ -188,10 +193,11 @@ Result<> write_json(const MatrixResult& r, const std::string& path) {
   Tally t = tally(r);
   std::string j = fmt::format(
       "{{\"cases\": {}, \"passed\": {}, \"failed\": {}, \"crashed\": {}, \"timeout\": {}, "
-      "\"kernel_hang\": {}, \"state_lost\": {}, \"not_run\": {}, \"seconds\": {:.3f}, "
+      "\"kernel_hang\": {}, \"state_lost\": {}, \"never_fired\": {}, \"not_run\": {}, "
+      "\"seconds\": {:.3f}, "
       "\"threads\": {}, \"results\": [\n",
-      t.cases, t.passed, t.failed, t.crashed, t.timed_out, t.kernel_hang, t.state_lost, r.not_run,
-      seconds(r.wall), r.jobs);
+      t.cases, t.passed, t.failed, t.crashed, t.timed_out, t.kernel_hang, t.state_lost,
+      t.never_fired, r.not_run, seconds(r.wall), r.jobs);
   bool first = true;
   for (const auto& c : r.cases) {
     auto list = [](const std::vector<std::string>& v) {

@@ -12,11 +12,15 @@ namespace vfio::faults {
 struct Tally {
   std::size_t cases = 0, passed = 0, failed = 0, state_lost = 0;
   std::size_t crashed = 0, timed_out = 0, kernel_hang = 0;  // of the failed
+  // Passed without their fault: a plan that never fired (a named device did not repeat the clean
+  // run's calls, or a random rule's prob= never drew): they exercised nothing.
+  std::size_t never_fired = 0;
   void add(Verdict v);
 };
 Tally tally(const MatrixResult& r);
 
-// "faults: N cases, N passed, N failed[ (N crashed, N timeout, N kernel-hang)][, N state-lost]"
+// "faults: N cases, N passed, N failed[ (N crashed, N timeout, N kernel-hang)][, N state-lost]
+// [, N never fired]"
 std::string summary_line(const Tally& t);
 
 // Tables, failures (each with its reproduction command), then the summary line.

@@ -37,6 +37,12 @@ struct CaseConfig {
     bool digest_stable = false;   // the source's saved state reads back the same twice
   } facts;                        // of `devices`: learn_device_facts
   std::string check;              // --check: runs after each case, exit 0 = state intact
+  // The kernel-health oracle (run by the matrix): a case fails when the kernel log (in
+  // /dev/kmsg's format) gained trouble lines while it ran, less those `kernel_log_ignore`
+  // matches. With several jobs a line is charged to the case that ended after it on the same
+  // worker.
+  std::optional<std::string> kernel_log;
+  std::optional<std::string> kernel_log_ignore;
   // Tests only: replaces named device `index` (0: the first source) once opened, to make it
   // misbehave as a driver might.
   std::function<void(std::size_t index, devices::OpenedDevice&)> adapt_named;

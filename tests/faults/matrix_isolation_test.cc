@@ -118,7 +118,7 @@ TEST(MatrixIsolation, KernelTroubleWhileACaseRanFailsThatCase) {
   std::ofstream(log) << "4,1,10,-;WARNING: CPU: 0 PID: 1 at old.c:1 logged before the run\n";
   MatrixOptions o = save_on_mtty();
   o.jobs = 1;  // one case at a time: each line belongs to the case that ran
-  o.kernel_log = log.string();
+  o.base.kernel_log = log.string();
   o.in_child = [&log](const CaseSpec& spec) {
     if (spec.id == "clean")
       std::ofstream(log, std::ios::app)
@@ -137,12 +137,12 @@ TEST(MatrixIsolation, KernelTroubleWhileACaseRanFailsThatCase) {
                             "handled"}));
   EXPECT_EQ(tally(*r).failed, 1u);
   // Known noise can be accepted.
-  o.kernel_log_ignore = "vfio_main\\.c:99|@0x8 ";
+  o.base.kernel_log_ignore = "vfio_main\\.c:99|@0x8 ";
   r = run_matrix(o);
   ASSERT_TRUE(r);
   EXPECT_EQ(tally(*r).failed, 0u);
   std::filesystem::remove(log);
-  o.kernel_log_ignore = "((";
+  o.base.kernel_log_ignore = "((";
   EXPECT_FALSE(run_matrix(o));
 }
 

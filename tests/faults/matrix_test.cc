@@ -144,5 +144,24 @@ TEST(Matrix, OraclesCatchASilentlyWrongDestination) {
   EXPECT_EQ(judge(o).verdict, Verdict::kFail);
 }
 
+// A case whose plan never fired exercised nothing: counted apart and noted, so a run on devices
+// that no longer repeat the clean run's calls does not pass silently.
+TEST(Matrix, CasesWhosePlanNeverFiredAreCounted) {
+  CaseSpec spec;
+  spec.id = "late";
+  spec.plan = "read side=src nth=1000000 -> errno=EIO";
+  auto r = run_watched(spec, CaseConfig{}, WatchdogOptions{});
+  EXPECT_EQ(r.judgement.verdict, Verdict::kPass);
+  ASSERT_FALSE(r.judgement.notes.empty());
+  EXPECT_NE(r.judgement.notes.back().find("never fired"), std::string::npos);
+  MatrixResult m;
+  m.cases = {r};
+  EXPECT_EQ(tally(m).never_fired, 1u);
+  EXPECT_NE(summary_line(tally(m)).find(", 1 never fired"), std::string::npos);
+  spec.plan = "read side=src nth=1 -> errno=EIO";
+  m.cases = {run_watched(spec, CaseConfig{}, WatchdogOptions{})};
+  EXPECT_EQ(tally(m).never_fired, 0u);
+}
+
 }  // namespace
 }  // namespace vfio::faults
