@@ -92,6 +92,10 @@ int run_conform(const ParsedArgs& args) {
   auto* kernel = dynamic_cast<KernelDevice*>(opened.device->device.get());
   if (kernel) kernel->allow_hanging_arcs(unsafe);
   options.send_hanging_arcs = unsafe || !kernel;
+  // A simulated device has no iova_bitmap on its path (FUSE hands the ioctl to the server).
+  options.report_huge_pages = unsafe || opened.device->model != nullptr;
+  if (auto model = opened.device->model)
+    options.dma_write = [model](std::uint64_t iova) { model->mark_dirty(iova); };
 
   auto report = conform::check_device(*opened.device->device, options);
   if (!report) {

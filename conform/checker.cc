@@ -35,6 +35,7 @@ Report Checker::run() {
   check_reset();
   check_header();
   check_dma();
+  check_dma_report();
   (void)dev_.reset();  // leave the device running, with no session open
   // Report in the contract's order, whatever order the checks had to run in.
   std::stable_sort(report_.checks.begin(), report_.checks.end(),
@@ -44,7 +45,7 @@ Report Checker::run() {
 
 std::size_t Checker::rank(std::string_view group) {
   static constexpr std::array kOrder = {kMigration, kArcs,  kStream, kPrecopy, kDataSize,
-                                        kResume,    kReset, kHeader, kDma};
+                                        kResume,    kReset, kHeader, kDma,     kDmaReport};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
 }
 

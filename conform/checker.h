@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "conform/report.h"
 #include "core/device.h"
@@ -26,6 +27,14 @@ struct Options {
   // table matches every flag. Off by default so a real host is never hung (KernelDevice would
   // refuse them anyway); the in-process simulator and --unsafe-arcs send them.
   bool send_hanging_arcs = false;
+  // Makes the device DMA-write the page holding `iova` while logging runs (the simulator's
+  // SimDevice::mark_dirty), so the REPORT checks know which bits must come back. Unset for a real
+  // device, which conform cannot make do DMA: those checks then judge an idle device's reports.
+  std::function<void(std::uint64_t iova)> dma_write;
+  // REPORT at page sizes of 2^61 and more divides by zero in Linux's iova_bitmap before
+  // "iommufd: Don't overflow during division for dirty tracking" (October 2025). Off by default
+  // so a real host is never crashed; the in-process simulator and --unsafe-arcs send them.
+  bool report_huge_pages = false;
 };
 
 // Runs every check from a fresh device (VFIO_DEVICE_RESET before each) and resets the device at

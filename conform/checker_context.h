@@ -30,6 +30,7 @@ constexpr std::string_view kResume = "resume";
 constexpr std::string_view kReset = "reset";
 constexpr std::string_view kHeader = "header";
 constexpr std::string_view kDma = "dma-logging";
+constexpr std::string_view kDmaReport = "dma-report";
 
 constexpr std::uint32_t kHeaderSize = sizeof(uapi::FeatureHeader);
 constexpr std::uint32_t kUnknownFeature = 0x3f;
@@ -281,6 +282,10 @@ class Checker {
 
   // 4. DMA dirty logging: START's validation, REPORT and STOP; ENOTTY when not advertised.
   void check_dma();
+
+  // dma-report: REPORT's bitmap in one call and in windows, at page sizes up to 2^63, at
+  // unaligned addresses, never written past (conform/dma_report.cc).
+  void check_dma_report();
 
   Device& dev_;
   Options opt_;
