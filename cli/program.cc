@@ -99,7 +99,9 @@ const Command kCommands[] = {
       "never writes its config space.",
       {{"buffer-size", "SIZE", "bytes per data read or write (default 1 MiB)"},
        {"unsafe-arcs", "",
-        "also send SC->PC and SC->PCP to a real device (hangs Linux 6.12's vfio core)"},
+        "also send SC->PC and SC->PCP to a real device (hangs Linux 6.12's vfio core), and "
+        "DMA logging REPORTs with page sizes of 2^61 and more (divide by zero in iova_bitmap "
+        "before late 2025)"},
        kJson,
        {"quiet", "", "print only failed checks and the summary line", 'q'}}},
      run_conform},

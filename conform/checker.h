@@ -33,7 +33,7 @@ struct Options {
   std::function<void(std::uint64_t iova)> dma_write;
   // REPORT at page sizes of 2^61 and more divides by zero in Linux's iova_bitmap before
   // "iommufd: Don't overflow during division for dirty tracking" (October 2025). Off by default
-  // so a real host is never crashed; the in-process simulator and --unsafe-arcs send them.
+  // so a real host is never crashed; simulated devices (any transport) and --unsafe-arcs get them.
   bool report_huge_pages = false;
 };
 
