@@ -25,7 +25,7 @@ constexpr std::array<std::uint64_t, 9> kWritten = {0,
                                                    (2 << 20) + 2 * kPageSize,
                                                    (2 << 20) + 3 * kPageSize,
                                                    kSpan - kPageSize};
-// Bytes around every bitmap: room for a device writing past it, and the canary's extent.
+// Bytes after every bitmap: room for a device writing past it, and the canary's extent.
 constexpr std::size_t kSlack = 64;
 constexpr std::byte kCanary{0xa5};
 // Page sizes from here up divide by zero in the kernel's iova_bitmap before "iommufd: Don't
