@@ -10,6 +10,7 @@
 #include "core/feature.h"
 #include "core/state_machine.h"
 #include "devices/device_spec.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio::conform {
 namespace {
@@ -49,9 +50,9 @@ Verdict verdict_of(const Report& r, std::string_view id) {
 
 // Forwards everything to a real (simulated) device and remembers which data fds are open, so
 // a test can tell whether the checker closed every fd it was given.
-class Forwarding : public Device {
+class Forwarding : public testing::ForwardingDevice {
  public:
-  explicit Forwarding(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
+  using ForwardingDevice::ForwardingDevice;
 
   Result<> feature(std::span<std::byte> arg) override {
     auto r = inner_->feature(arg);
@@ -67,28 +68,14 @@ class Forwarding : public Device {
     }
     return r;
   }
-  Result<> reset() override { return inner_->reset(); }
-  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    return inner_->read(fd, buf);
-  }
-  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
-    return inner_->write(fd, buf);
-  }
-  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
-    return inner_->precopy_info(fd, info);
-  }
   Result<> close(int fd) override {
     open_.erase(fd);
     return inner_->close(fd);
-  }
-  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
-    return inner_->config_read(off, buf);
   }
   Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
     ++config_writes;
     return inner_->config_write(off, buf);
   }
-  const std::string& name() const override { return inner_->name(); }
 
   const std::set<int>& open_fds() const { return open_; }
   int config_writes = 0;
@@ -100,7 +87,6 @@ class Forwarding : public Device {
     std::memcpy(&h, arg.data(), sizeof(h));
     return h.flags & uapi::kFeatureMask;
   }
-  std::unique_ptr<Device> inner_;
   std::set<int> open_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "conform/checker.h"
 #include "devices/device_spec.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio::conform {
 namespace {
@@ -51,17 +52,17 @@ std::map<std::string, Verdict> not_passed(const Report& r) {
 }
 
 // Forwards everything; a REPORT GET goes through report() instead, which subclasses bend.
-class ReportDecorator : public Device {
+class ReportDecorator : public testing::ForwardingDevice {
  public:
-  explicit ReportDecorator(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
+  using ForwardingDevice::ForwardingDevice;
 
   Result<> feature(std::span<std::byte> arg) override {
     uapi::FeatureHeader h;
     std::memcpy(&h, arg.data(), sizeof(h));
-    if (h.flags == kStartSet) {
+    if (h.flags == kStartSet && h.argsz >= sizeof(h) + sizeof(uapi::DmaLoggingControl)) {
       uapi::DmaLoggingControl ctl;
       std::memcpy(&ctl, arg.data() + sizeof(h), sizeof(ctl));
-      if (ctl.num_ranges == 1)
+      if (ctl.num_ranges == 1 && ctl.ranges)
         std::memcpy(&logged_, reinterpret_cast<const void*>(ctl.ranges), sizeof(logged_));
     }
     if (h.flags != kReportGet || h.argsz < sizeof(h) + sizeof(uapi::DmaLoggingReport))
@@ -70,24 +71,6 @@ class ReportDecorator : public Device {
     std::memcpy(&rep, arg.data() + sizeof(h), sizeof(rep));
     return report(rep);
   }
-  Result<> reset() override { return inner_->reset(); }
-  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    return inner_->read(fd, buf);
-  }
-  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
-    return inner_->write(fd, buf);
-  }
-  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
-    return inner_->precopy_info(fd, info);
-  }
-  Result<> close(int fd) override { return inner_->close(fd); }
-  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
-    return inner_->config_read(off, buf);
-  }
-  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
-    return inner_->config_write(off, buf);
-  }
-  const std::string& name() const override { return inner_->name(); }
 
  protected:
   virtual Result<> report(const uapi::DmaLoggingReport& rep) { return forward(rep); }
@@ -104,7 +87,6 @@ class ReportDecorator : public Device {
   static std::size_t bitmap_bytes(const uapi::DmaLoggingReport& rep) {
     return ((rep.length - 1) / rep.page_size + 1 + 63) / 64 * 8;
   }
-  std::unique_ptr<Device> inner_;
   uapi::DmaLoggingRange logged_{};
 };
 

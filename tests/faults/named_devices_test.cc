@@ -13,6 +13,7 @@
 #include "faults/matrix.h"
 #include "simdev/direct_device.h"
 #include "simdev/profile.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio::faults {
 namespace {
@@ -28,33 +29,7 @@ std::unique_ptr<Device> direct(const char* profile, std::uint64_t seed) {
       std::make_shared<sim::SimDevice>(*sim::find_profile(profile), o), "direct");
 }
 
-// Passes every call through, except what a test overrides.
-class Forwarding : public Device {
- public:
-  explicit Forwarding(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
-  Result<> feature(std::span<std::byte> arg) override { return inner_->feature(arg); }
-  Result<> reset() override { return inner_->reset(); }
-  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    return inner_->read(fd, buf);
-  }
-  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
-    return inner_->write(fd, buf);
-  }
-  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
-    return inner_->precopy_info(fd, info);
-  }
-  Result<> close(int fd) override { return inner_->close(fd); }
-  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
-    return inner_->config_read(off, buf);
-  }
-  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
-    return inner_->config_write(off, buf);
-  }
-  const std::string& name() const override { return inner_->name(); }
-
- protected:
-  std::unique_ptr<Device> inner_;
-};
+using Forwarding = testing::ForwardingDevice;
 
 // A resume that takes the data written and loads the device's own earlier state instead (as a
 // driver reading from the wrong offset might): every call succeeds.

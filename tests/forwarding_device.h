@@ -1,0 +1,38 @@
+// A Device decorator for tests: passes every call to the device it wraps; a test overrides the
+// calls it bends.
+#pragma once
+
+#include <memory>
+
+#include "core/device.h"
+
+namespace vfio::testing {
+
+class ForwardingDevice : public Device {
+ public:
+  explicit ForwardingDevice(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
+  Result<> feature(std::span<std::byte> arg) override { return inner_->feature(arg); }
+  Result<> reset() override { return inner_->reset(); }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    return inner_->read(fd, buf);
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    return inner_->write(fd, buf);
+  }
+  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
+    return inner_->precopy_info(fd, info);
+  }
+  Result<> close(int fd) override { return inner_->close(fd); }
+  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
+    return inner_->config_read(off, buf);
+  }
+  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
+    return inner_->config_write(off, buf);
+  }
+  const std::string& name() const override { return inner_->name(); }
+
+ protected:
+  std::unique_ptr<Device> inner_;
+};
+
+}  // namespace vfio::testing
