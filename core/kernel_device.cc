@@ -100,7 +100,11 @@ Result<> KernelDevice::feature(std::span<std::byte> arg) {
                               name_, uapi::state_name(*target), e.message);
       return std::unexpected(e);
     }
-    if (*state == uapi::State::kStopCopy)
+    // Only a device with PRE_COPY reaches the spin: without it the kernel refuses the target
+    // state up front (EINVAL), as the contract says. A failed GET MIGRATION refuses to be safe.
+    const auto flags = query_migration_flags(*this);
+    const bool precopy = !flags || (*flags & uapi::kMigrationPreCopy);
+    if (*state == uapi::State::kStopCopy && precopy)
       return fail(kHangingArcRefused,
                   fmt::format("{}: SET {} not sent: the device is in STOP_COPY, and that arc hangs "
                               "Linux's vfio core for ever (vfio_mig_get_next_state; fixed upstream "

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/feature.h"
+#include "core/kernel_device.h"
 
 namespace vfio::devices {
 namespace {
@@ -67,6 +68,25 @@ TEST(SharedMount, AForkedChildMountsItsOwn) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(query_device_state(*before->device), uapi::State::kRunning);
+}
+
+// The guard against Linux 6.12's spin refuses SC->PC only where the spin happens: a device
+// without PRE_COPY gets the SET, and the kernel (here the simulator) refuses it with EINVAL.
+TEST(HangingArcGuard, OnlyDevicesWithPreCopyAreSpared) {
+  if (!transport_available(Transport::kFuse)) GTEST_SKIP() << "FUSE not usable here";
+  for (auto [spec, want] : {std::pair{"sim:stopcopy,size=64K,transport=fuse", EINVAL},
+                            std::pair{"sim:mlx5,size=64K,transport=fuse", kHangingArcRefused}}) {
+    auto dev = open_device(*parse_device_arg(spec), 0);
+    ASSERT_TRUE(dev) << dev.error().describe();
+    ASSERT_TRUE(request_device_state(*dev->device, uapi::State::kStop));
+    auto fd = request_device_state(*dev->device, uapi::State::kStopCopy);
+    ASSERT_TRUE(fd) << fd.error().describe();
+    auto r = request_device_state(*dev->device, uapi::State::kPreCopy);
+    ASSERT_FALSE(r) << spec;
+    EXPECT_EQ(r.error().code, want) << spec << ": " << r.error().describe();
+    EXPECT_EQ(dev->model->hung_arcs(), 0u);
+    ASSERT_TRUE(dev->device->close(*fd));
+  }
 }
 
 }  // namespace
