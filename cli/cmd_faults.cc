@@ -12,7 +12,7 @@
 #include "core/feature.h"
 #include "core/untrusted_text.h"
 #include "faults/fault_device.h"
-#include "faults/kernel_log.h"
+#include "core/kernel_log.h"
 #include "faults/matrix.h"
 #include "faults/report.h"
 #include "faults/sim_hooks.h"
@@ -196,7 +196,7 @@ int run_matrix_command(const ParsedArgs& args) {
     options.batch = static_cast<std::size_t>(*n);
   }
   if (auto ignore = args.value("kernel-log-ignore")) {
-    if (auto rx = faults::parse_kernel_log_ignore(*ignore); !rx)
+    if (auto rx = parse_kernel_log_ignore(*ignore); !rx)
       return usage_error("faults", rx.error());
     options.base.kernel_log_ignore = *ignore;
   }

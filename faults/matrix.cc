@@ -12,7 +12,7 @@
 #include "core/state_machine.h"
 #include "faults/device_checks.h"
 #include "faults/isolation.h"
-#include "faults/kernel_log.h"
+#include "core/kernel_log.h"
 #include "simdev/profile.h"
 
 namespace vfio::faults {

@@ -2,7 +2,7 @@
 """The kernel lane's dmesg check.
 
 dmesg_check.py DMESG EXPECTED
-    Fails (exit 1) on any kernel log line that reports trouble (faults/kernel_trouble.patterns:
+    Fails (exit 1) on any kernel log line that reports trouble (core/kernel_trouble.patterns:
     WARNING, BUG, Oops, KASAN, UBSAN, lockdep, soft lockup, RCU stall, hung task, refcount, a
     driver's "not handled") unless an entry of EXPECTED matches it.
     EXPECTED holds one entry per line, `REGEX ## reason` (Python regex, searched in the line); a
@@ -15,7 +15,7 @@ from pathlib import Path
 
 # What counts as trouble, by kind (searched in each line): the list the fault matrix's
 # kernel-health oracle compiles in, one `REGEX ## KIND` per line.
-PATTERNS = Path(__file__).resolve().parents[2] / "faults" / "kernel_trouble.patterns"
+PATTERNS = Path(__file__).resolve().parents[2] / "core" / "kernel_trouble.patterns"
 
 
 def load_kinds(text: str):

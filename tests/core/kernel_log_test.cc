@@ -1,6 +1,6 @@
 // The kernel-health oracle: trouble lines logged after the mark are found, with their kind;
 // older lines, harmless lines, continuation lines and ignored lines are not.
-#include "faults/kernel_log.h"
+#include "core/kernel_log.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-namespace vfio::faults {
+namespace vfio {
 namespace {
 
 class KernelLogFile : public ::testing::Test {
@@ -113,4 +113,4 @@ TEST(KernelLog, FindsALineInjectedIntoTheRealKernelLog) {
 }
 
 }  // namespace
-}  // namespace vfio::faults
+}  // namespace vfio

@@ -1,6 +1,6 @@
 // The kernel-health oracle: the kernel log lines, new since a mark, that report trouble (WARN,
 // BUG, Oops, KASAN, UBSAN, lockdep, soft lockup, RCU stall, hung task, refcount; the list is
-// faults/kernel_trouble.patterns, shared with the kernel lane's dmesg check), less those a
+// core/kernel_trouble.patterns, shared with the kernel lane's dmesg check), less those a
 // user-given regex accepts as known noise.
 //
 // The log is read in /dev/kmsg's record format, "PRI,SEQ,USEC,FLAGS;MESSAGE" with continuation
@@ -14,7 +14,7 @@
 
 #include "core/result.h"
 
-namespace vfio::faults {
+namespace vfio {
 
 struct KernelTrouble {
   std::string kind;     // "warning", "lockdep", ...
@@ -47,4 +47,4 @@ class KernelLog {
   std::string partial_;  // a record not yet complete (files are read in chunks)
 };
 
-}  // namespace vfio::faults
+}  // namespace vfio

@@ -1,4 +1,4 @@
-#include "faults/kernel_log.h"
+#include "core/kernel_log.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,9 +8,9 @@
 #include <sstream>
 #include <utility>
 
-#include "faults/kernel_trouble_patterns.h"
+#include "core/kernel_trouble_patterns.h"
 
-namespace vfio::faults {
+namespace vfio {
 namespace {
 
 struct Pattern {
@@ -106,4 +106,4 @@ Result<std::vector<KernelTrouble>> KernelLog::since_mark() {
   return out;
 }
 
-}  // namespace vfio::faults
+}  // namespace vfio
