@@ -5,12 +5,59 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <condition_variable>
+#include <thread>
 
 #include "conform/checker_context.h"
-#include "core/state_machine.h"
+#include "conform/watched_device.h"
+#include "core/kernel_log.h"
 
 namespace vfio::conform {
 namespace detail {
+namespace {
+
+// Report in the contract's order, whatever order the checks had to run in.
+void sort_checks(Report& r) {
+  std::stable_sort(r.checks.begin(), r.checks.end(), [](const Check& a, const Check& b) {
+    return Checker::rank(a.group) < Checker::rank(b.group);
+  });
+}
+
+// At most this many trouble lines are quoted in one check's detail.
+constexpr std::size_t kQuotedTroubles = 3;
+
+}  // namespace
+
+Checker::Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log)
+    : dev_(dev), opt_(options), buf_(options.buffer_size), log_(std::move(log)) {
+  report_.device = dev.name();
+}
+
+Checker::~Checker() = default;
+
+void Checker::add(std::string id, std::string_view group, Verdict v, std::string detail) {
+  if (log_) {
+    auto troubles = log_->since_mark();
+    if (!troubles) {
+      v = Verdict::kFail;
+      detail += "; kernel log unreadable: " + troubles.error().describe();
+    } else if (!troubles->empty()) {
+      v = Verdict::kFail;
+      detail += fmt::format("; kernel log: {} trouble line(s) during this check", troubles->size());
+      for (std::size_t i = 0; i < std::min(troubles->size(), kQuotedTroubles); ++i)
+        detail += fmt::format("; [{}] {}", (*troubles)[i].kind, (*troubles)[i].message);
+    }
+  }
+  std::lock_guard lock(report_mu_);
+  report_.checks.push_back({std::move(id), std::string(group), v, std::move(detail)});
+}
+
+Report Checker::snapshot() const {
+  std::lock_guard lock(report_mu_);
+  Report r = report_;
+  sort_checks(r);
+  return r;
+}
 
 Report Checker::run() {
   auto flags = query_migration_flags(dev_);
@@ -18,7 +65,7 @@ Report Checker::run() {
     add("migration/flags", kMigration, Verdict::kFail,
         fmt::format("GET MIGRATION failed with {}: no migration support",
                     errno_name(flags.error().code)));
-    return std::move(report_);
+    return snapshot();
   }
   flags_ = report_.mig_flags = *flags;
   add("migration/flags", kMigration,
@@ -37,16 +84,73 @@ Report Checker::run() {
   check_dma();
   check_dma_report();
   (void)dev_.reset();  // leave the device running, with no session open
-  // Report in the contract's order, whatever order the checks had to run in.
-  std::stable_sort(report_.checks.begin(), report_.checks.end(),
-                   [](const Check& a, const Check& b) { return rank(a.group) < rank(b.group); });
-  return std::move(report_);
+  return snapshot();
 }
 
 std::size_t Checker::rank(std::string_view group) {
-  static constexpr std::array kOrder = {kMigration, kArcs,  kStream, kPrecopy, kDataSize,
-                                        kResume,    kReset, kHeader, kDma,     kDmaReport};
+  static constexpr std::array kOrder = {kMigration, kArcs,      kStream,  kPrecopy,
+                                        kDataSize,  kResume,    kReset,   kHeader,
+                                        kDma,       kDmaReport, kWatchdog};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
+}
+
+namespace {
+
+// One run of the checks on a thread of its own, so that the caller's thread can watch the
+// device calls it makes. Shared with that thread, which may outlive check_device (a hang).
+struct Run {
+  Run(Device& dev, const Options& options, std::unique_ptr<KernelLog> log)
+      : watched(dev), checker(watched, options, std::move(log)) {}
+  WatchedDevice watched;
+  Checker checker;
+  std::mutex mu;
+  std::condition_variable done_cv;
+  std::optional<Report> report;
+};
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000);
+}
+
+}  // namespace
+
+// Waits for the checks, waking at the deadline of the call in flight: a call still in flight
+// then, the same one, is a kernel hang.
+Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLog> log) {
+  using Clock = WatchedDevice::Clock;
+  auto run = std::make_shared<Run>(dev, options, std::move(log));
+  std::thread worker([run] {
+    Report r = run->checker.run();
+    std::lock_guard lock(run->mu);
+    run->report = std::move(r);
+    run->done_cv.notify_all();
+  });
+  const auto limit = options.call_timeout;
+  std::unique_lock lock(run->mu);
+  while (!run->report) {
+    const auto call = run->watched.in_flight();
+    // Between calls: any call starting now ends its limit within 1.25 limits of this wait.
+    const auto deadline = call ? call->since + limit : Clock::now() + limit / 4;
+    if (run->done_cv.wait_until(lock, deadline, [&] { return run->report.has_value(); })) break;
+    const auto still = run->watched.in_flight();
+    if (!call || !still || still->seq != call->seq) continue;
+    const std::string what = run->watched.describe_in_flight();
+    run->watched.abandon();
+    Report partial = run->checker.snapshot();
+    const std::string after = partial.checks.empty() ? "" : ", after " + partial.checks.back().id;
+    partial.checks.push_back(
+        {"watchdog/kernel-hang", std::string(kWatchdog), Verdict::kFail,
+         fmt::format("kernel-hang: {} did not return within {}{}; its thread is abandoned and the "
+                     "device not touched again, so no later check ran",
+                     what, seconds_text(limit), after)});
+    partial.device_abandoned = true;
+    lock.unlock();
+    worker.detach();
+    return partial;
+  }
+  lock.unlock();
+  worker.join();
+  return std::move(*run->report);
 }
 
 }  // namespace detail
@@ -54,7 +158,15 @@ std::size_t Checker::rank(std::string_view group) {
 Result<Report> check_device(Device& dev, const Options& options) {
   if (options.buffer_size == 0) return fail(EINVAL, "conformance: buffer size must not be 0");
   if (!(options.size_tolerance >= 0)) return fail(EINVAL, "conformance: negative size tolerance");
-  return detail::Checker(dev, options).run();
+  if (options.call_timeout <= std::chrono::milliseconds::zero())
+    return fail(EINVAL, "conformance: the call timeout must be positive");
+  std::unique_ptr<KernelLog> log;
+  if (options.kernel_log) {
+    auto opened = KernelLog::open(*options.kernel_log, options.kernel_log_ignore);
+    if (!opened) return std::unexpected(opened.error());
+    log = std::make_unique<KernelLog>(std::move(*opened));
+  }
+  return detail::run_watched(dev, options, std::move(log));
 }
 
 }  // namespace vfio::conform

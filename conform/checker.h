@@ -4,9 +4,12 @@
 // only drives the migration features, and never writes config space.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "conform/report.h"
 #include "core/device.h"
@@ -35,10 +38,21 @@ struct Options {
   // "iommufd: Don't overflow during division for dirty tracking" (October 2025). Off by default
   // so a real host is never crashed; simulated devices (any transport) and --unsafe-arcs get them.
   bool report_huge_pages = false;
+  // Every device call runs under a watchdog: one that has not returned after this long is a
+  // failed check (watchdog/kernel-hang, naming the call); the checks stop there, the thread
+  // stuck in the call is abandoned and the device never touched again.
+  std::chrono::milliseconds call_timeout{10'000};
+  // A kernel log in /dev/kmsg's record format to watch (core/kernel_log.h): a trouble line
+  // (WARN, BUG, Oops, lockdep, KASAN, soft lockup, ...) logged during a check fails that check,
+  // unless `kernel_log_ignore` (an ECMAScript regex) matches it. Unset: not watched.
+  std::optional<std::string> kernel_log;
+  std::optional<std::string> kernel_log_ignore;
 };
 
 // Runs every check from a fresh device (VFIO_DEVICE_RESET before each) and resets the device at
-// the end. Contract violations are failing checks, not errors; an error means bad options.
+// the end. Contract violations are failing checks, not errors; an error means bad options (or a
+// kernel log that cannot be opened). After a kernel hang (Report::device_abandoned) a thread is
+// still inside a call on `dev`: the caller must neither use nor destroy it.
 Result<Report> check_device(Device& dev, const Options& options = {});
 
 }  // namespace vfio::conform

@@ -9,13 +9,19 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "core/feature.h"
-#include "core/state_machine.h"
 
 #include "conform/checker.h"
+#include "conform/uapi_arcs.h"
+
+namespace vfio {
+class KernelLog;
+}
 
 namespace vfio::conform::detail {
 
@@ -31,6 +37,7 @@ constexpr std::string_view kReset = "reset";
 constexpr std::string_view kHeader = "header";
 constexpr std::string_view kDma = "dma-logging";
 constexpr std::string_view kDmaReport = "dma-report";
+constexpr std::string_view kWatchdog = "watchdog";
 
 constexpr std::uint32_t kHeaderSize = sizeof(uapi::FeatureHeader);
 constexpr std::uint32_t kUnknownFeature = 0x3f;
@@ -137,19 +144,19 @@ struct ReadEnd {
 
 class Checker {
  public:
-  Checker(Device& dev, const Options& options)
-      : dev_(dev), opt_(options), buf_(options.buffer_size) {
-    report_.device = dev.name();
-  }
+  // `log`, when given, is watched for kernel trouble during each check.
+  Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log);
+  ~Checker();
 
   Report run();
+  // The checks recorded so far, in the contract's order; safe from another thread.
+  Report snapshot() const;
 
   static std::size_t rank(std::string_view group);
 
  private:
-  void add(std::string id, std::string_view group, Verdict v, std::string detail) {
-    report_.checks.push_back({std::move(id), std::string(group), v, std::move(detail)});
-  }
+  // Records a check; kernel trouble logged since the previous one fails it.
+  void add(std::string id, std::string_view group, Verdict v, std::string detail);
   void skip(std::string id, std::string_view group, const Error& setup) {
     add(std::move(id), group, Verdict::kSkip, "setup: " + setup.message);
   }
@@ -183,7 +190,7 @@ class Checker {
     std::vector<State> out;
     for (std::uint32_t s = 0; s < uapi::kStateCount; ++s) {
       const auto st = static_cast<State>(s);
-      if (st != State::kError && state_supported(st, flags_)) out.push_back(st);
+      if (st != State::kError && uapi_has_state(st, flags_)) out.push_back(st);
     }
     return out;
   }
@@ -253,7 +260,7 @@ class Checker {
   // Why the kernel refuses cur -> target.
   std::string refusal_reason(State cur, State target) const {
     if (target == State::kError) return "ERROR is never a target";
-    if (!state_supported(target, flags_)) return name(target) + " not supported";
+    if (!uapi_has_state(target, flags_)) return name(target) + " not supported";
     return "no path from " + name(cur);
   }
 
@@ -291,6 +298,8 @@ class Checker {
   Options opt_;
   std::vector<std::byte> buf_;
   std::uint64_t flags_ = 0;
+  std::unique_ptr<KernelLog> log_;
+  mutable std::mutex report_mu_;  // add() against snapshot() from the watchdog
   Report report_;
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
   Error saved_error_{EIO, "no STOP_COPY stream"};

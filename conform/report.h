@@ -35,6 +35,9 @@ struct Report {
   std::string device;
   std::uint64_t mig_flags = 0;  // 0 when GET MIGRATION failed
   std::vector<Check> checks;
+  // A device call never returned (watchdog/kernel-hang): the checks stopped there and a thread
+  // is still inside the device, which must be neither used nor destroyed.
+  bool device_abandoned = false;
 
   Counts counts() const;
   bool ok() const { return counts().failed == 0; }

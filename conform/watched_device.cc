@@ -1,0 +1,159 @@
+#include "conform/watched_device.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace vfio::conform::detail {
+namespace {
+
+std::string short_name(std::optional<uapi::State> s) {
+  return s ? std::string(uapi::state_short_name(*s)) : "?";
+}
+
+// The header and, for MIG_DEVICE_STATE, the payload of a feature call, as far as `arg` holds them.
+struct FeatureArg {
+  std::uint32_t flags = 0;
+  std::optional<uapi::MigState> mig;
+};
+
+FeatureArg parse(std::span<const std::byte> arg) {
+  FeatureArg out;
+  uapi::FeatureHeader h;
+  if (arg.size() < sizeof(h)) return out;
+  std::memcpy(&h, arg.data(), sizeof(h));
+  out.flags = h.flags;
+  const bool device_state = (h.flags & uapi::kFeatureMask) ==
+                                static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) &&
+                            !(h.flags & uapi::kFeatureProbe);
+  if (device_state && arg.size() >= sizeof(h) + sizeof(uapi::MigState)) {
+    uapi::MigState mig;
+    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+    out.mig = mig;
+  }
+  return out;
+}
+
+std::optional<uapi::State> state_of(std::uint32_t raw) {
+  if (raw >= uapi::kStateCount) return std::nullopt;
+  return static_cast<uapi::State>(raw);
+}
+
+}  // namespace
+
+WatchedDevice::Call WatchedDevice::call(Op op, std::uint64_t arg, std::uint64_t size) {
+  Call c;
+  c.op = op;
+  c.arg = arg;
+  c.size = size;
+  return c;
+}
+
+template <class Fn>
+auto WatchedDevice::watch(const Call& c, Fn fn) -> decltype(fn()) {
+  if (abandoned_)
+    return fail(ECANCELED, "not sent: an earlier call into the device never returned");
+  {
+    std::lock_guard lock(mu_);
+    ++seq_;
+    active_ = true;
+    since_ = Clock::now();
+    call_ = c;
+  }
+  auto r = fn();
+  std::lock_guard lock(mu_);
+  active_ = false;
+  return r;
+}
+
+Result<> WatchedDevice::feature(std::span<std::byte> arg) {
+  const FeatureArg before = parse(arg);
+  Call c = call(Op::kFeature, before.flags, arg.size());
+  const bool set = before.mig && (before.flags & uapi::kFeatureSet);
+  if (set) {
+    std::lock_guard lock(mu_);
+    c.from = known_;
+    c.to = state_of(before.mig->device_state);
+  }
+  auto r = watch(c, [&] { return inner_.feature(arg); });
+  if (before.mig) {
+    std::lock_guard lock(mu_);
+    if (set)
+      known_ = r ? c.to : std::nullopt;
+    else if (r && (before.flags & uapi::kFeatureGet))
+      known_ = state_of(parse(arg).mig->device_state);
+  }
+  return r;
+}
+
+Result<> WatchedDevice::reset() {
+  auto r = watch(call(Op::kReset), [&] { return inner_.reset(); });
+  std::lock_guard lock(mu_);
+  known_ = r ? std::optional(uapi::State::kRunning) : std::nullopt;
+  return r;
+}
+
+Result<std::size_t> WatchedDevice::read(int fd, std::span<std::byte> buf) {
+  return watch(call(Op::kRead, static_cast<std::uint64_t>(fd), buf.size()),
+               [&] { return inner_.read(fd, buf); });
+}
+
+Result<std::size_t> WatchedDevice::write(int fd, std::span<const std::byte> buf) {
+  return watch(call(Op::kWrite, static_cast<std::uint64_t>(fd), buf.size()),
+               [&] { return inner_.write(fd, buf); });
+}
+
+Result<> WatchedDevice::precopy_info(int fd, uapi::PrecopyInfo& info) {
+  return watch(call(Op::kPrecopyInfo, static_cast<std::uint64_t>(fd)),
+               [&] { return inner_.precopy_info(fd, info); });
+}
+
+Result<> WatchedDevice::close(int fd) {
+  return watch(call(Op::kClose, static_cast<std::uint64_t>(fd)), [&] { return inner_.close(fd); });
+}
+
+Result<std::size_t> WatchedDevice::config_read(std::uint64_t offset, std::span<std::byte> buf) {
+  return watch(call(Op::kConfigRead, offset, buf.size()),
+               [&] { return inner_.config_read(offset, buf); });
+}
+
+Result<std::size_t> WatchedDevice::config_write(std::uint64_t offset,
+                                                std::span<const std::byte> buf) {
+  return watch(call(Op::kConfigWrite, offset, buf.size()),
+               [&] { return inner_.config_write(offset, buf); });
+}
+
+std::optional<WatchedDevice::InFlight> WatchedDevice::in_flight() const {
+  std::lock_guard lock(mu_);
+  if (!active_) return std::nullopt;
+  return InFlight{seq_, since_};
+}
+
+std::string WatchedDevice::describe_in_flight() const {
+  std::lock_guard lock(mu_);
+  const Call& c = call_;
+  switch (c.op) {
+    case Op::kFeature: {
+      const std::uint32_t index = c.arg & uapi::kFeatureMask;
+      if (c.to) return fmt::format("SET MIG_DEVICE_STATE {}->{}", short_name(c.from), short_name(c.to));
+      return fmt::format("VFIO_DEVICE_FEATURE (feature {}, flags {:#x})", index, c.arg);
+    }
+    case Op::kReset:
+      return "VFIO_DEVICE_RESET";
+    case Op::kRead:
+      return fmt::format("read(data fd {}, {} bytes)", c.arg, c.size);
+    case Op::kWrite:
+      return fmt::format("write(data fd {}, {} bytes)", c.arg, c.size);
+    case Op::kPrecopyInfo:
+      return fmt::format("VFIO_MIG_GET_PRECOPY_INFO(data fd {})", c.arg);
+    case Op::kClose:
+      return fmt::format("close(data fd {})", c.arg);
+    case Op::kConfigRead:
+      return fmt::format("config read({} bytes at {:#x})", c.size, c.arg);
+    case Op::kConfigWrite:
+      return fmt::format("config write({} bytes at {:#x})", c.size, c.arg);
+  }
+  return "a device call";
+}
+
+}  // namespace vfio::conform::detail

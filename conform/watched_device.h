@@ -1,0 +1,69 @@
+// Internal to conform/: the Device every check talks to. It forwards each call to the device
+// under test and keeps a record of the one in flight, so that the watchdog in check_device can
+// tell a call that never returns (a kernel hang) and name it; once abandoned it never touches the
+// device again, failing every call at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/device.h"
+
+namespace vfio::conform::detail {
+
+class WatchedDevice final : public Device {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit WatchedDevice(Device& inner) : inner_(inner) {}
+
+  Result<> feature(std::span<std::byte> arg) override;
+  Result<> reset() override;
+  Result<std::size_t> read(int data_fd, std::span<std::byte> buf) override;
+  Result<std::size_t> write(int data_fd, std::span<const std::byte> buf) override;
+  Result<> precopy_info(int data_fd, uapi::PrecopyInfo& info) override;
+  Result<> close(int data_fd) override;
+  Result<std::size_t> config_read(std::uint64_t offset, std::span<std::byte> buf) override;
+  Result<std::size_t> config_write(std::uint64_t offset, std::span<const std::byte> buf) override;
+  const std::string& name() const override { return inner_.name(); }
+
+  // The call in flight, if any: its number (one per call) and when it started.
+  struct InFlight {
+    std::uint64_t seq = 0;
+    Clock::time_point since;
+  };
+  std::optional<InFlight> in_flight() const;
+  // "SET MIG_DEVICE_STATE SC->PC", "read(data fd 5, 1048576 bytes)", ...: the call in flight.
+  std::string describe_in_flight() const;
+  // From now on every call fails with ECANCELED without reaching the device.
+  void abandon() { abandoned_ = true; }
+
+ private:
+  enum class Op { kFeature, kReset, kRead, kWrite, kPrecopyInfo, kClose, kConfigRead, kConfigWrite };
+  struct Call {
+    Op op = Op::kFeature;
+    std::uint64_t arg = 0;         // data fd, config offset or feature flags
+    std::uint64_t size = 0;        // bytes asked for
+    std::optional<uapi::State> from, to;  // a MIG_DEVICE_STATE SET's arc, as far as known
+  };
+
+  static Call call(Op op, std::uint64_t arg = 0, std::uint64_t size = 0);
+  // Runs `fn` on the device as call `c`, unless abandoned; tracks the state the device is in.
+  template <class Fn>
+  auto watch(const Call& c, Fn fn) -> decltype(fn());
+
+  Device& inner_;
+  std::atomic<bool> abandoned_ = false;
+  mutable std::mutex mu_;
+  std::uint64_t seq_ = 0;
+  bool active_ = false;
+  Clock::time_point since_;
+  Call call_;
+  std::optional<uapi::State> known_;  // the state the last GET, SET or reset left
+};
+
+}  // namespace vfio::conform::detail
