@@ -11,10 +11,14 @@
 #include "core/atomic_file.h"
 #include "core/json_text.h"
 #include "core/kernel_device.h"
+#include "core/kernel_log.h"
 #include "core/untrusted_text.h"
+#include "faults/plan.h"
 
 namespace vfio::cli {
 namespace {
+
+constexpr const char* kKmsg = "/dev/kmsg";
 
 using conform::Verdict;
 
@@ -76,6 +80,18 @@ int run_conform(const ParsedArgs& args) {
                                                               *b)});
     options.buffer_size = static_cast<std::size_t>(*size);
   }
+  if (auto t = args.value("call-timeout")) {
+    auto d = faults::parse_duration(*t);
+    if (!d || std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() == 0)
+      return usage_error("conform", Error{EINVAL, fmt::format("bad --call-timeout '{}' (e.g. "
+                                                              "500ms, 10s)",
+                                                              *t)});
+    options.call_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  if (auto ignore = args.value("kernel-log-ignore")) {
+    if (auto rx = parse_kernel_log_ignore(*ignore); !rx) return usage_error("conform", rx.error());
+    options.kernel_log_ignore = *ignore;
+  }
   auto opened = open_arg(args.positionals[0], 0);
   if (!opened.device) {
     if (opened.usage) return usage_error("conform", opened.device.error());
@@ -96,11 +112,20 @@ int run_conform(const ParsedArgs& args) {
   options.report_huge_pages = unsafe || opened.device->model != nullptr;
   if (auto model = opened.device->model)
     options.dma_write = [model](std::uint64_t iova) { model->mark_dirty(iova); };
+  // Kernel trouble during a check fails it: watched on real devices unless told otherwise.
+  const std::string log = args.value("kernel-log").value_or(opened.device->model ? "none" : kKmsg);
+  if (log != "none") options.kernel_log = log;
 
   auto report = conform::check_device(*opened.device->device, options);
   if (!report) {
     print_error("conform", report.error().describe());
     return kExitFailed;
+  }
+  if (report->device_abandoned) {
+    // A thread is still inside a call on the device: it must outlive this command. The atexit
+    // handlers abort a FUSE mount's connection; a real kernel device keeps the thread.
+    (void)new OpenedDevice(std::move(*opened.device));
+    print_error("conform", "a device call did not return (kernel-hang); the device was abandoned");
   }
   print_table(*report, args.has("quiet"));
   fmt::print("{}\n", summary_line(report->counts()));

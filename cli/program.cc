@@ -102,6 +102,11 @@ const Command kCommands[] = {
         "also send SC->PC and SC->PCP to a real device (hangs Linux 6.12's vfio core), and "
         "DMA logging REPORTs with page sizes of 2^61 and more (divide by zero in iova_bitmap "
         "before late 2025)"},
+       {"call-timeout", "DURATION",
+        "a device call not back after this is a failed kernel-hang check (default 10s)"},
+       {"kernel-log", "PATH",
+        "fail checks that log kernel trouble (default /dev/kmsg on kernel devices; none: off)"},
+       {"kernel-log-ignore", "REGEX", "kernel log lines to accept (one regex; | for several)"},
        kJson,
        {"quiet", "", "print only failed checks and the summary line", 'q'}}},
      run_conform},

@@ -10,85 +10,12 @@
 #include "core/feature.h"
 #include "core/state_machine.h"
 #include "devices/device_spec.h"
-#include "tests/forwarding_device.h"
+#include "tests/conform/support.h"
 
 namespace vfio::conform {
 namespace {
 
 using uapi::State;
-
-std::unique_ptr<Device> open_sim(const std::string& spec) {
-  auto arg = devices::parse_device_arg(spec + ",transport=direct");
-  if (!arg) return nullptr;
-  auto opened = devices::open_device(*arg, 0);
-  if (!opened) return nullptr;
-  return std::move(opened->device);
-}
-
-std::string failures(const Report& r) {
-  std::string out;
-  for (const auto& c : r.checks)
-    if (c.verdict == Verdict::kFail) out += c.id + ": " + c.detail + "\n";
-  return out;
-}
-
-// The options `vfio-mig conform` uses for a simulated device.
-Report run_checks(Device& dev, bool strict = true) {
-  Options options;
-  options.strict_resume_validation = strict;
-  options.send_hanging_arcs = true;
-  auto report = check_device(dev, options);
-  EXPECT_TRUE(report) << report.error().describe();
-  return report ? *report : Report{};
-}
-
-Verdict verdict_of(const Report& r, std::string_view id) {
-  const Check* c = r.find(id);
-  EXPECT_NE(c, nullptr) << id;
-  return c ? c->verdict : Verdict::kSkip;
-}
-
-// Forwards everything to a real (simulated) device and remembers which data fds are open, so
-// a test can tell whether the checker closed every fd it was given.
-class Forwarding : public testing::ForwardingDevice {
- public:
-  using ForwardingDevice::ForwardingDevice;
-
-  Result<> feature(std::span<std::byte> arg) override {
-    auto r = inner_->feature(arg);
-    if (arg.size() < kSetSize) return r;
-    uapi::FeatureHeader h;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    if (r && (h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
-        (h.flags & uapi::kFeatureMask) ==
-            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState)) {
-      uapi::MigState mig;
-      std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
-      if (mig.data_fd >= 0) open_.insert(mig.data_fd);
-    }
-    return r;
-  }
-  Result<> close(int fd) override {
-    open_.erase(fd);
-    return inner_->close(fd);
-  }
-  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
-    ++config_writes;
-    return inner_->config_write(off, buf);
-  }
-
-  const std::set<int>& open_fds() const { return open_; }
-  int config_writes = 0;
-
- protected:
-  static constexpr std::size_t kSetSize = sizeof(uapi::FeatureHeader) + sizeof(uapi::MigState);
-  static std::uint32_t index_of(std::span<const std::byte> arg) {
-    uapi::FeatureHeader h;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    return h.flags & uapi::kFeatureMask;
-  }
-  std::set<int> open_;
-};
 
 // Broken: takes SET PRE_COPY in STOP_COPY as a success (without moving).
 class AcceptsStopCopyToPreCopy : public Forwarding {

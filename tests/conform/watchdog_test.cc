@@ -1,0 +1,119 @@
+// Every device call runs under the watchdog: a call that does not return is a failed
+// watchdog/kernel-hang check naming it, the checks stop, and the device is never touched again.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "conform/checker.h"
+#include "devices/device_spec.h"
+#include "simdev/sim_device.h"
+#include "tests/conform/support.h"
+#include "tests/eventually.h"
+
+namespace vfio::conform {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Counts the calls inside the device, so a test knows when an abandoned thread has left it;
+// with `hang_reads`, the first data read blocks until release().
+class Watched : public Forwarding {
+ public:
+  Watched(std::unique_ptr<Device> inner, bool hang_reads)
+      : Forwarding(std::move(inner)), hang_reads_(hang_reads) {}
+  Result<> feature(std::span<std::byte> arg) override {
+    Inside in(this);
+    return Forwarding::feature(arg);
+  }
+  Result<> reset() override {
+    Inside in(this);
+    return Forwarding::reset();
+  }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    Inside in(this);
+    if (hang_reads_) {
+      std::unique_lock lock(mu_);
+      released_cv_.wait(lock, [this] { return released_; });
+    }
+    return Forwarding::read(fd, buf);
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    released_cv_.notify_all();
+  }
+  int inside() const { return inside_; }
+
+ private:
+  struct Inside {
+    explicit Inside(Watched* w) : w(w) { ++w->inside_; }
+    ~Inside() { --w->inside_; }
+    Watched* w;
+  };
+  bool hang_reads_;
+  std::atomic<int> inside_ = 0;
+  std::mutex mu_;
+  std::condition_variable released_cv_;
+  bool released_ = false;
+};
+
+Options short_watchdog() {
+  Options o;
+  o.strict_resume_validation = true;
+  o.send_hanging_arcs = true;
+  o.call_timeout = 200ms;
+  return o;
+}
+
+void expect_stopped_at_hang(const Report& r, const std::string& call) {
+  EXPECT_TRUE(r.device_abandoned);
+  ASSERT_FALSE(r.checks.empty());
+  const Check& hang = r.checks.back();
+  EXPECT_EQ(hang.id, "watchdog/kernel-hang");
+  EXPECT_EQ(hang.verdict, Verdict::kFail);
+  EXPECT_NE(hang.detail.find("kernel-hang: " + call + " did not return within 0.2 s"),
+            std::string::npos)
+      << hang.detail;
+  EXPECT_EQ(r.counts().failed, 1u) << failures(r);
+}
+
+// The simulator's Linux 6.12 hang: SET SC->PC blocks (for a minute) in the device.
+TEST(Watchdog, AHangingSetIsAKernelHangAndTheChecksStopThere) {
+  auto opened = devices::open_device(
+      *devices::parse_device_arg("sim:mlx5,size=64K,hang-sc-pc=1,transport=direct"), 0);
+  ASSERT_TRUE(opened) << opened.error().describe();
+  Watched dev(std::move(opened->device), /*hang_reads=*/false);
+  auto report = check_device(dev, short_watchdog());
+  ASSERT_TRUE(report) << report.error().describe();
+  EXPECT_EQ(opened->model->hung_arcs(), 1u);  // sent once, and nothing after it
+  expect_stopped_at_hang(*report, "SET MIG_DEVICE_STATE SC->PC");
+  EXPECT_NE(report->find("arc/SC->R"), nullptr);      // ran before the hang
+  EXPECT_EQ(report->find("arc/SC->PCP"), nullptr);    // would have run after it
+  EXPECT_EQ(report->find("header/unknown-feature"), nullptr);
+  opened->model->release_hangs();
+  EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
+  EXPECT_EQ(opened->model->hung_arcs(), 1u);
+}
+
+TEST(Watchdog, AHangingDataReadIsAKernelHang) {
+  Watched dev(open_sim("sim:mlx5,size=64K"), /*hang_reads=*/true);
+  auto report = check_device(dev, short_watchdog());
+  ASSERT_TRUE(report) << report.error().describe();
+  expect_stopped_at_hang(*report, "read(data fd 1000, 1048576 bytes)");
+  EXPECT_NE(report->checks.back().detail.find(", after migration/flags;"), std::string::npos)
+      << report->checks.back().detail;
+  dev.release();
+  EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
+}
+
+TEST(Watchdog, ANonPositiveLimitIsAnError) {
+  auto dev = open_sim("sim:mtty");
+  Options o;
+  o.call_timeout = 0ms;
+  EXPECT_FALSE(check_device(*dev, o));
+}
+
+}  // namespace
+}  // namespace vfio::conform
