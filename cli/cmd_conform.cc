@@ -118,13 +118,15 @@ int run_conform(const ParsedArgs& args) {
 
   auto report = conform::check_device(*opened.device->device, options);
   if (!report) {
-    print_error("conform", report.error().describe());
+    print_error("conform", report.error().describe() +
+                               (options.kernel_log ? " (--kernel-log none: do not watch it)" : ""));
     return kExitFailed;
   }
   if (report->device_abandoned) {
-    // A thread is still inside a call on the device: it must outlive this command. The atexit
-    // handlers abort a FUSE mount's connection; a real kernel device keeps the thread.
-    (void)new OpenedDevice(std::move(*opened.device));
+    // A thread is still inside a call on the device: it must outlive this command, so it is
+    // kept for the life of the process (the atexit handlers abort a FUSE mount's connection).
+    static auto* abandoned = new std::vector<OpenedDevice>;
+    abandoned->push_back(std::move(*opened.device));
     print_error("conform", "a device call did not return (kernel-hang); the device was abandoned");
   }
   print_table(*report, args.has("quiet"));

@@ -17,10 +17,11 @@ namespace detail {
 namespace {
 
 // Report in the contract's order, whatever order the checks had to run in.
-void sort_checks(Report& r) {
+Report sorted(Report r) {
   std::stable_sort(r.checks.begin(), r.checks.end(), [](const Check& a, const Check& b) {
     return Checker::rank(a.group) < Checker::rank(b.group);
   });
+  return r;
 }
 
 // At most this many trouble lines are quoted in one check's detail.
@@ -54,9 +55,7 @@ void Checker::add(std::string id, std::string_view group, Verdict v, std::string
 
 Report Checker::snapshot() const {
   std::lock_guard lock(report_mu_);
-  Report r = report_;
-  sort_checks(r);
-  return r;
+  return report_;
 }
 
 Report Checker::run() {
@@ -65,7 +64,7 @@ Report Checker::run() {
     add("migration/flags", kMigration, Verdict::kFail,
         fmt::format("GET MIGRATION failed with {}: no migration support",
                     errno_name(flags.error().code)));
-    return snapshot();
+    return sorted(snapshot());
   }
   flags_ = report_.mig_flags = *flags;
   add("migration/flags", kMigration,
@@ -84,7 +83,7 @@ Report Checker::run() {
   check_dma();
   check_dma_report();
   (void)dev_.reset();  // leave the device running, with no session open
-  return snapshot();
+  return sorted(snapshot());
 }
 
 std::size_t Checker::rank(std::string_view group) {
@@ -146,7 +145,7 @@ Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLo
     partial.device_abandoned = true;
     lock.unlock();
     worker.detach();
-    return partial;
+    return sorted(std::move(partial));
   }
   lock.unlock();
   worker.join();

@@ -149,7 +149,7 @@ class Checker {
   ~Checker();
 
   Report run();
-  // The checks recorded so far, in the contract's order; safe from another thread.
+  // The checks recorded so far, in the order they ran; safe from another thread.
   Report snapshot() const;
 
   static std::size_t rank(std::string_view group);

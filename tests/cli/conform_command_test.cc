@@ -86,6 +86,45 @@ TEST_F(ConformCommand, HangingArcsReachAKernelDeviceOnlyWithUnsafeArcs) {
   }
 }
 
+// A device call that never returns (the simulator's Linux 6.12 hang, sent in process) is a
+// failed kernel-hang check: the command reports what it has and exits 1 instead of freezing.
+TEST_F(ConformCommand, AHangingCallIsAKernelHangAndExitsOne) {
+  auto r = run({"conform", "sim:mlx5,size=64K,hang-sc-pc=1,transport=direct", "--call-timeout",
+                "200ms", "--json", path("hang.json")});
+  EXPECT_EQ(r.code, kExitFailed) << r.out << r.err;
+  EXPECT_NE(r.out.find("watchdog/kernel-hang"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kernel-hang: SET MIG_DEVICE_STATE SC->PC did not return within 0.2 s"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.err.find("the device was abandoned"), std::string::npos) << r.err;
+  const std::string json = slurp(path("hang.json"));
+  EXPECT_NE(json.find("\"ok\": false"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"id\": \"watchdog/kernel-hang\", \"group\": \"watchdog\", "
+                      "\"verdict\": \"fail\""),
+            std::string::npos)
+      << json;
+}
+
+TEST_F(ConformCommand, KernelLogOptions) {
+  // A simulator's run watches a log only when given one; old lines in it do not count.
+  std::ofstream(path("kmsg")) << "4,1,100,-;WARNING: CPU: 0 PID: 1 at old.c:1 before\n";
+  auto watched = run({"conform", "-q", "sim:mtty,transport=direct", "--kernel-log", path("kmsg")});
+  EXPECT_EQ(watched.code, kExitOk) << watched.out << watched.err;
+  auto missing = run({"conform", "sim:mtty,transport=direct", "--kernel-log", path("nope")});
+  EXPECT_EQ(missing.code, kExitFailed);
+  EXPECT_NE(missing.err.find(path("nope")), std::string::npos) << missing.err;
+  for (auto bad : std::vector<std::vector<std::string>>{{"--kernel-log-ignore", "(("},
+                                                        {"--call-timeout", "0s"},
+                                                        {"--call-timeout", "soon"}}) {
+    std::vector<std::string> args = {"conform", "sim:mtty,transport=direct"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    auto r = run(args);
+    EXPECT_EQ(r.code, kExitUsage) << bad[0] << " " << bad[1];
+    EXPECT_NE(r.err.find(bad[0] == "--call-timeout" ? "--call-timeout" : "(("), std::string::npos)
+        << r.err;
+  }
+}
+
 TEST_F(ConformCommand, QuietPrintsOnlyTheSummary) {
   auto r = run({"conform", "-q", "sim:stopcopy,size=64K,transport=direct"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
