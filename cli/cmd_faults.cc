@@ -10,9 +10,9 @@
 #include "cli/commands.h"
 #include "cli/interrupt.h"
 #include "core/feature.h"
+#include "core/kernel_log.h"
 #include "core/untrusted_text.h"
 #include "faults/fault_device.h"
-#include "core/kernel_log.h"
 #include "faults/matrix.h"
 #include "faults/report.h"
 #include "faults/sim_hooks.h"
@@ -196,8 +196,7 @@ int run_matrix_command(const ParsedArgs& args) {
     options.batch = static_cast<std::size_t>(*n);
   }
   if (auto ignore = args.value("kernel-log-ignore")) {
-    if (auto rx = parse_kernel_log_ignore(*ignore); !rx)
-      return usage_error("faults", rx.error());
+    if (auto rx = parse_kernel_log_ignore(*ignore); !rx) return usage_error("faults", rx.error());
     options.base.kernel_log_ignore = *ignore;
   }
   if (auto log = args.value("kernel-log")) options.base.kernel_log = *log;

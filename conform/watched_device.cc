@@ -135,7 +135,8 @@ std::string WatchedDevice::describe_in_flight() const {
   switch (c.op) {
     case Op::kFeature: {
       const std::uint32_t index = c.arg & uapi::kFeatureMask;
-      if (c.to) return fmt::format("SET MIG_DEVICE_STATE {}->{}", short_name(c.from), short_name(c.to));
+      if (c.to)
+        return fmt::format("SET MIG_DEVICE_STATE {}->{}", short_name(c.from), short_name(c.to));
       return fmt::format("VFIO_DEVICE_FEATURE (feature {}, flags {:#x})", index, c.arg);
     }
     case Op::kReset:

@@ -43,11 +43,20 @@ class WatchedDevice final : public Device {
   void abandon() { abandoned_ = true; }
 
  private:
-  enum class Op { kFeature, kReset, kRead, kWrite, kPrecopyInfo, kClose, kConfigRead, kConfigWrite };
+  enum class Op {
+    kFeature,
+    kReset,
+    kRead,
+    kWrite,
+    kPrecopyInfo,
+    kClose,
+    kConfigRead,
+    kConfigWrite
+  };
   struct Call {
     Op op = Op::kFeature;
-    std::uint64_t arg = 0;         // data fd, config offset or feature flags
-    std::uint64_t size = 0;        // bytes asked for
+    std::uint64_t arg = 0;                // data fd, config offset or feature flags
+    std::uint64_t size = 0;               // bytes asked for
     std::optional<uapi::State> from, to;  // a MIG_DEVICE_STATE SET's arc, as far as known
   };
 

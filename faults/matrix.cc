@@ -9,10 +9,10 @@
 
 #include <fmt/format.h>
 
+#include "core/kernel_log.h"
 #include "core/state_machine.h"
 #include "faults/device_checks.h"
 #include "faults/isolation.h"
-#include "core/kernel_log.h"
 #include "simdev/profile.h"
 
 namespace vfio::faults {

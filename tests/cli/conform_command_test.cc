@@ -113,9 +113,8 @@ TEST_F(ConformCommand, KernelLogOptions) {
   auto missing = run({"conform", "sim:mtty,transport=direct", "--kernel-log", path("nope")});
   EXPECT_EQ(missing.code, kExitFailed);
   EXPECT_NE(missing.err.find(path("nope")), std::string::npos) << missing.err;
-  for (auto bad : std::vector<std::vector<std::string>>{{"--kernel-log-ignore", "(("},
-                                                        {"--call-timeout", "0s"},
-                                                        {"--call-timeout", "soon"}}) {
+  for (auto bad : std::vector<std::vector<std::string>>{
+           {"--kernel-log-ignore", "(("}, {"--call-timeout", "0s"}, {"--call-timeout", "soon"}}) {
     std::vector<std::string> args = {"conform", "sim:mtty,transport=direct"};
     args.insert(args.end(), bad.begin(), bad.end());
     auto r = run(args);

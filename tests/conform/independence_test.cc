@@ -17,7 +17,8 @@ bool is_device_state_set(std::span<const std::byte> arg) {
   if (arg.size() < sizeof(uapi::FeatureHeader) + sizeof(uapi::MigState)) return false;
   uapi::FeatureHeader h;
   std::memcpy(&h, arg.data(), sizeof(h));
-  return h.flags == (static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) | uapi::kFeatureSet);
+  return h.flags ==
+         (static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) | uapi::kFeatureSet);
 }
 
 // Broken: a refused SET writes back what it likes instead of the requested state and -1.
@@ -111,22 +112,18 @@ class MisreportsDataSize : public Forwarding {
 };
 
 TEST(DataSize, ZeroWhileTheDeviceHasDataFails) {
-  MisreportsDataSize dev(open_sim("sim:mlx5,size=1M"), [](std::uint64_t) -> std::uint64_t {
-    return 0;
-  });
+  MisreportsDataSize dev(open_sim("sim:mlx5,size=1M"),
+                         [](std::uint64_t) -> std::uint64_t { return 0; });
   auto report = run_checks(dev);
   const Check* c = report.find("data-size/stop-copy-estimate");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->verdict, Verdict::kFail);
-  EXPECT_NE(c->detail.find("0 while the device has data to send"), std::string::npos)
-      << c->detail;
+  EXPECT_NE(c->detail.find("0 while the device has data to send"), std::string::npos) << c->detail;
   EXPECT_EQ(report.counts().failed, 1u) << failures(report);
 }
 
 TEST(DataSize, AnEstimateFarOffFails) {
-  MisreportsDataSize dev(open_sim("sim:mlx5,size=1M"), [](std::uint64_t real) {
-    return real / 2;
-  });
+  MisreportsDataSize dev(open_sim("sim:mlx5,size=1M"), [](std::uint64_t real) { return real / 2; });
   auto report = run_checks(dev);
   const Check* c = report.find("data-size/stop-copy-estimate");
   ASSERT_NE(c, nullptr);
@@ -135,9 +132,8 @@ TEST(DataSize, AnEstimateFarOffFails) {
 }
 
 TEST(DataSize, AnEstimateWithinTheToleranceOrSlackPasses) {
-  MisreportsDataSize close(open_sim("sim:mlx5,size=1M"), [](std::uint64_t real) {
-    return real + real / 20;
-  });
+  MisreportsDataSize close(open_sim("sim:mlx5,size=1M"),
+                           [](std::uint64_t real) { return real + real / 20; });
   EXPECT_EQ(verdict_of(run_checks(close), "data-size/stop-copy-estimate"), Verdict::kPass);
   auto exact = open_sim("sim:mlx5,size=1M");
   EXPECT_EQ(verdict_of(run_checks(*exact), "data-size/stop-copy-estimate"), Verdict::kPass);

@@ -26,7 +26,8 @@ class WarnsOnUnknownFeature : public Forwarding {
     uapi::FeatureHeader h;
     std::memcpy(&h, arg.data(), sizeof(h));
     if (h.flags == (0x3fu | uapi::kFeatureGet))
-      std::ofstream(log_, std::ios::app) << "4,900,5000," << "-;" << kWarning << "\n";
+      std::ofstream(log_, std::ios::app) << "4,900,5000,"
+                                         << "-;" << kWarning << "\n";
     return Forwarding::feature(arg);
   }
 

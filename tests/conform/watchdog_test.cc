@@ -89,8 +89,8 @@ TEST(Watchdog, AHangingSetIsAKernelHangAndTheChecksStopThere) {
   ASSERT_TRUE(report) << report.error().describe();
   EXPECT_EQ(opened->model->hung_arcs(), 1u);  // sent once, and nothing after it
   expect_stopped_at_hang(*report, "SET MIG_DEVICE_STATE SC->PC");
-  EXPECT_NE(report->find("arc/SC->R"), nullptr);      // ran before the hang
-  EXPECT_EQ(report->find("arc/SC->PCP"), nullptr);    // would have run after it
+  EXPECT_NE(report->find("arc/SC->R"), nullptr);    // ran before the hang
+  EXPECT_EQ(report->find("arc/SC->PCP"), nullptr);  // would have run after it
   EXPECT_EQ(report->find("header/unknown-feature"), nullptr);
   opened->model->release_hangs();
   EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
