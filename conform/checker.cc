@@ -66,7 +66,11 @@ Report Checker::run() {
                     errno_name(flags.error().code)));
     return sorted(snapshot());
   }
-  flags_ = report_.mig_flags = *flags;
+  flags_ = *flags;
+  {
+    std::lock_guard lock(report_mu_);
+    report_.mig_flags = flags_;
+  }
   add("migration/flags", kMigration,
       flags_ & uapi::kMigrationStopCopy ? Verdict::kPass : Verdict::kFail,
       fmt::format("{:#x} ({}){}", flags_, flag_names(flags_),
