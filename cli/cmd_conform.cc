@@ -115,6 +115,12 @@ int run_conform(const ParsedArgs& args) {
   // Kernel trouble during a check fails it: watched on real devices unless told otherwise.
   const std::string log = args.value("kernel-log").value_or(opened.device->model ? "none" : kKmsg);
   if (log != "none") options.kernel_log = log;
+  options.reopen = [&dev = *opened.device, unsafe]() -> Result<Device*> {
+    auto again = dev.reopen();
+    if (auto* k = again ? dynamic_cast<KernelDevice*>(*again) : nullptr)
+      k->allow_hanging_arcs(unsafe);
+    return again;
+  };
 
   auto report = conform::check_device(*opened.device->device, options);
   if (!report) {

@@ -29,8 +29,9 @@ constexpr std::size_t kQuotedTroubles = 3;
 
 }  // namespace
 
-Checker::Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log)
-    : dev_(dev), opt_(options), buf_(options.buffer_size), log_(std::move(log)) {
+Checker::Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log,
+                 CurrentDevice* current)
+    : dev_(dev), current_(current), opt_(options), buf_(options.buffer_size), log_(std::move(log)) {
   report_.device = dev.name();
 }
 
@@ -86,14 +87,17 @@ Report Checker::run() {
   check_header();
   check_dma();
   check_dma_report();
+  check_chunked();
+  check_overflow();
+  check_reopen();      // last: it replaces the device
   (void)dev_.reset();  // leave the device running, with no session open
   return sorted(snapshot());
 }
 
 std::size_t Checker::rank(std::string_view group) {
-  static constexpr std::array kOrder = {kMigration, kArcs,      kStream,  kPrecopy,
-                                        kDataSize,  kResume,    kReset,   kHeader,
-                                        kDma,       kDmaReport, kWatchdog};
+  static constexpr std::array kOrder = {kMigration, kArcs,     kStream, kPrecopy, kDataSize,
+                                        kResume,    kReset,    kHeader, kDma,     kDmaReport,
+                                        kChunked,   kOverflow, kReopen, kWatchdog};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
 }
 
@@ -103,7 +107,8 @@ namespace {
 // device calls it makes. Shared with that thread, which may outlive check_device (a hang).
 struct Run {
   Run(Device& dev, const Options& options, std::unique_ptr<KernelLog> log)
-      : watched(dev), checker(watched, options, std::move(log)) {}
+      : current(dev), watched(current), checker(watched, options, std::move(log), &current) {}
+  CurrentDevice current;  // under the watchdog, so that a reopened device is watched too
   WatchedDevice watched;
   Checker checker;
   std::mutex mu;

@@ -47,12 +47,17 @@ struct Options {
   // unless `kernel_log_ignore` (an ECMAScript regex) matches it. Unset: not watched.
   std::optional<std::string> kernel_log;
   std::optional<std::string> kernel_log_ignore;
+  // Closes the device under check and opens it again (devices::OpenedDevice::reopen), returning
+  // the new open, which the checker uses from then on; the device given to check_device is gone
+  // by then. Unset: the checks that need a reopen skip.
+  std::function<Result<Device*>()> reopen;
 };
 
 // Runs every check from a fresh device (VFIO_DEVICE_RESET before each) and resets the device at
-// the end. Contract violations are failing checks, not errors; an error means bad options (or a
-// kernel log that cannot be opened). After a kernel hang (Report::device_abandoned) a thread is
-// still inside a call on `dev`: the caller must neither use nor destroy it.
+// the end (the last open, if Options::reopen was called). Contract violations are failing checks,
+// not errors; an error means bad options (or a kernel log that cannot be opened). After a kernel
+// hang (Report::device_abandoned) a thread is still inside a call on `dev`: the caller must neither
+// use nor destroy it.
 Result<Report> check_device(Device& dev, const Options& options = {});
 
 }  // namespace vfio::conform

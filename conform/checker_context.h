@@ -38,6 +38,10 @@ constexpr std::string_view kHeader = "header";
 constexpr std::string_view kDma = "dma-logging";
 constexpr std::string_view kDmaReport = "dma-report";
 constexpr std::string_view kWatchdog = "watchdog";
+// conform/reopen.cc, chunked.cc, overflow.cc
+constexpr std::string_view kReopen = "reopen";
+constexpr std::string_view kChunked = "chunked-io";
+constexpr std::string_view kOverflow = "overflow";
 
 constexpr std::uint32_t kHeaderSize = sizeof(uapi::FeatureHeader);
 constexpr std::uint32_t kUnknownFeature = 0x3f;
@@ -142,10 +146,56 @@ struct ReadEnd {
   bool zero() const { return !error && !over_limit; }
 };
 
+// The device under check: forwards to the current open, which Options::reopen replaces. Between
+// closing one open and getting the next (or after a failed reopen) every call fails ENODEV.
+class CurrentDevice final : public Device {
+ public:
+  explicit CurrentDevice(Device& dev) : dev_(&dev), name_(dev.name()) {}
+  void replace(Device* dev) {
+    dev_ = dev;
+    if (dev) name_ = dev->name();
+  }
+
+  Result<> feature(std::span<std::byte> arg) override {
+    return dev_ ? dev_->feature(arg) : closed();
+  }
+  Result<> reset() override { return dev_ ? dev_->reset() : closed(); }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    return dev_ ? dev_->read(fd, buf) : closed();
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    return dev_ ? dev_->write(fd, buf) : closed();
+  }
+  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
+    return dev_ ? dev_->precopy_info(fd, info) : closed();
+  }
+  Result<> close(int fd) override { return dev_ ? dev_->close(fd) : closed(); }
+  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
+    return dev_ ? dev_->config_read(off, buf) : closed();
+  }
+  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
+    return dev_ ? dev_->config_write(off, buf) : closed();
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  static std::unexpected<Error> closed() { return fail(ENODEV, "device closed (reopen failed)"); }
+  Device* dev_;
+  std::string name_;
+};
+
+// A stream read from a save fd: `complete` when read() returned 0 (else it stopped at the cap).
+struct SavedStream {
+  std::vector<std::byte> bytes;
+  bool complete = false;
+};
+
 class Checker {
  public:
-  // `log`, when given, is watched for kernel trouble during each check.
-  Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log);
+  // `log`, when given, is watched for kernel trouble during each check; `current`, when given,
+  // is the open under `dev` that Options::reopen replaces.
+  Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog> log,
+          CurrentDevice* current = nullptr);
   ~Checker();
 
   Report run();
@@ -294,7 +344,23 @@ class Checker {
   // unaligned addresses, never written past (conform/dma_report.cc).
   void check_dma_report();
 
+  // Reopen and repeat, chunked I/O, overflowing resume (conform/reopen.cc, chunked.cc,
+  // overflow.cc). Reopen last: it replaces the device.
+  void check_reopen();
+  void check_chunked();
+  void check_chunked_reads(const SavedStream& reference);
+  void check_chunked_resume();
+  void check_overflow();
+  // Closes the device and opens it again (Options::reopen); every DataFd must be gone.
+  Result<> reopen();
+  // Reads `fd` with `chunk` bytes per read() until read() returns 0, or `cap` bytes are in.
+  Result<SavedStream> read_stream(int fd, std::size_t chunk, std::uint64_t cap);
+  // Resumes `stream` into a fresh device, written chunks[0], chunks[1], ... bytes per write()
+  // (cycling), and ends with RS->S; the device is then in STOP.
+  Result<> resume_stream(std::span<const std::byte> stream, std::span<const std::size_t> chunks);
+
   Device& dev_;
+  CurrentDevice* current_;
   Options opt_;
   std::vector<std::byte> buf_;
   std::uint64_t flags_ = 0;

@@ -102,11 +102,17 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model, const
   if (!mount) return std::unexpected(mount.error());
   auto path = (*mount)->add_device(model, fmt::format("{}.{}", model->profile().name, serial));
   if (!path) return std::unexpected(path.error());
-  auto dev = sim::SimMount::open_device(*path, name + " (fuse)", model);
+  auto open = [path = *path, name = name + " (fuse)", model]() -> Result<std::unique_ptr<Device>> {
+    auto dev = sim::SimMount::open_device(path, name, model);
+    if (!dev) return std::unexpected(dev.error());
+    return std::unique_ptr<Device>(std::move(*dev));
+  };
+  auto dev = open();
   if (!dev) return std::unexpected(dev.error());
   // Prime steps, so that the faults fall on every kind of request in turn.
   if (flaky) (*mount)->set_fault(*model, sim::flaky_server(7, 11, 5));
-  return OpenedDevice{std::move(*mount), std::move(*dev), std::move(model)};
+  return OpenedDevice{std::move(*mount), std::move(*dev), std::move(model), ConfigRestore::kExact,
+                      std::move(open)};
 }
 
 }  // namespace
@@ -129,9 +135,15 @@ Result<DeviceArg> parse_device_arg(std::string_view text) {
 
 Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   if (!spec.sim) {
-    auto dev = open_vfio_device(spec.text);
+    auto open = [text = spec.text]() -> Result<std::unique_ptr<Device>> {
+      auto dev = open_vfio_device(text);
+      if (!dev) return std::unexpected(dev.error());
+      return std::unique_ptr<Device>(std::move(*dev));
+    };
+    auto dev = open();
     if (!dev) return std::unexpected(dev.error());
-    return OpenedDevice{nullptr, std::move(*dev), nullptr, ConfigRestore::kRegisters};
+    return OpenedDevice{nullptr, std::move(*dev), nullptr, ConfigRestore::kRegisters,
+                        std::move(open)};
   }
   const auto& s = *spec.sim;
   sim::SimOptions options;
@@ -165,7 +177,20 @@ Result<OpenedDevice> open_sim(Transport t, const sim::Profile& profile,
                  fuse.error().describe());
     });
   }
-  return OpenedDevice{nullptr, std::make_unique<sim::DirectDevice>(model, name), model};
+  auto open = [model, name]() -> Result<std::unique_ptr<Device>> {
+    return std::make_unique<sim::DirectDevice>(model, name);
+  };
+  auto dev = open();
+  return OpenedDevice{nullptr, std::move(*dev), model, ConfigRestore::kExact, std::move(open)};
+}
+
+Result<Device*> OpenedDevice::reopen() {
+  device.reset();
+  if (!open_again) return fail(ENOTSUP, "this device cannot be opened again");
+  auto dev = open_again();
+  if (!dev) return std::unexpected(dev.error());
+  device = std::move(*dev);
+  return device.get();
 }
 
 Result<std::shared_ptr<sim::SimMount>> hold_mount() {

@@ -9,6 +9,7 @@
 //   0000:00:03.0 | <mdev uuid> | group:N:NAME | /path     the legacy group path, or any file
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,14 @@ struct OpenedDevice {
   // Real devices take only the config registers a VMM restores; the simulator (also when served
   // over FUSE, a KernelDevice too) every byte, which the fault oracles check.
   ConfigRestore config_restore = ConfigRestore::kExact;
+  // Opens the same device once more: the kernel device by its spec again; a simulated one on the
+  // same model (a new DirectDevice, or the same file on the mount), since a second open of a
+  // sim: spec would make a new model.
+  std::function<Result<std::unique_ptr<Device>>()> open_again;
+
+  // Closes `device` and opens it again (open_again), as a VMM restarting would; `device` is then
+  // the new open. On failure `device` stays closed (null).
+  Result<Device*> reopen();
 };
 
 // `index` picks distinct default seeds for simulated devices opened by one command.

@@ -30,18 +30,21 @@ class ConformCommand : public testing::TempDirTest {
   }
 };
 
+// keep-state=0: the real mtty's state kept across close and open fails reopen/fresh-open-running
+// (the next test).
 TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
-  auto r = run({"conform", "sim:mtty,transport=direct", "--json", path("c.json")});
+  auto r = run({"conform", "sim:mtty,keep-state=0,transport=direct", "--json", path("c.json")});
   ASSERT_EQ(r.code, kExitOk) << r.out << r.err;
   // The same checks in process, with the options conform gives a simulator called directly.
-  auto opened =
-      devices::open_device(devices::parse_device_arg("sim:mtty,transport=direct").value(), 0);
+  auto opened = devices::open_device(
+      devices::parse_device_arg("sim:mtty,keep-state=0,transport=direct").value(), 0);
   ASSERT_TRUE(opened) << opened.error().describe();
   conform::Options options;
   options.strict_resume_validation = true;
   options.send_hanging_arcs = true;
   options.report_huge_pages = true;
   options.dma_write = [model = opened->model](std::uint64_t iova) { model->mark_dirty(iova); };
+  options.reopen = [&] { return opened->reopen(); };
   auto report = conform::check_device(*opened->device, options);
   ASSERT_TRUE(report) << report.error().describe();
   const auto n = report->counts();
@@ -69,15 +72,31 @@ TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
             std::string::npos);
 }
 
+// conform reopens the device it checks: mtty's state kept across close and open is a failure.
+TEST_F(ConformCommand, ReopensTheDeviceAndFailsAStateKeptAcrossClose) {
+  auto r = run({"conform", "sim:mtty,transport=direct", "--json", path("kept.json")});
+  EXPECT_EQ(r.code, kExitFailed) << r.out << r.err;
+  const std::string json = slurp(path("kept.json"));
+  EXPECT_EQ(occurrences(json, "\"verdict\": \"fail\""), 1u) << json;
+  EXPECT_NE(json.find("\"id\": \"reopen/fresh-open-running\", \"group\": \"reopen\", "
+                      "\"verdict\": \"fail\""),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"id\": \"reopen/second-stream\", \"group\": \"reopen\", "
+                      "\"verdict\": \"pass\""),
+            std::string::npos)
+      << json;
+}
+
 // Over FUSE the simulator is a KernelDevice: SC->PC and SC->PCP go only with --unsafe-arcs,
 // which lifts KernelDevice's guard, and the device then refuses them as the contract says.
 TEST_F(ConformCommand, HangingArcsReachAKernelDeviceOnlyWithUnsafeArcs) {
   if (auto ok = sim::SimMount::fuse_available(); !ok)
     GTEST_SKIP() << "FUSE unavailable: " << ok.error().describe();
-  auto safe = run({"conform", "sim:mtty,transport=fuse", "--json", path("safe.json")});
+  auto safe = run({"conform", "sim:mtty,keep-state=0,transport=fuse", "--json", path("safe.json")});
   EXPECT_EQ(safe.code, kExitOk) << safe.out << safe.err;
-  auto unsafe =
-      run({"conform", "sim:mtty,transport=fuse", "--unsafe-arcs", "--json", path("unsafe.json")});
+  auto unsafe = run({"conform", "sim:mtty,keep-state=0,transport=fuse", "--unsafe-arcs", "--json",
+                     path("unsafe.json")});
   EXPECT_EQ(unsafe.code, kExitOk) << unsafe.out << unsafe.err;
   for (auto id : {"arc/SC->PC", "arc/SC->PCP"}) {
     const std::string check = fmt::format("\"id\": \"{}\", \"group\": \"arcs\", \"verdict\": ", id);

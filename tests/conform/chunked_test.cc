@@ -1,0 +1,80 @@
+// conform's chunked-io group: odd-sized reads and writes of the data fd.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "tests/conform/torture_support.h"
+
+namespace vfio::conform::testing {
+namespace {
+
+constexpr const char* kSpec = "sim:mlx5,size=64K,transport=direct";
+
+TEST(ChunkedIo, WellBehavedDevicePassesEveryCheck) {
+  const Report r = check_spec(kSpec);
+  const auto got = verdicts(r, "chunked-io/");
+  EXPECT_EQ(got.size(), 6u);
+  for (const auto& [id, v] : got) EXPECT_EQ(v, Verdict::kPass) << id;
+  EXPECT_TRUE(failures(r).empty()) << describe(failures(r));
+}
+
+// Ignores the file offset on every second read shorter than a page: serves the previous read's
+// bytes again (the hisi_acc bug fixed in 2024).
+class RepeatsSmallReads : public Decorator {
+ public:
+  using Decorator::Decorator;
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    if (buf.size() >= 4096) return inner_->read(fd, buf);
+    auto& last = last_[fd];
+    if (++small_[fd] % 2 == 0 && !last.empty()) {
+      const auto n = std::min(buf.size(), last.size());
+      std::copy_n(last.begin(), n, buf.begin());
+      return n;
+    }
+    auto n = inner_->read(fd, buf);
+    if (n) last.assign(buf.begin(), buf.begin() + *n);
+    return n;
+  }
+
+ private:
+  std::map<int, std::vector<std::byte>> last_;
+  std::map<int, int> small_;
+};
+
+TEST(ChunkedIo, DuplicatedDataOnSmallReadsFailsExactlyTheSmallReadChecks) {
+  const Report r = check_spec(kSpec, [](std::unique_ptr<Device> d, bool) {
+    return std::make_unique<RepeatsSmallReads>(std::move(d));
+  });
+  std::map<std::string, std::string> want = {
+      {"chunked-io/read-1", ""}, {"chunked-io/read-3", ""}, {"chunked-io/read-4095", ""}};
+  auto failed = failures(r);
+  for (auto& [id, detail] : failed) {
+    EXPECT_TRUE(want.contains(id)) << id << ": " << detail;
+    EXPECT_NE(detail.find("differ"), std::string::npos) << detail;
+  }
+  for (const auto& [id, _] : want) EXPECT_TRUE(failed.contains(id)) << id;
+}
+
+// Takes 3-byte writes and drops them: a resume in odd chunks loses bytes.
+class DropsThreeByteWrites : public Decorator {
+ public:
+  using Decorator::Decorator;
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    if (buf.size() == 3) return buf.size();
+    return inner_->write(fd, buf);
+  }
+};
+
+TEST(ChunkedIo, ResumeLosingOddChunksFailsExactlyTheResumeCheck) {
+  const Report r = check_spec(kSpec, [](std::unique_ptr<Device> d, bool) {
+    return std::make_unique<DropsThreeByteWrites>(std::move(d));
+  });
+  const auto failed = failures(r);
+  ASSERT_EQ(failed.size(), 1u) << describe(failed);
+  EXPECT_TRUE(failed.contains("chunked-io/resume-odd-writes")) << describe(failed);
+}
+
+}  // namespace
+}  // namespace vfio::conform::testing

@@ -1,0 +1,124 @@
+// conform's reopen group: a device opened again starts afresh; abandoned pre-copy sessions
+// leave nothing behind.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "core/uapi.h"
+#include "tests/conform/torture_support.h"
+
+namespace vfio::conform::testing {
+namespace {
+
+void expect_all_pass(const Report& r) {
+  const auto got = verdicts(r, "reopen/");
+  ASSERT_EQ(got.size(), 3u);
+  for (const auto& [id, v] : got) EXPECT_EQ(v, Verdict::kPass) << id;
+  EXPECT_TRUE(failures(r).empty()) << describe(failures(r));
+}
+
+TEST(Reopen, WellBehavedDevicePassesDirect) {
+  expect_all_pass(check_spec("sim:mlx5,size=64K,transport=direct"));
+}
+
+// The reopen goes to the same file on the mount, so the same model.
+TEST(Reopen, WellBehavedDevicePassesOverFuse) {
+  if (!devices::transport_available(devices::Transport::kFuse)) GTEST_SKIP() << "no FUSE here";
+  expect_all_pass(check_spec("sim:mlx5,size=64K,transport=fuse"));
+}
+
+TEST(Reopen, WithoutReopenTheReopenChecksSkip) {
+  const auto got =
+      verdicts(check_spec("sim:mlx5,size=64K,transport=direct", nullptr, false), "reopen/");
+  EXPECT_EQ(got.at("reopen/precopy-cycles"), Verdict::kPass);
+  EXPECT_EQ(got.at("reopen/second-stream"), Verdict::kSkip);
+  EXPECT_EQ(got.at("reopen/fresh-open-running"), Verdict::kSkip);
+}
+
+// mtty keeps its migration state across close and open (keep-state=1, sim:mtty's default).
+TEST(Reopen, StateKeptAcrossCloseFailsExactlyFreshOpen) {
+  const Report r = check_spec("sim:mtty,transport=direct");
+  const auto failed = failures(r);
+  ASSERT_EQ(failed.size(), 1u) << describe(failed);
+  ASSERT_TRUE(failed.contains("reopen/fresh-open-running"));
+  EXPECT_NE(failed.at("reopen/fresh-open-running").find("GET SC"), std::string::npos);
+  expect_all_pass(check_spec("sim:mtty,keep-state=0,transport=direct"));
+}
+
+// A flag set by the first complete transfer and not cleared on open: every save after a reopen
+// is empty (the hisi_acc bug fixed in 2026).
+struct Transferred {
+  bool once = false;
+};
+class ForgetsToClearOnOpen : public Decorator {
+ public:
+  ForgetsToClearOnOpen(std::unique_ptr<Device> inner, std::shared_ptr<Transferred> t, bool reopened)
+      : Decorator(std::move(inner)), t_(std::move(t)), reopened_(reopened) {}
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    if (reopened_ && t_->once) return 0;
+    auto n = inner_->read(fd, buf);
+    if (n && *n == 0) t_->once = true;
+    return n;
+  }
+
+ private:
+  std::shared_ptr<Transferred> t_;
+  bool reopened_;
+};
+
+TEST(Reopen, EmptySecondStreamAfterReopenFailsExactlySecondStream) {
+  auto t = std::make_shared<Transferred>();
+  const Report r =
+      check_spec("sim:mlx5,size=64K,transport=direct", [t](std::unique_ptr<Device> d, bool re) {
+        return std::make_unique<ForgetsToClearOnOpen>(std::move(d), t, re);
+      });
+  const auto failed = failures(r);
+  ASSERT_EQ(failed.size(), 1u) << describe(failed);
+  ASSERT_TRUE(failed.contains("reopen/second-stream"));
+  EXPECT_NE(failed.at("reopen/second-stream").find("empty stream"), std::string::npos);
+}
+
+// Does not rewind its save cursor when a session is closed part way (only a reset does): the
+// next session starts where the abandoned one stopped.
+class KeepsCursorAcrossSessions : public Decorator {
+ public:
+  using Decorator::Decorator;
+  Result<> reset() override {
+    carried_ = 0;
+    read_.clear();
+    return inner_->reset();
+  }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    if (!read_.contains(fd) && carried_ > 0) {  // a new session: skip what the last one read
+      std::vector<std::byte> skip(carried_);
+      if (auto n = inner_->read(fd, skip); !n) return n;
+      carried_ = 0;
+    }
+    auto n = inner_->read(fd, buf);
+    if (n) read_[fd] += *n;
+    return n;
+  }
+  Result<> close(int fd) override {
+    carried_ += read_[fd];
+    read_.erase(fd);
+    return inner_->close(fd);
+  }
+
+ private:
+  std::uint64_t carried_ = 0;
+  std::map<int, std::uint64_t> read_;
+};
+
+TEST(Reopen, CursorKeptAcrossPrecopySessionsFailsExactlyPrecopyCycles) {
+  const Report r =
+      check_spec("sim:mlx5,size=64K,transport=direct", [](std::unique_ptr<Device> d, bool) {
+        return std::make_unique<KeepsCursorAcrossSessions>(std::move(d));
+      });
+  const auto failed = failures(r);
+  ASSERT_EQ(failed.size(), 1u) << describe(failed);
+  EXPECT_TRUE(failed.contains("reopen/precopy-cycles")) << describe(failed);
+}
+
+}  // namespace
+}  // namespace vfio::conform::testing

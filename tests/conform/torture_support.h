@@ -1,0 +1,100 @@
+// For the torture groups' tests (reopen, chunked-io, overflow): a simulated device that can be
+// reopened, a decorator base to misbehave over it, and the checks' verdicts.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "conform/checker.h"
+#include "core/kernel_device.h"
+#include "devices/device_spec.h"
+
+namespace vfio::conform::testing {
+
+// Forwards every call to `inner`; a misbehaving device overrides what it breaks.
+class Decorator : public Device {
+ public:
+  explicit Decorator(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
+  Result<> feature(std::span<std::byte> arg) override { return inner_->feature(arg); }
+  Result<> reset() override { return inner_->reset(); }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    return inner_->read(fd, buf);
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    return inner_->write(fd, buf);
+  }
+  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
+    return inner_->precopy_info(fd, info);
+  }
+  Result<> close(int fd) override { return inner_->close(fd); }
+  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
+    return inner_->config_read(off, buf);
+  }
+  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
+    return inner_->config_write(off, buf);
+  }
+  const std::string& name() const override { return inner_->name(); }
+
+ protected:
+  std::unique_ptr<Device> inner_;
+};
+
+// Wraps an open of the device (the first, or a reopen) in a decorator; null: none.
+using Wrap = std::function<std::unique_ptr<Device>(std::unique_ptr<Device>, bool reopened)>;
+
+// Runs conform on `spec` (a sim: spec) as `vfio-mig conform` does on a simulated device, with
+// the reopen going to the same model; every open goes through `wrap`.
+inline Report check_spec(const std::string& spec, const Wrap& wrap = nullptr,
+                         bool with_reopen = true) {
+  auto arg = devices::parse_device_arg(spec);
+  EXPECT_TRUE(arg) << spec;
+  if (!arg) return {};
+  auto opened = devices::open_device(*arg, 0);
+  EXPECT_TRUE(opened) << opened.error().describe();
+  if (!opened) return {};
+  std::unique_ptr<Device> dev = std::move(opened->device);
+  if (wrap) dev = wrap(std::move(dev), false);
+  Options options;
+  options.strict_resume_validation = true;
+  // As `vfio-mig conform`: a KernelDevice (here the simulator over FUSE) refuses them unsent.
+  options.send_hanging_arcs = dynamic_cast<KernelDevice*>(dev.get()) == nullptr;
+  if (with_reopen)
+    options.reopen = [&]() -> Result<Device*> {
+      dev.reset();
+      auto again = opened->open_again();
+      if (!again) return std::unexpected(again.error());
+      dev = wrap ? wrap(std::move(*again), true) : std::move(*again);
+      return dev.get();
+    };
+  auto report = check_device(*dev, options);
+  EXPECT_TRUE(report) << report.error().describe();
+  return report ? *report : Report{};
+}
+
+// The verdict of every check whose id starts with `prefix`.
+inline std::map<std::string, Verdict> verdicts(const Report& r, std::string_view prefix) {
+  std::map<std::string, Verdict> out;
+  for (const auto& c : r.checks)
+    if (c.id.starts_with(prefix)) out[c.id] = c.verdict;
+  return out;
+}
+
+// The failing checks, with their details.
+inline std::map<std::string, std::string> failures(const Report& r) {
+  std::map<std::string, std::string> out;
+  for (const auto& c : r.checks)
+    if (c.verdict == Verdict::kFail) out[c.id] = c.detail;
+  return out;
+}
+
+inline std::string describe(const std::map<std::string, std::string>& failed) {
+  std::string out;
+  for (const auto& [id, detail] : failed) out += id + ": " + detail + "\n";
+  return out;
+}
+
+}  // namespace vfio::conform::testing
