@@ -1,5 +1,5 @@
 // For the torture groups' tests (reopen, chunked-io, overflow): a simulated device that can be
-// reopened, a decorator base to misbehave over it, and the checks' verdicts.
+// reopened, wrapped in a misbehaving decorator, and the checks' verdicts.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,36 +12,12 @@
 #include "conform/checker.h"
 #include "core/kernel_device.h"
 #include "devices/device_spec.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio::conform::testing {
 
-// Forwards every call to `inner`; a misbehaving device overrides what it breaks.
-class Decorator : public Device {
- public:
-  explicit Decorator(std::unique_ptr<Device> inner) : inner_(std::move(inner)) {}
-  Result<> feature(std::span<std::byte> arg) override { return inner_->feature(arg); }
-  Result<> reset() override { return inner_->reset(); }
-  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    return inner_->read(fd, buf);
-  }
-  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
-    return inner_->write(fd, buf);
-  }
-  Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
-    return inner_->precopy_info(fd, info);
-  }
-  Result<> close(int fd) override { return inner_->close(fd); }
-  Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
-    return inner_->config_read(off, buf);
-  }
-  Result<std::size_t> config_write(std::uint64_t off, std::span<const std::byte> buf) override {
-    return inner_->config_write(off, buf);
-  }
-  const std::string& name() const override { return inner_->name(); }
-
- protected:
-  std::unique_ptr<Device> inner_;
-};
+// A misbehaving device overrides what it breaks.
+using Decorator = ::vfio::testing::ForwardingDevice;
 
 // Wraps an open of the device (the first, or a reopen) in a decorator; null: none.
 using Wrap = std::function<std::unique_ptr<Device>(std::unique_ptr<Device>, bool reopened)>;
