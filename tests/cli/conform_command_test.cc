@@ -127,7 +127,8 @@ TEST_F(ConformCommand, AHangingCallIsAKernelHangAndExitsOne) {
 TEST_F(ConformCommand, KernelLogOptions) {
   // A simulator's run watches a log only when given one; old lines in it do not count.
   std::ofstream(path("kmsg")) << "4,1,100,-;WARNING: CPU: 0 PID: 1 at old.c:1 before\n";
-  auto watched = run({"conform", "-q", "sim:mtty,transport=direct", "--kernel-log", path("kmsg")});
+  auto watched = run(
+      {"conform", "-q", "sim:mtty,keep-state=0,transport=direct", "--kernel-log", path("kmsg")});
   EXPECT_EQ(watched.code, kExitOk) << watched.out << watched.err;
   auto missing = run({"conform", "sim:mtty,transport=direct", "--kernel-log", path("nope")});
   EXPECT_EQ(missing.code, kExitFailed);
