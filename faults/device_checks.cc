@@ -132,6 +132,7 @@ Result<> run_check_command(const std::string& command,
     ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
+  ::setpgid(pid, pid);  // as the child does: whichever runs first, a timeout reaches the group
   ::close(out[1]);
   std::string output;
   const auto deadline = std::chrono::steady_clock::now() + limit;
