@@ -103,6 +103,19 @@ Result<> save_again(Session& session) {
   return session.resume_vm();
 }
 
+// Named device `k` opened and brought to RUNNING; `done` says what that took (empty: nothing).
+Result<devices::OpenedDevice> open_running(const CaseConfig& cfg, std::size_t k,
+                                           std::string& done) {
+  auto arg = devices::parse_device_arg(cfg.devices[k]);
+  if (!arg) return std::unexpected(arg.error());
+  auto opened = devices::open_device(*arg, k);
+  if (!opened) return std::unexpected(opened.error());
+  auto brought = bring_to_running(*opened->device);
+  if (!brought) return fail(brought.error().code, cfg.devices[k] + ": " + brought.error().message);
+  done = std::move(*brought);
+  return opened;
+}
+
 }  // namespace
 
 std::uint64_t case_mig_flags(const CaseConfig& cfg) {
@@ -125,14 +138,11 @@ Result<> learn_device_facts(CaseConfig& cfg, std::vector<std::string>& said) {
   auto& facts = cfg.facts;
   facts = {~std::uint64_t{0}, true, false};
   for (std::size_t k = 0; k < cfg.devices.size(); ++k) {
-    auto arg = devices::parse_device_arg(cfg.devices[k]);
-    if (!arg) return std::unexpected(arg.error());
-    auto opened = devices::open_device(*arg, k);
+    std::string done;
+    auto opened = open_running(cfg, k, done);
     if (!opened) return std::unexpected(opened.error());
     Device& dev = *opened->device;
-    auto done = bring_to_running(dev);
-    if (!done) return fail(done.error().code, cfg.devices[k] + ": " + done.error().message);
-    if (!done->empty()) said.push_back(fmt::format("{}: {}", cfg.devices[k], *done));
+    if (!done.empty()) said.push_back(fmt::format("{}: {}", cfg.devices[k], done));
     auto flags = query_migration_flags(dev);
     if (!flags) return fail(flags.error().code, cfg.devices[k] + ": " + flags.error().message);
     facts.mig_flags &= *flags;
@@ -367,14 +377,10 @@ Result<> open_named(const CaseConfig& cfg, std::size_t devices,
                                     "per device of the VM), not {}",
                                     2 * devices, cfg.devices.size()));
   for (std::size_t k = 0; k < cfg.devices.size(); ++k) {
-    auto arg = devices::parse_device_arg(cfg.devices[k]);
-    if (!arg) return std::unexpected(arg.error());
-    auto opened = devices::open_device(*arg, k);
+    std::string done;
+    auto opened = open_running(cfg, k, done);
     if (!opened) return std::unexpected(opened.error());
-    auto done = bring_to_running(*opened->device);
-    if (!done) return fail(done.error().code, cfg.devices[k] + ": " + done.error().message);
-    if (!done->empty())
-      said.push_back(fmt::format("before the case, {}: {}", cfg.devices[k], *done));
+    if (!done.empty()) said.push_back(fmt::format("before the case, {}: {}", cfg.devices[k], done));
     opened->model.reset();  // judged as a kernel device is: by what the uAPI shows
     if (cfg.adapt_named) cfg.adapt_named(k, *opened);
     (k % 2 ? dst : src).push_back(std::move(*opened));
