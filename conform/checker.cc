@@ -89,15 +89,17 @@ Report Checker::run() {
   check_dma_report();
   check_chunked();
   check_overflow();
+  check_concurrency();
+  check_accounting();
   check_reopen();      // last: it replaces the device
   (void)dev_.reset();  // leave the device running, with no session open
   return sorted(snapshot());
 }
 
 std::size_t Checker::rank(std::string_view group) {
-  static constexpr std::array kOrder = {kMigration, kArcs,     kStream, kPrecopy, kDataSize,
-                                        kResume,    kReset,    kHeader, kDma,     kDmaReport,
-                                        kChunked,   kOverflow, kReopen, kWatchdog};
+  static constexpr std::array kOrder = {
+      kMigration, kArcs,      kStream,  kPrecopy,  kDataSize,    kResume,     kReset,  kHeader,
+      kDma,       kDmaReport, kChunked, kOverflow, kConcurrency, kAccounting, kReopen, kWatchdog};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
 }
 

@@ -37,6 +37,8 @@ constexpr std::string_view kReset = "reset";
 constexpr std::string_view kHeader = "header";
 constexpr std::string_view kDma = "dma-logging";
 constexpr std::string_view kDmaReport = "dma-report";
+constexpr std::string_view kConcurrency = "concurrency";
+constexpr std::string_view kAccounting = "precopy-accounting";
 constexpr std::string_view kWatchdog = "watchdog";
 // conform/reopen.cc, chunked.cc, overflow.cc
 constexpr std::string_view kReopen = "reopen";
@@ -343,6 +345,15 @@ class Checker {
   // dma-report: REPORT's bitmap in one call and in windows, at page sizes up to 2^63, at
   // unaligned addresses, never written past (conform/dma_report.cc).
   void check_dma_report();
+  // Concurrency and pre-copy accounting (conform/concurrency.cc, conform/accounting.cc).
+  // 5a. A reset while another thread reads (SC, PC) or writes (RS) the data fd; two threads
+  // reading one save fd and writing the end of one resume fd.
+  void check_concurrency();
+  void check_reset_against_io(State s);
+  void check_two_readers();
+  void check_two_writers();
+  // 5b. PRECOPY_INFO against what the save fd really gives.
+  void check_accounting();
 
   // Reopen and repeat, chunked I/O, overflowing resume (conform/reopen.cc, chunked.cc,
   // overflow.cc). Reopen last: it replaces the device.

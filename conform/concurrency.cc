@@ -1,0 +1,321 @@
+// conform: Concurrency: a reset against a thread doing I/O on the data fd, and two threads on
+// one data fd. Verdicts never depend on how the threads interleave; every thread is joined
+// within Options::join_limit or abandoned as a kernel hang.
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "conform/checker_context.h"
+#include "conform/worker.h"
+
+namespace vfio::conform::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What a check and its I/O thread share. The thread signals `started` before its first call and
+// waits for `released` before its last: the one call begun after the reset returned.
+struct ResetRace {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  bool released = false;  // the reset returned (or was abandoned)
+  bool reset_ok = false;
+  std::uint64_t before = 0;                  // bytes moved by calls begun before the release
+  std::optional<Result<std::size_t>> after;  // the call begun after a successful reset
+};
+
+// Two threads on one fd; both start their calls together to make them overlap.
+struct Pair {
+  std::mutex mu;
+  std::condition_variable cv;
+  int ready = 0;
+  void arrive() {
+    std::unique_lock lock(mu);
+    ++ready;
+    cv.notify_all();
+    cv.wait(lock, [&] { return ready >= 2; });
+  }
+};
+
+std::string seconds(std::chrono::milliseconds d) {
+  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000);
+}
+
+// Whether `a` and `b` (each thread's chunks, in its own order) interleave into exactly
+// stream[0, total): the chunks tile the stream, none overlapping or repeated.
+bool tiles(std::span<const std::byte> stream, const std::vector<std::vector<std::byte>>& a,
+           const std::vector<std::vector<std::byte>>& b) {
+  std::vector<std::uint64_t> pa{0}, pb{0};
+  for (const auto& c : a) pa.push_back(pa.back() + c.size());
+  for (const auto& c : b) pb.push_back(pb.back() + c.size());
+  if (pa.back() + pb.back() > stream.size()) return false;
+  auto fits = [&](const std::vector<std::byte>& c, std::uint64_t at) {
+    return std::equal(c.begin(), c.end(), stream.begin() + at);
+  };
+  // Reachable (i, j): a[0, i) and b[0, j) interleave into the stream's first pa[i] + pb[j].
+  std::set<std::pair<std::size_t, std::size_t>> seen{{0, 0}};
+  std::vector<std::pair<std::size_t, std::size_t>> todo{{0, 0}};
+  while (!todo.empty()) {
+    auto [i, j] = todo.back();
+    todo.pop_back();
+    if (i == a.size() && j == b.size()) return true;
+    const std::uint64_t at = pa[i] + pb[j];
+    if (i < a.size() && fits(a[i], at) && seen.insert({i + 1, j}).second)
+      todo.push_back({i + 1, j});
+    if (j < b.size() && fits(b[j], at) && seen.insert({i, j + 1}).second)
+      todo.push_back({i, j + 1});
+  }
+  return false;
+}
+
+}  // namespace
+
+void Checker::check_concurrency() {
+  check_reset_against_io(State::kStopCopy);
+  if (has(uapi::kMigrationPreCopy))
+    check_reset_against_io(State::kPreCopy);
+  else
+    add("concurrency/reset-during-read-PC", kConcurrency, Verdict::kSkip,
+        "device has no PRE_COPY");
+  check_reset_against_io(State::kResuming);
+  check_two_readers();
+  check_two_writers();
+}
+
+void Checker::check_reset_against_io(State s) {
+  const bool writing = s == State::kResuming;
+  const std::string id =
+      fmt::format("concurrency/reset-during-{}-{}", writing ? "write" : "read", name(s));
+  const std::string call = writing ? "write() on the resume fd" : "read() on the save fd";
+  if (writing && !saved_) return skip(id, kConcurrency, saved_error_);
+  auto fd = enter(s);
+  if (!fd) return skip(id, kConcurrency, fd.error());
+
+  // The writer keeps the stream's last byte back: a device that ignored the reset takes it.
+  std::vector<std::byte> data;
+  if (writing)
+    data.assign(saved_->begin(),
+                saved_->begin() + std::min<std::size_t>(saved_->size(), kPageSize * 16 + 1));
+  const std::size_t chunk = writing ? std::max<std::size_t>(1, (data.size() - 1) / 16) : kPageSize;
+  auto race = std::make_shared<ResetRace>();
+  Worker io([race, data = std::move(data), chunk, writing, dev = &dev_, fd = fd->get()] {
+    std::vector<std::byte> buf(chunk);
+    std::size_t off = 0;
+    auto call = [&](std::size_t n) -> Result<std::size_t> {
+      if (!writing) return dev->read(fd, buf);
+      return dev->write(fd, std::span(data).subspan(off, n));
+    };
+    {
+      std::lock_guard lock(race->mu);
+      race->started = true;
+    }
+    race->cv.notify_all();
+    bool more = true;
+    for (;;) {
+      bool released;
+      {
+        std::unique_lock lock(race->mu);
+        if (!more) race->cv.wait(lock, [&] { return race->released; });
+        released = race->released;
+        if (released && !race->reset_ok) return;
+      }
+      const std::size_t want = writing ? std::min(chunk, data.size() - 1 - off) : chunk;
+      auto r = call(released && writing ? 1 : want);
+      std::lock_guard lock(race->mu);
+      if (released) {
+        race->after = r;
+        return;
+      }
+      if (r && *r > 0) {
+        race->before += *r;
+        off += writing ? *r : 0;
+      }
+      // Out of data, at the end of it or failing: the next call waits for the reset.
+      more = r && *r > 0 && !(writing && off + 1 >= data.size());
+    }
+  });
+
+  const auto deadline = Clock::now() + opt_.join_limit;
+  {
+    std::unique_lock lock(race->mu);
+    race->cv.wait_until(lock, deadline, [&] { return race->started; });
+  }
+  auto reset = std::make_shared<Result<>>(fail(EIO, "no reset"));
+  Worker resetter([reset, dev = &dev_] { *reset = dev->reset(); });
+  const bool reset_back = resetter.join_until(deadline);
+  {
+    std::lock_guard lock(race->mu);
+    race->released = true;
+    race->reset_ok = reset_back && *reset;
+  }
+  race->cv.notify_all();
+  const bool io_back = io.join_until(deadline);
+  const std::string limit = seconds(opt_.join_limit);
+
+  if (!reset_back)
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("kernel-hang: VFIO_DEVICE_RESET did not return within {} while another "
+                           "thread was in {}; both threads abandoned",
+                           limit, call));
+  if (!*reset)
+    return add(id, kConcurrency, Verdict::kFail,
+               "VFIO_DEVICE_RESET failed with " + errno_name(reset->error().code));
+  if (!io_back)
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("kernel-hang: {} did not return within {} of a VFIO_DEVICE_RESET; "
+                           "thread abandoned",
+                           call, limit));
+  const auto now = query_device_state(dev_);
+  if (!now || *now != State::kRunning)
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("GET after the reset: {}, expected RUNNING",
+                           now ? name(*now) : outcome(now)));
+  std::lock_guard lock(race->mu);
+  const std::string what = fmt::format("reset after {} bytes of {}", race->before, call);
+  if (!race->after || *race->after)
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("{}; a later {} {}: the fd outlived the reset", what,
+                           writing ? "write" : "read",
+                           race->after ? fmt::format("returned {}", **race->after) : "was not made"));
+  add(id, kConcurrency, Verdict::kPass,
+      fmt::format("{}; later call failed with {}; GET RUNNING", what,
+                  errno_name(race->after->error().code)));
+}
+
+void Checker::check_two_readers() {
+  static constexpr std::string_view id = "concurrency/two-readers";
+  if (!saved_) return skip(std::string(id), kConcurrency, saved_error_);
+  auto fd = enter(State::kStopCopy);
+  if (!fd) return skip(std::string(id), kConcurrency, fd.error());
+  // At most kReads reads each: enough to interleave, without reading a huge stream again.
+  constexpr int kReads = 64;
+  const std::size_t chunk = std::clamp<std::size_t>(saved_->size() / 32, 1, kPageSize);
+  struct Reader {
+    std::vector<std::vector<std::byte>> chunks;
+    std::optional<Error> error;
+    bool eof = false;
+  };
+  struct Shared {
+    Pair pair;
+    Reader readers[2];
+  };
+  auto shared = std::make_shared<Shared>();
+  auto run = [shared, chunk, dev = &dev_, fd = fd->get()](int k) {
+    Reader& me = shared->readers[k];
+    std::vector<std::byte> buf(chunk);
+    shared->pair.arrive();
+    for (int i = 0; i < kReads; ++i) {
+      auto n = dev->read(fd, buf);
+      std::lock_guard lock(shared->pair.mu);
+      if (!n) me.error = n.error();
+      if (!n || *n == 0) {
+        me.eof = bool(n);
+        return;
+      }
+      me.chunks.emplace_back(buf.begin(), buf.begin() + *n);
+    }
+  };
+  Worker first([run] { run(0); });
+  Worker second([run] { run(1); });
+  const auto deadline = Clock::now() + opt_.join_limit;
+  const bool back = first.join_until(deadline) & second.join_until(deadline);
+  if (!back)
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               fmt::format("kernel-hang: two threads reading one save fd did not both return "
+                           "within {}; abandoned",
+                           seconds(opt_.join_limit)));
+  std::lock_guard lock(shared->pair.mu);
+  std::uint64_t total = 0;
+  bool eof = false;
+  for (const Reader& r : shared->readers) {
+    if (r.error)
+      return add(std::string(id), kConcurrency, Verdict::kFail,
+                 "a read racing another failed with " + errno_name(r.error->code));
+    for (const auto& c : r.chunks) total += c.size();
+    eof |= r.eof;
+  }
+  const auto& [a, b] = shared->readers;
+  const std::string counts = fmt::format("{} + {} reads, {} of {} bytes", a.chunks.size(),
+                                         b.chunks.size(), total, saved_->size());
+  if (!tiles(*saved_, a.chunks, b.chunks))
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               counts + ": the chunks do not tile the stream (overlapping, repeated or foreign "
+                        "data)");
+  if (eof && total < saved_->size())
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               counts + ": end of stream before all of it was read");
+  add(std::string(id), kConcurrency, Verdict::kPass,
+      counts + ": the chunks tile the single reader's stream");
+}
+
+void Checker::check_two_writers() {
+  static constexpr std::string_view id = "concurrency/two-writers";
+  if (!saved_) return skip(std::string(id), kConcurrency, saved_error_);
+  const std::vector<std::byte>& stream = *saved_;
+  // The bound the writers race for: the stream's length, if the device enforces it.
+  {
+    auto fd = enter(State::kResuming);
+    if (!fd) return skip(std::string(id), kConcurrency, fd.error());
+    std::uint64_t written = 0;
+    if (auto w = write_all(fd->get(), stream, written); !w)
+      return skip(std::string(id), kConcurrency,
+                  Error{w.error().code, fmt::format("writing the stream failed with {}",
+                                                    errno_name(w.error().code))});
+    if (auto extra = dev_.write(fd->get(), std::span(stream).first(1)); extra)
+      return add(std::string(id), kConcurrency, Verdict::kSkip,
+                 "the device takes bytes past the stream's end: no bound to race for");
+  }
+  auto fd = enter(State::kResuming);
+  if (!fd) return skip(std::string(id), kConcurrency, fd.error());
+  const std::size_t tail = std::clamp<std::size_t>(stream.size() / 4, 1, kPageSize);
+  std::uint64_t written = 0;
+  if (auto w = write_all(fd->get(), std::span(stream).first(stream.size() - tail), written); !w)
+    return skip(std::string(id), kConcurrency,
+                Error{w.error().code, fmt::format("writing the stream failed with {}",
+                                                  errno_name(w.error().code))});
+  // Both threads write the same last `tail` bytes: the device has room for one of them.
+  struct Shared {
+    Pair pair;
+    std::vector<std::byte> tail;
+    std::optional<Result<std::size_t>> got[2];
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->tail.assign(stream.end() - tail, stream.end());
+  auto run = [shared, dev = &dev_, fd = fd->get()](int k) {
+    shared->pair.arrive();
+    auto r = dev->write(fd, shared->tail);
+    std::lock_guard lock(shared->pair.mu);
+    shared->got[k] = r;
+  };
+  Worker first([run] { run(0); });
+  Worker second([run] { run(1); });
+  const auto deadline = Clock::now() + opt_.join_limit;
+  if (!(first.join_until(deadline) & second.join_until(deadline)))
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               fmt::format("kernel-hang: two threads writing one resume fd did not both return "
+                           "within {}; abandoned",
+                           seconds(opt_.join_limit)));
+  std::uint64_t accepted = 0;
+  {
+    std::lock_guard lock(shared->pair.mu);
+    for (const auto& g : shared->got) accepted += *g ? **g : 0;
+  }
+  const std::string what = fmt::format(
+      "{} of {} bytes written, then two threads wrote the last {}: {} accepted",
+      stream.size() - tail, stream.size(), tail, accepted);
+  if (accepted > tail)
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               what + ", more than the device's bound (it refuses a byte past the stream alone)");
+  if (accepted < tail)
+    return add(std::string(id), kConcurrency, Verdict::kFail,
+               what + ": the stream cannot be completed");
+  const auto r = request_device_state(dev_, State::kStop);
+  add(std::string(id), kConcurrency, r ? Verdict::kPass : Verdict::kFail,
+      fmt::format("{}; RS->S {}", what, outcome(r)));
+}
+
+}  // namespace vfio::conform::detail
