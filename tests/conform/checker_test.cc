@@ -6,7 +6,6 @@
 #include <cstring>
 #include <set>
 
-#include "conform/checker.h"
 #include "core/feature.h"
 #include "core/state_machine.h"
 #include "devices/device_spec.h"

@@ -33,13 +33,20 @@ inline std::string failures(const Report& r) {
 }
 
 // The options `vfio-mig conform` uses for a simulated device.
-inline Report run_checks(Device& dev, bool strict = true) {
-  Options options;
+inline Report run_checks(Device& dev, bool strict = true, Options options = {}) {
   options.strict_resume_validation = strict;
   options.send_hanging_arcs = true;
   auto report = check_device(dev, options);
   EXPECT_TRUE(report) << report.error().describe();
   return report ? *report : Report{};
+}
+
+// The ids of the failing checks: what a misbehaving device must narrow to exactly its check.
+inline std::set<std::string> failed_ids(const Report& r) {
+  std::set<std::string> out;
+  for (const auto& c : r.checks)
+    if (c.verdict == Verdict::kFail) out.insert(c.id);
+  return out;
 }
 
 inline Verdict verdict_of(const Report& r, std::string_view id) {
