@@ -32,14 +32,15 @@ class Threaded : public Forwarding {
 };
 
 // The first call a check's thread makes on a data fd waits for a second such call on the same
-// fd (the race a misbehaving device needs), or for release() (a reset), at most kHoldLimit. Later
-// calls on that fd pass.
+// fd (the race a misbehaving device needs), or until the fd goes stale (a reset), at most
+// kHoldLimit. Later calls on that fd pass.
 class Rendezvous {
  public:
   static constexpr auto kHoldLimit = 10s;  // never reached by a check that races as designed
   enum class Met { kPassed, kFirst, kSecond };
   Met meet(int fd) {
     std::unique_lock lock(mu_);
+    if (stale_.contains(fd)) return Met::kPassed;
     if (!seen_.insert(fd).second) {
       if (waiting_ != fd) return Met::kPassed;
       waiting_ = -1;
@@ -48,36 +49,44 @@ class Rendezvous {
       return Met::kSecond;
     }
     waiting_ = fd;
+    cv_.notify_all();
     const auto paired = paired_;
     cv_.wait_for(lock, kHoldLimit, [&] { return paired_ != paired || waiting_ != fd; });
     if (paired_ != paired) return Met::kFirst;
     if (waiting_ == fd) waiting_ = -1;
     return Met::kPassed;
   }
-  // Whether a call is waiting; lets it go on alone.
-  bool release() {
+  // A reset: the fds open now are stale; a call waiting on one goes on alone.
+  void reset(const std::set<int>& open) {
     std::lock_guard lock(mu_);
-    const bool was = waiting_ >= 0;
+    stale_.insert(open.begin(), open.end());
+    if (stale_.contains(waiting_)) waiting_ = -1;
+    cv_.notify_all();
+  }
+  // Waits (at most kHoldLimit) for a call to wait, and lets it go on alone; whether one did.
+  bool release_waiting() {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, kHoldLimit, [&] { return waiting_ >= 0; })) return false;
     waiting_ = -1;
     cv_.notify_all();
-    return was;
+    return true;
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::set<int> seen_;
+  std::set<int> seen_, stale_;
   int waiting_ = -1;
   std::uint64_t paired_ = 0;
 };
 
 // Broken (pds-like): a reset that arrives while a read or write is in flight is lost: the
-// device stays where it was and the fd keeps working.
+// device stays where it was and the fd keeps working. A check's reset waits for the call.
 class LosesResetRacingIo : public Threaded {
  public:
   using Threaded::Threaded;
   Result<> reset() override {
-    if (meeting_.release()) return {};
+    if (on_check_thread() && meeting_.release_waiting()) return {};
     return Forwarding::reset();
   }
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
@@ -139,7 +148,7 @@ class DuplicatesRacingReads : public Threaded {
  public:
   using Threaded::Threaded;
   Result<> reset() override {
-    meeting_.release();
+    meeting_.reset(open_);
     return Forwarding::reset();
   }
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
@@ -186,7 +195,7 @@ class BoundsBeforeLock : public Threaded {
       std::lock_guard lock(mu_);
       taken_.clear();
     }
-    meeting_.release();
+    meeting_.reset(open_);
     return Forwarding::reset();
   }
   Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
