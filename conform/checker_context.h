@@ -351,6 +351,7 @@ class Checker {
   void check_concurrency();
   void check_reset_against_io(State s);
   void check_two_readers();
+  Result<std::vector<std::byte>> stop_copy_prefix(std::size_t limit);
   void check_two_writers();
   // 5b. PRECOPY_INFO against what the save fd really gives.
   void check_accounting();

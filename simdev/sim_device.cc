@@ -360,11 +360,14 @@ std::uint64_t SimDevice::initial_left_locked() const {
 
 DirtyRange SimDevice::next_record_locked() const {
   const SaveSession& s = *save_;
+  // Writes up to the end of the record being read are covered already (`sent` moves there only
+  // when it is done): counting them again would over-report dirty_bytes mid-record.
+  const std::uint64_t sent = s.record.length ? s.record.cursor + s.record.length : s.sent;
   // A rewrite (mutate) replaced the seed: the session keeps its snapshot, no dirty data.
-  if (image_.seed != s.image.seed || image_.written <= s.sent) return {};
+  if (image_.seed != s.image.seed || image_.written <= sent) return {};
   // A writer that lapped the reader: only the last body's worth is still visible.
   const std::uint64_t from =
-      std::max(s.sent, image_.written - std::min(image_.written, s.image.size));
+      std::max(sent, image_.written - std::min(image_.written, s.image.size));
   return {from, image_.written - from};
 }
 
