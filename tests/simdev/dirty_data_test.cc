@@ -145,6 +145,21 @@ TEST(DirtyData, APrecopyStreamIsCompleteOnlyWithItsTrailer) {
   EXPECT_EQ(plain.feed(with_trailer(0)), ResumeValidator::Feed::kOverflow);
 }
 
+// Writes that land while a record is being read are counted once: the rest of the current
+// record, plus a record of the new writes (not of the current record's range again).
+TEST(DirtyData, DirtyBytesCountTheRecordBeingReadOnce) {
+  Dev src("plain", opts(64 << 10));
+  const int fd = src.set(State::kPreCopy);
+  Bytes stream;
+  src.drain(fd, stream);
+  ASSERT_TRUE(src.model->guest_write(100));
+  Bytes part(10);
+  ASSERT_TRUE(src.dev.read(fd, part));
+  EXPECT_EQ(src.info(fd).dirty_bytes, dirty_record_length(100) - 10);
+  ASSERT_TRUE(src.model->guest_write(50));
+  EXPECT_EQ(src.info(fd).dirty_bytes, dirty_record_length(100) - 10 + dirty_record_length(50));
+}
+
 TEST(DirtyData, PrecopySendsInitialDataThenWhatWasWrittenSince) {
   for (auto name : {"plain", "mlx5", "mtty"}) {
     Dev src(name, opts(name == std::string_view("mtty") ? 72 : 64 << 10));
