@@ -114,9 +114,9 @@ void Checker::check_accounting() {
     }
     const auto after = info_of(fd->get());
     dirties |= info->dirty_bytes > 0 || (after && after->initial_bytes + after->dirty_bytes > 0);
-    const std::string what = fmt::format("initial {} + dirty {} reported, {} bytes read{}",
-                                         info->initial_bytes, info->dirty_bytes, total,
-                                         ended ? " to the temporary end" : "");
+    const std::string what =
+        fmt::format("initial {} + dirty {} reported, {} bytes read{}", info->initial_bytes,
+                    info->dirty_bytes, total, ended ? " to the temporary end" : "");
     if (total <= reported)
       add(kIds[2], kAccounting, Verdict::kPass, what);
     else if (!ended || dirties)

@@ -79,8 +79,7 @@ void Checker::check_concurrency() {
   if (has(uapi::kMigrationPreCopy))
     check_reset_against_io(State::kPreCopy);
   else
-    add("concurrency/reset-during-read-PC", kConcurrency, Verdict::kSkip,
-        "device has no PRE_COPY");
+    add("concurrency/reset-during-read-PC", kConcurrency, Verdict::kSkip, "device has no PRE_COPY");
   check_reset_against_io(State::kResuming);
   check_two_readers();
   check_two_writers();
@@ -171,16 +170,16 @@ void Checker::check_reset_against_io(State s) {
                            call, limit));
   const auto now = query_device_state(dev_);
   if (!now || *now != State::kRunning)
-    return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("GET after the reset: {}, expected RUNNING",
-                           now ? name(*now) : outcome(now)));
+    return add(
+        id, kConcurrency, Verdict::kFail,
+        fmt::format("GET after the reset: {}, expected RUNNING", now ? name(*now) : outcome(now)));
   std::lock_guard lock(race->mu);
   const std::string what = fmt::format("reset after {} bytes of {}", race->before, call);
   if (!race->after || *race->after)
     return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("{}; a later {} {}: the fd outlived the reset", what,
-                           writing ? "write" : "read",
-                           race->after ? fmt::format("returned {}", **race->after) : "was not made"));
+               fmt::format(
+                   "{}; a later {} {}: the fd outlived the reset", what, writing ? "write" : "read",
+                   race->after ? fmt::format("returned {}", **race->after) : "was not made"));
   add(id, kConcurrency, Verdict::kPass,
       fmt::format("{}; later call failed with {}; GET RUNNING", what,
                   errno_name(race->after->error().code)));
@@ -257,8 +256,8 @@ void Checker::check_two_readers() {
     eof |= r.eof;
   }
   const auto& [a, b] = shared->readers;
-  const std::string counts = fmt::format("{} + {} reads, {} bytes", a.chunks.size(),
-                                         b.chunks.size(), total);
+  const std::string counts =
+      fmt::format("{} + {} reads, {} bytes", a.chunks.size(), b.chunks.size(), total);
   if (tiles(stream, a.chunks, b.chunks)) {
     if (eof && total < stream.size())
       return add(id, kConcurrency, Verdict::kFail,
@@ -269,11 +268,13 @@ void Checker::check_two_readers() {
   auto after = stop_copy_prefix(stream.size());
   if (after && *after != stream)
     return add(id, kConcurrency, Verdict::kDeviation,
-               counts + ": the device's stream changed between two single-reader sessions (its "
-                        "state moves on its own): not judged");
+               counts +
+                   ": the device's stream changed between two single-reader sessions (its "
+                   "state moves on its own): not judged");
   add(id, kConcurrency, Verdict::kFail,
-      counts + ": the chunks do not tile what a single reader gets (overlapping, repeated or "
-               "foreign data)");
+      counts +
+          ": the chunks do not tile what a single reader gets (overlapping, repeated or "
+          "foreign data)");
 }
 
 void Checker::check_two_writers() {
@@ -328,9 +329,9 @@ void Checker::check_two_writers() {
     std::lock_guard lock(shared->pair.mu);
     for (const auto& g : shared->got) accepted += *g ? **g : 0;
   }
-  const std::string what = fmt::format(
-      "{} of {} bytes written, then two threads wrote the last {}: {} accepted",
-      stream.size() - tail, stream.size(), tail, accepted);
+  const std::string what =
+      fmt::format("{} of {} bytes written, then two threads wrote the last {}: {} accepted",
+                  stream.size() - tail, stream.size(), tail, accepted);
   if (accepted > tail)
     return add(std::string(id), kConcurrency, Verdict::kFail,
                what + ", more than the device's bound (it refuses a byte past the stream alone)");

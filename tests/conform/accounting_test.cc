@@ -106,8 +106,7 @@ TEST(PrecopyAccounting, ReportLosingUnreadBytesFails) {
   CountsReadsTwice dev(open_sim(kSim));
   auto report = run_checks(dev);
   EXPECT_EQ(failed_ids(report), std::set<std::string>{kIds[1]}) << failures(report);
-  EXPECT_NE(report.find(kIds[1])->detail.find("dropped from the report unread"),
-            std::string::npos);
+  EXPECT_NE(report.find(kIds[1])->detail.find("dropped from the report unread"), std::string::npos);
 }
 
 TEST(PrecopyAccounting, UnderReportingFails) {

@@ -249,8 +249,8 @@ TEST(Concurrency, WellBehavedSimulatorsPass) {
 // Through real syscalls: the threads share one fd of the FUSE-served device.
 TEST(Concurrency, WellBehavedSimulatorPassesOnTheSyscallPath) {
   if (!devices::transport_available(devices::Transport::kFuse)) GTEST_SKIP() << "no FUSE";
-  auto opened = devices::open_device(
-      *devices::parse_device_arg("sim:mlx5,size=64K,transport=fuse"), 0);
+  auto opened =
+      devices::open_device(*devices::parse_device_arg("sim:mlx5,size=64K,transport=fuse"), 0);
   ASSERT_TRUE(opened) << opened.error().describe();
   expect_concurrency_passes(*opened->device, /*hanging_arcs=*/false);  // KernelDevice refuses
 }
@@ -258,10 +258,9 @@ TEST(Concurrency, WellBehavedSimulatorPassesOnTheSyscallPath) {
 TEST(Concurrency, ResetLostWhileIoIsInFlightFails) {
   LosesResetRacingIo dev(open_sim(kSim));
   auto report = run_checks(dev);
-  EXPECT_EQ(failed_ids(report),
-            (std::set<std::string>{"concurrency/reset-during-read-PC",
-                                   "concurrency/reset-during-read-SC",
-                                   "concurrency/reset-during-write-RS"}))
+  EXPECT_EQ(failed_ids(report), (std::set<std::string>{"concurrency/reset-during-read-PC",
+                                                       "concurrency/reset-during-read-SC",
+                                                       "concurrency/reset-during-write-RS"}))
       << failures(report);
   EXPECT_NE(report.find("concurrency/reset-during-read-SC")->detail.find("expected RUNNING"),
             std::string::npos);
@@ -284,8 +283,7 @@ TEST(Concurrency, RacingReadsGivingOneChunkTwiceFail) {
   auto report = run_checks(dev);
   EXPECT_EQ(failed_ids(report), std::set<std::string>{"concurrency/two-readers"})
       << failures(report);
-  EXPECT_NE(report.find("concurrency/two-readers")->detail.find("do not tile"),
-            std::string::npos);
+  EXPECT_NE(report.find("concurrency/two-readers")->detail.find("do not tile"), std::string::npos);
 }
 
 TEST(Concurrency, BoundCheckedOutsideTheLockFails) {
