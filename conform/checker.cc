@@ -124,8 +124,8 @@ std::string seconds_text(std::chrono::milliseconds d) {
 
 }  // namespace
 
-// Waits for the checks, waking at the deadline of the call in flight: a call still in flight
-// then, the same one, is a kernel hang.
+// Waits for the checks, waking at the deadline of the oldest call in flight (the checks may call
+// from several threads): a call still in flight then, the same one, is a kernel hang.
 Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLog> log) {
   using Clock = WatchedDevice::Clock;
   auto run = std::make_shared<Run>(dev, options, std::move(log));
@@ -138,13 +138,14 @@ Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLo
   const auto limit = options.call_timeout;
   std::unique_lock lock(run->mu);
   while (!run->report) {
-    const auto call = run->watched.in_flight();
+    const auto call = run->watched.oldest_in_flight();
     // Between calls: any call starting now ends its limit within 1.25 limits of this wait.
     const auto deadline = call ? call->since + limit : Clock::now() + limit / 4;
     if (run->done_cv.wait_until(lock, deadline, [&] { return run->report.has_value(); })) break;
-    const auto still = run->watched.in_flight();
+    // Calls start in seq order, so a call still in flight is still the oldest.
+    const auto still = run->watched.oldest_in_flight();
     if (!call || !still || still->seq != call->seq) continue;
-    const std::string what = run->watched.describe_in_flight();
+    const std::string& what = call->what;
     run->watched.abandon();
     Report partial = run->checker.snapshot();
     const std::string after = partial.checks.empty() ? "" : ", after " + partial.checks.back().id;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace vfio::conform::detail {
@@ -53,16 +54,14 @@ template <class Fn>
 auto WatchedDevice::watch(const Call& c, Fn fn) -> decltype(fn()) {
   if (abandoned_)
     return fail(ECANCELED, "not sent: an earlier call into the device never returned");
+  const auto self = std::this_thread::get_id();
   {
     std::lock_guard lock(mu_);
-    ++seq_;
-    active_ = true;
-    since_ = Clock::now();
-    call_ = c;
+    active_[self] = Active{++seq_, Clock::now(), c};
   }
   auto r = fn();
   std::lock_guard lock(mu_);
-  active_ = false;
+  active_.erase(self);
   return r;
 }
 
@@ -123,15 +122,16 @@ Result<std::size_t> WatchedDevice::config_write(std::uint64_t offset,
                [&] { return inner_.config_write(offset, buf); });
 }
 
-std::optional<WatchedDevice::InFlight> WatchedDevice::in_flight() const {
+std::optional<WatchedDevice::InFlight> WatchedDevice::oldest_in_flight() const {
   std::lock_guard lock(mu_);
-  if (!active_) return std::nullopt;
-  return InFlight{seq_, since_};
+  const auto oldest =
+      std::ranges::min_element(active_, {}, [](const auto& entry) { return entry.second.seq; });
+  if (oldest == active_.end()) return std::nullopt;
+  const Active& a = oldest->second;
+  return InFlight{a.seq, a.since, describe(a.call)};
 }
 
-std::string WatchedDevice::describe_in_flight() const {
-  std::lock_guard lock(mu_);
-  const Call& c = call_;
+std::string WatchedDevice::describe(const Call& c) {
   switch (c.op) {
     case Op::kFeature: {
       const std::uint32_t index = c.arg & uapi::kFeatureMask;

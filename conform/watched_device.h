@@ -1,15 +1,18 @@
 // Internal to conform/: the Device every check talks to. It forwards each call to the device
-// under test and keeps a record of the one in flight, so that the watchdog in check_device can
-// tell a call that never returns (a kernel hang) and name it; once abandoned it never touches the
-// device again, failing every call at once.
+// under test and keeps a record of the calls in flight (one per calling thread: a concurrency
+// check calls from several), so that the watchdog in check_device can tell a call that never
+// returns (a kernel hang) and name it; once abandoned it never touches the device again, failing
+// every call at once.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "core/device.h"
 
@@ -31,14 +34,14 @@ class WatchedDevice final : public Device {
   Result<std::size_t> config_write(std::uint64_t offset, std::span<const std::byte> buf) override;
   const std::string& name() const override { return inner_.name(); }
 
-  // The call in flight, if any: its number (one per call) and when it started.
+  // The oldest call in flight, if any: its number (one per call, rising), when it started and
+  // what it is ("SET MIG_DEVICE_STATE SC->PC", "read(data fd 5, 1048576 bytes)", ...).
   struct InFlight {
     std::uint64_t seq = 0;
     Clock::time_point since;
+    std::string what;
   };
-  std::optional<InFlight> in_flight() const;
-  // "SET MIG_DEVICE_STATE SC->PC", "read(data fd 5, 1048576 bytes)", ...: the call in flight.
-  std::string describe_in_flight() const;
+  std::optional<InFlight> oldest_in_flight() const;
   // From now on every call fails with ECANCELED without reaching the device.
   void abandon() { abandoned_ = true; }
 
@@ -60,7 +63,14 @@ class WatchedDevice final : public Device {
     std::optional<uapi::State> from, to;  // a MIG_DEVICE_STATE SET's arc, as far as known
   };
 
+  struct Active {
+    std::uint64_t seq = 0;
+    Clock::time_point since;
+    Call call;
+  };
+
   static Call call(Op op, std::uint64_t arg = 0, std::uint64_t size = 0);
+  static std::string describe(const Call& c);
   // Runs `fn` on the device as call `c`, unless abandoned; tracks the state the device is in.
   template <class Fn>
   auto watch(const Call& c, Fn fn) -> decltype(fn());
@@ -69,10 +79,8 @@ class WatchedDevice final : public Device {
   std::atomic<bool> abandoned_ = false;
   mutable std::mutex mu_;
   std::uint64_t seq_ = 0;
-  bool active_ = false;
-  Clock::time_point since_;
-  Call call_;
-  std::optional<uapi::State> known_;  // the state the last GET, SET or reset left
+  std::map<std::thread::id, Active> active_;  // a thread makes one call at a time
+  std::optional<uapi::State> known_;          // the state the last GET, SET or reset left
 };
 
 }  // namespace vfio::conform::detail

@@ -2,11 +2,15 @@
 // watchdog/kernel-hang check naming it, the checks stop, and the device is never touched again.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "conform/checker.h"
+#include "conform/watched_device.h"
+#include "core/feature.h"
 #include "devices/device_spec.h"
 #include "simdev/sim_device.h"
 #include "tests/conform/support.h"
@@ -106,6 +110,26 @@ TEST(Watchdog, AHangingDataReadIsAKernelHang) {
       << report->checks.back().detail;
   dev.release();
   EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
+}
+
+// Calls from several threads (the concurrency checks) are tracked at once: the oldest still in
+// flight is the one to name, though another thread's calls begin and end meanwhile.
+TEST(Watchdog, TracksTheCallsOfEveryThread) {
+  Watched dev(open_sim("sim:mlx5,size=64K"), /*hang_reads=*/true);
+  detail::WatchedDevice watched(dev);
+  std::array<std::byte, 16> buf{};
+  std::thread reader([&] { (void)watched.read(7, buf); });
+  ASSERT_TRUE(testing::eventually([&] { return watched.oldest_in_flight().has_value(); }));
+  const auto hung = *watched.oldest_in_flight();
+  EXPECT_EQ(hung.what, "read(data fd 7, 16 bytes)");
+  EXPECT_TRUE(query_device_state(watched));  // this thread's call, begun and ended meanwhile
+  const auto still = watched.oldest_in_flight();
+  ASSERT_TRUE(still);
+  EXPECT_EQ(still->seq, hung.seq);
+  EXPECT_EQ(still->what, hung.what);
+  dev.release();
+  reader.join();
+  EXPECT_FALSE(watched.oldest_in_flight());
 }
 
 TEST(Watchdog, ANonPositiveLimitIsAnError) {
