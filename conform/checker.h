@@ -51,9 +51,6 @@ struct Options {
   // the new open, which the checker uses from then on; the device given to check_device is gone
   // by then. Unset: the checks that need a reopen skip.
   std::function<Result<Device*>()> reopen;
-  // How long a check waits for the threads it starts (a reset racing I/O, two threads on one
-  // data fd) before it fails as kernel-hang and abandons them.
-  std::chrono::milliseconds join_limit{10000};
 };
 
 // Runs every check from a fresh device (VFIO_DEVICE_RESET before each) and resets the device at

@@ -1,20 +1,18 @@
 // conform: Concurrency: a reset against a thread doing I/O on the data fd, and two threads on
-// one data fd. Verdicts never depend on how the threads interleave; every thread is joined
-// within Options::join_limit or abandoned as a kernel hang.
+// one data fd. Verdicts never depend on how the threads interleave. Threads are simply joined:
+// every device call goes through the watchdog, which reports one stuck past Options::call_timeout
+// (watchdog/kernel-hang, naming it) and abandons the device and this check's thread with it.
 #include <fmt/format.h>
 
 #include <condition_variable>
-#include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "conform/checker_context.h"
-#include "conform/worker.h"
 
 namespace vfio::conform::detail {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // What a check and its I/O thread share. The thread signals `started` before its first call and
 // waits for `released` before its last: the one call begun after the reset returned.
@@ -22,7 +20,7 @@ struct ResetRace {
   std::mutex mu;
   std::condition_variable cv;
   bool started = false;
-  bool released = false;  // the reset returned (or was abandoned)
+  bool released = false;  // the reset returned
   bool reset_ok = false;
   std::uint64_t before = 0;                  // bytes moved by calls begun before the release
   std::optional<Result<std::size_t>> after;  // the call begun after a successful reset
@@ -40,10 +38,6 @@ struct Pair {
     cv.wait(lock, [&] { return ready >= 2; });
   }
 };
-
-std::string seconds(std::chrono::milliseconds d) {
-  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000);
-}
 
 // Whether `a` and `b` (each thread's chunks, in its own order) interleave into exactly
 // stream[0, total): the chunks tile the stream, none overlapping or repeated.
@@ -100,8 +94,8 @@ void Checker::check_reset_against_io(State s) {
     data.assign(saved_->begin(),
                 saved_->begin() + std::min<std::size_t>(saved_->size(), kPageSize * 16 + 1));
   const std::size_t chunk = writing ? std::max<std::size_t>(1, (data.size() - 1) / 16) : kPageSize;
-  auto race = std::make_shared<ResetRace>();
-  Worker io([race, data = std::move(data), chunk, writing, dev = &dev_, fd = fd->get()] {
+  ResetRace race;
+  std::thread io([&race, &data, chunk, writing, dev = &dev_, fd = fd->get()] {
     std::vector<std::byte> buf(chunk);
     std::size_t off = 0;
     auto call = [&](std::size_t n) -> Result<std::size_t> {
@@ -109,28 +103,28 @@ void Checker::check_reset_against_io(State s) {
       return dev->write(fd, std::span(data).subspan(off, n));
     };
     {
-      std::lock_guard lock(race->mu);
-      race->started = true;
+      std::lock_guard lock(race.mu);
+      race.started = true;
     }
-    race->cv.notify_all();
+    race.cv.notify_all();
     bool more = true;
     for (;;) {
       bool released;
       {
-        std::unique_lock lock(race->mu);
-        if (!more) race->cv.wait(lock, [&] { return race->released; });
-        released = race->released;
-        if (released && !race->reset_ok) return;
+        std::unique_lock lock(race.mu);
+        if (!more) race.cv.wait(lock, [&] { return race.released; });
+        released = race.released;
+        if (released && !race.reset_ok) return;
       }
       const std::size_t want = writing ? std::min(chunk, data.size() - 1 - off) : chunk;
       auto r = call(released && writing ? 1 : want);
-      std::lock_guard lock(race->mu);
+      std::lock_guard lock(race.mu);
       if (released) {
-        race->after = r;
+        race.after = r;
         return;
       }
       if (r && *r > 0) {
-        race->before += *r;
+        race.before += *r;
         off += writing ? *r : 0;
       }
       // Out of data, at the end of it or failing: the next call waits for the reset.
@@ -138,51 +132,39 @@ void Checker::check_reset_against_io(State s) {
     }
   });
 
-  const auto deadline = Clock::now() + opt_.join_limit;
   {
-    std::unique_lock lock(race->mu);
-    race->cv.wait_until(lock, deadline, [&] { return race->started; });
+    std::unique_lock lock(race.mu);
+    race.cv.wait(lock, [&] { return race.started; });
   }
-  auto reset = std::make_shared<Result<>>(fail(EIO, "no reset"));
-  Worker resetter([reset, dev = &dev_] { *reset = dev->reset(); });
-  const bool reset_back = resetter.join_until(deadline);
+  // The reset from a thread of its own too: the race is between two threads of the check.
+  Result<> reset = fail(EIO, "no reset");
+  std::thread resetter([&] { reset = dev_.reset(); });
+  resetter.join();
   {
-    std::lock_guard lock(race->mu);
-    race->released = true;
-    race->reset_ok = reset_back && *reset;
+    std::lock_guard lock(race.mu);
+    race.released = true;
+    race.reset_ok = bool(reset);
   }
-  race->cv.notify_all();
-  const bool io_back = io.join_until(deadline);
-  const std::string limit = seconds(opt_.join_limit);
+  race.cv.notify_all();
+  io.join();
 
-  if (!reset_back)
+  if (!reset)
     return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("kernel-hang: VFIO_DEVICE_RESET did not return within {} while another "
-                           "thread was in {}; both threads abandoned",
-                           limit, call));
-  if (!*reset)
-    return add(id, kConcurrency, Verdict::kFail,
-               "VFIO_DEVICE_RESET failed with " + errno_name(reset->error().code));
-  if (!io_back)
-    return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("kernel-hang: {} did not return within {} of a VFIO_DEVICE_RESET; "
-                           "thread abandoned",
-                           call, limit));
+               "VFIO_DEVICE_RESET failed with " + errno_name(reset.error().code));
   const auto now = query_device_state(dev_);
   if (!now || *now != State::kRunning)
     return add(
         id, kConcurrency, Verdict::kFail,
         fmt::format("GET after the reset: {}, expected RUNNING", now ? name(*now) : outcome(now)));
-  std::lock_guard lock(race->mu);
-  const std::string what = fmt::format("reset after {} bytes of {}", race->before, call);
-  if (!race->after || *race->after)
+  const std::string what = fmt::format("reset after {} bytes of {}", race.before, call);
+  if (!race.after || *race.after)
     return add(id, kConcurrency, Verdict::kFail,
-               fmt::format(
-                   "{}; a later {} {}: the fd outlived the reset", what, writing ? "write" : "read",
-                   race->after ? fmt::format("returned {}", **race->after) : "was not made"));
+               fmt::format("{}; a later {} {}: the fd outlived the reset", what,
+                           writing ? "write" : "read",
+                           race.after ? fmt::format("returned {}", **race.after) : "was not made"));
   add(id, kConcurrency, Verdict::kPass,
       fmt::format("{}; later call failed with {}; GET RUNNING", what,
-                  errno_name(race->after->error().code)));
+                  errno_name(race.after->error().code)));
 }
 
 // The first `limit` bytes of a fresh STOP_COPY session, read by this thread alone.
@@ -220,14 +202,13 @@ void Checker::check_two_readers() {
     Pair pair;
     Reader readers[2];
   };
-  auto shared = std::make_shared<Shared>();
-  auto run = [shared, chunk, dev = &dev_, fd = fd->get()](int k) {
-    Reader& me = shared->readers[k];
+  Shared shared;
+  auto run = [&shared, chunk, dev = &dev_, fd = fd->get()](int k) {
+    Reader& me = shared.readers[k];
     std::vector<std::byte> buf(chunk);
-    shared->pair.arrive();
+    shared.pair.arrive();
     for (int i = 0; i < kReads; ++i) {
       auto n = dev->read(fd, buf);
-      std::lock_guard lock(shared->pair.mu);
       if (!n) me.error = n.error();
       if (!n || *n == 0) {
         me.eof = bool(n);
@@ -236,26 +217,19 @@ void Checker::check_two_readers() {
       me.chunks.emplace_back(buf.begin(), buf.begin() + *n);
     }
   };
-  Worker first([run] { run(0); });
-  Worker second([run] { run(1); });
-  const auto deadline = Clock::now() + opt_.join_limit;
-  const bool back = first.join_until(deadline) & second.join_until(deadline);
-  if (!back)
-    return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("kernel-hang: two threads reading one save fd did not both return "
-                           "within {}; abandoned",
-                           seconds(opt_.join_limit)));
-  std::lock_guard lock(shared->pair.mu);
+  std::thread first(run, 0), second(run, 1);
+  first.join();
+  second.join();
   std::uint64_t total = 0;
   bool eof = false;
-  for (const Reader& r : shared->readers) {
+  for (const Reader& r : shared.readers) {
     if (r.error)
       return add(id, kConcurrency, Verdict::kFail,
                  "a read racing another failed with " + errno_name(r.error->code));
     for (const auto& c : r.chunks) total += c.size();
     eof |= r.eof;
   }
-  const auto& [a, b] = shared->readers;
+  const auto& [a, b] = shared.readers;
   const std::string counts =
       fmt::format("{} + {} reads, {} bytes", a.chunks.size(), b.chunks.size(), total);
   if (tiles(stream, a.chunks, b.chunks)) {
@@ -308,27 +282,17 @@ void Checker::check_two_writers() {
     std::vector<std::byte> tail;
     std::optional<Result<std::size_t>> got[2];
   };
-  auto shared = std::make_shared<Shared>();
-  shared->tail.assign(stream.end() - tail, stream.end());
-  auto run = [shared, dev = &dev_, fd = fd->get()](int k) {
-    shared->pair.arrive();
-    auto r = dev->write(fd, shared->tail);
-    std::lock_guard lock(shared->pair.mu);
-    shared->got[k] = r;
+  Shared shared;
+  shared.tail.assign(stream.end() - tail, stream.end());
+  auto run = [&shared, dev = &dev_, fd = fd->get()](int k) {
+    shared.pair.arrive();
+    shared.got[k] = dev->write(fd, shared.tail);
   };
-  Worker first([run] { run(0); });
-  Worker second([run] { run(1); });
-  const auto deadline = Clock::now() + opt_.join_limit;
-  if (!(first.join_until(deadline) & second.join_until(deadline)))
-    return add(std::string(id), kConcurrency, Verdict::kFail,
-               fmt::format("kernel-hang: two threads writing one resume fd did not both return "
-                           "within {}; abandoned",
-                           seconds(opt_.join_limit)));
+  std::thread first(run, 0), second(run, 1);
+  first.join();
+  second.join();
   std::uint64_t accepted = 0;
-  {
-    std::lock_guard lock(shared->pair.mu);
-    for (const auto& g : shared->got) accepted += *g ? **g : 0;
-  }
+  for (const auto& g : shared.got) accepted += *g ? **g : 0;
   const std::string what =
       fmt::format("{} of {} bytes written, then two threads wrote the last {}: {} accepted",
                   stream.size() - tail, stream.size(), tail, accepted);
