@@ -1,6 +1,7 @@
 // conform's overflow group: resumes longer than the device's state.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <set>
 
@@ -65,7 +66,7 @@ class BrokenAfterOverflow : public Decorator {
   }
 
  private:
-  bool broken_ = false;
+  std::atomic<bool> broken_ = false;  // the concurrency checks write from two threads
 };
 
 TEST(Overflow, DeviceNotRecoveredByResetFailsTheRecoveryCheck) {

@@ -2,8 +2,10 @@
 // leave nothing behind.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "core/uapi.h"
 #include "tests/conform/torture_support.h"
@@ -49,7 +51,7 @@ TEST(Reopen, StateKeptAcrossCloseFailsExactlyFreshOpen) {
 // A flag set by the first complete transfer and not cleared on open: every save after a reopen
 // is empty (the hisi_acc bug fixed in 2026).
 struct Transferred {
-  bool once = false;
+  std::atomic<bool> once = false;  // the concurrency checks read from two threads
 };
 class ForgetsToClearOnOpen : public Decorator {
  public:
@@ -80,16 +82,19 @@ TEST(Reopen, EmptySecondStreamAfterReopenFailsExactlySecondStream) {
 }
 
 // Does not rewind its save cursor when a session is closed part way (only a reset does): the
-// next session starts where the abandoned one stopped.
+// next session starts where the abandoned one stopped. Locked: the concurrency checks read from
+// two threads.
 class KeepsCursorAcrossSessions : public Decorator {
  public:
   using Decorator::Decorator;
   Result<> reset() override {
+    std::lock_guard lock(mu_);
     carried_ = 0;
     read_.clear();
     return inner_->reset();
   }
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    std::lock_guard lock(mu_);
     if (!read_.contains(fd) && carried_ > 0) {  // a new session: skip what the last one read
       std::vector<std::byte> skip(carried_);
       if (auto n = inner_->read(fd, skip); !n) return n;
@@ -100,12 +105,14 @@ class KeepsCursorAcrossSessions : public Decorator {
     return n;
   }
   Result<> close(int fd) override {
+    std::lock_guard lock(mu_);
     carried_ += read_[fd];
     read_.erase(fd);
     return inner_->close(fd);
   }
 
  private:
+  std::mutex mu_;
   std::uint64_t carried_ = 0;
   std::map<int, std::uint64_t> read_;
 };
