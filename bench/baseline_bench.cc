@@ -1,17 +1,17 @@
-// The ceilings the engine is measured against, in the same run: memcpy (memory), a raw
-// read() loop on a simulated data fd with no engine (transport), and a pipe between threads.
+// The ceilings the engine is measured against, in the same run: memcpy (memory), raw read()
+// and write() loops on simulated data fds with no engine (transport), and a pipe between
+// threads (bench/stages.h).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "bench/bench_support.h"
 #include "bench/grid.h"
-#include "core/channel.h"
-#include "core/feature.h"
+#include "bench/stages.h"
+#include "core/aligned_buffer.h"
 
 namespace vfio::bench {
 namespace {
@@ -35,23 +35,35 @@ void raw_read(benchmark::State& state, std::string transport, std::uint64_t buff
               std::uint64_t total) {
   auto dev = make_device(transport, "plain", total, 1);
   if (!dev) return state.SkipWithError(dev.error().describe().c_str());
-  Device& d = *dev->device;
-  std::vector<std::byte> block(buffer);
+  AlignedBuffer block(buffer);
   std::uint64_t bytes = 0, calls = 0;
   for (auto _ : state) {
-    if (auto s = request_device_state(d, uapi::State::kStop); !s)
-      return state.SkipWithError(s.error().describe().c_str());
-    auto fd = request_device_state(d, uapi::State::kStopCopy);
-    if (!fd) return state.SkipWithError(fd.error().describe().c_str());
-    for (;;) {
-      auto n = d.read(*fd, block);
-      ++calls;
-      if (!n) return state.SkipWithError(n.error().describe().c_str());
-      if (*n == 0) break;
-      bytes += *n;
-    }
-    (void)d.close(*fd);
-    (void)request_device_state(d, uapi::State::kRunning);
+    auto pass = read_stage(*dev->device, block.span());
+    if (!pass) return state.SkipWithError(pass.error().describe().c_str());
+    bytes += pass->bytes;
+    calls += pass->calls;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["calls_per_MiB"] =
+      static_cast<double>(calls) / (static_cast<double>(bytes) / (1 << 20));
+}
+
+// Writes a plain device's own stream, held in memory, into another plain device.
+void raw_write(benchmark::State& state, std::string transport, std::uint64_t buffer,
+               std::uint64_t total) {
+  auto src = make_device("direct", "plain", total, 1);
+  auto dst = make_device(transport, "plain", total, 2);
+  if (!src || !dst) return state.SkipWithError((src ? dst : src).error().describe().c_str());
+  AlignedBuffer block(buffer);
+  std::vector<std::byte> data;
+  if (auto r = read_stage(*src->device, block.span(), &data); !r)
+    return state.SkipWithError(r.error().describe().c_str());
+  std::uint64_t bytes = 0, calls = 0;
+  for (auto _ : state) {
+    auto pass = write_stage(*dst->device, data, buffer);
+    if (!pass) return state.SkipWithError(pass.error().describe().c_str());
+    bytes += pass->bytes;
+    calls += pass->calls;
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["calls_per_MiB"] =
@@ -59,29 +71,9 @@ void raw_read(benchmark::State& state, std::string transport, std::uint64_t buff
 }
 
 void pipe_bench(benchmark::State& state, std::uint64_t buffer, std::uint64_t total) {
-  std::vector<std::byte> out(buffer, std::byte{7}), in(buffer);
   for (auto _ : state) {
-    auto pipe = make_pipe_channel();
-    if (!pipe) return state.SkipWithError(pipe.error().describe().c_str());
-    auto& [reader, writer] = *pipe;
-    std::thread producer([&] {
-      for (std::uint64_t sent = 0; sent < total;) {
-        auto chunk =
-            std::span<const std::byte>(out).first(std::min<std::uint64_t>(buffer, total - sent));
-        while (!chunk.empty()) {
-          auto n = writer.write(chunk);
-          if (!n) return;
-          chunk = chunk.subspan(*n);
-          sent += *n;
-        }
-      }
-      writer.close();
-    });
-    while (true) {
-      auto n = reader.read(in);
-      if (!n || *n == 0) break;
-    }
-    producer.join();
+    if (auto pass = pipe_stage(buffer, buffer, total); !pass)
+      return state.SkipWithError(pass.error().describe().c_str());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total));
 }
@@ -102,6 +94,10 @@ void register_baseline_benchmarks(const Grid& grid) {
     for (const auto& transport : grid.transports) {
       benchmark::RegisterBenchmark(fmt::format("raw_read/{}/buffer:{}", transport, buffer).c_str(),
                                    raw_read, transport, buffer, total)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(fmt::format("raw_write/{}/buffer:{}", transport, buffer).c_str(),
+                                   raw_write, transport, buffer, total)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
     }

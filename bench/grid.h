@@ -27,5 +27,6 @@ void register_transfer_benchmarks(const Grid& grid);
 void register_baseline_benchmarks(const Grid& grid);
 void register_ioctl_benchmarks(const Grid& grid);
 void register_downtime_benchmarks(const Grid& grid);
+void register_migrate_benchmarks(const Grid& grid);  // bench/migrate_bench.h
 
 }  // namespace vfio::bench

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   vfio::bench::register_baseline_benchmarks(grid);
   vfio::bench::register_ioctl_benchmarks(grid);
   vfio::bench::register_downtime_benchmarks(grid);
+  vfio::bench::register_migrate_benchmarks(grid);
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 2;

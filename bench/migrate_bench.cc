@@ -1,0 +1,138 @@
+#include "bench/migrate_bench.h"
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <array>
+
+#include "bench/bench_support.h"
+#include "bench/grid.h"
+#include "bench/stages.h"
+#include "core/aligned_buffer.h"
+#include "core/local_migration.h"
+
+namespace vfio::bench {
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+constexpr double kGiB = 1 << 30;
+
+struct Stage {
+  const char* name;
+  std::uint64_t bytes = 0;  // device bytes this stage alone moved in `elapsed`
+  Seconds elapsed{};
+  double rate() const {
+    return elapsed.count() > 0 ? static_cast<double>(bytes) / elapsed.count() : 0;
+  }
+};
+
+// `vfio-mig migrate --buffer-size <buffer>`: what transfer_setup and precopy_setup make of it.
+SessionOptions migrate_options(std::uint64_t buffer) {
+  SessionOptions o;
+  o.migration.data_buffer_size = buffer;
+  o.migration.config_state = true;
+  o.migration.precopy = true;
+  return o;
+}
+
+struct Migrated {
+  LocalMigrationReport report;
+  Seconds elapsed;  // both sides, from the first device query to the destination's start
+};
+
+Result<Migrated> migrate_once(MigratePair& pair, std::uint64_t buffer) {
+  Session source(migrate_options(buffer)), destination(migrate_options(buffer));
+  source.add_device(*pair.source.device, pair.source.device->name());
+  destination.add_device(*pair.destination.device, pair.destination.device->name(),
+                         pair.destination.config_restore);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = migrate_locally(source, destination);
+  const Seconds elapsed = std::chrono::steady_clock::now() - start;
+  if (!r) return std::unexpected(r.error());
+  if (pair.source.model && pair.destination.model &&
+      pair.source.model->image() != pair.destination.model->image())
+    return fail(EIO, "the destination's state differs from the source's");
+  // The source is stopped (the VM moved); the next iteration starts from RUNNING again.
+  if (auto resumed = source.resume_vm(); !resumed) return std::unexpected(resumed.error());
+  return Migrated{*r, elapsed};
+}
+
+void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
+  auto pair = open();
+  if (!pair) return state.SkipWithError(pair.error().describe().c_str());
+  Device& src = *pair->source.device;
+  Device& dst = *pair->destination.device;
+  AlignedBuffer block(buffer);
+  // What the write stage writes: the source's own data, as the migration delivers it.
+  std::vector<std::byte> data;
+  if (auto r = read_stage(src, block.span(), &data); !r)
+    return state.SkipWithError(r.error().describe().c_str());
+
+  std::array<Stage, 3> stages{Stage{"read"}, Stage{"pipe"}, Stage{"write"}};
+  std::uint64_t bytes = 0;
+  Seconds migrating{};
+  for (auto _ : state) {
+    auto m = migrate_once(*pair, buffer);
+    if (!m) return state.SkipWithError(m.error().describe().c_str());
+    const Report& sent = m->report.source;
+    state.SetIterationTime(m->elapsed.count());
+    migrating += m->elapsed;
+    bytes += sent.device_bytes;
+    // Each ceiling in device bytes per second. The pipe carries the framing too, in the
+    // stream writer's and reader's pieces: blocks gathered up to the stream buffer, larger
+    // blocks whole.
+    auto read = read_stage(src, block.span());
+    const std::size_t stream_buffer = migrate_options(buffer).stream_buffer_size;
+    auto pipe =
+        pipe_stage(std::max<std::size_t>(buffer, stream_buffer), stream_buffer, sent.stream_bytes);
+    auto write = write_stage(dst, data, buffer);
+    for (auto* p : {&read, &pipe, &write})
+      if (!*p) return state.SkipWithError(p->error().describe().c_str());
+    stages[0].bytes += read->bytes;
+    stages[0].elapsed += read->elapsed;
+    stages[1].bytes += sent.device_bytes;
+    stages[1].elapsed += pipe->elapsed;
+    stages[2].bytes += write->bytes;
+    stages[2].elapsed += write->elapsed;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  const Stage* slowest = &stages[0];
+  for (const auto& s : stages) {
+    state.counters[fmt::format("{}_GiBps", s.name)] = s.rate() / kGiB;
+    if (s.rate() < slowest->rate()) slowest = &s;
+  }
+  const double rate = migrating.count() > 0 ? static_cast<double>(bytes) / migrating.count() : 0;
+  state.counters["ceiling_GiBps"] = slowest->rate() / kGiB;
+  state.counters["of_ceiling"] = slowest->rate() > 0 ? rate / slowest->rate() : 0;
+  state.SetLabel(fmt::format("slowest stage: {}", slowest->name));
+}
+
+}  // namespace
+
+void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer) {
+  benchmark::RegisterBenchmark(fmt::format("migrate/{}/buffer:{}", name, buffer).c_str(), migrate,
+                               std::move(open), buffer)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+void register_migrate_benchmarks(const Grid& grid) {
+  for (const auto& transport : grid.transports) {
+    for (const auto& profile : grid.profiles) {
+      for (auto state_size : grid.states) {
+        PairFactory open = [=]() -> Result<MigratePair> {
+          auto src = make_device(transport, profile, state_size, 1);
+          if (!src) return std::unexpected(src.error());
+          auto dst = make_device(transport, profile, state_size, 2);
+          if (!dst) return std::unexpected(dst.error());
+          return MigratePair{std::move(*src), std::move(*dst)};
+        };
+        for (auto buffer : grid.buffers)
+          register_migrate_benchmark(fmt::format("{}/{}/state:{}", transport, profile, state_size),
+                                     open, buffer);
+      }
+    }
+  }
+}
+
+}  // namespace vfio::bench

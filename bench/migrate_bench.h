@@ -1,0 +1,27 @@
+// The end-to-end migrate benchmark: a source and a destination Session joined by a pipe
+// (core/local_migration, the path of `vfio-mig migrate`), with the ceilings of its stages
+// (bench/stages.h) measured on the same devices between its iterations. Its devices come from
+// a factory, so any pair can be measured: the simulated grid here, named devices elsewhere.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "devices/device_spec.h"
+
+namespace vfio::bench {
+
+struct MigratePair {
+  devices::OpenedDevice source, destination;
+};
+// Opens both devices, RUNNING; called once per benchmark, which leaves them RUNNING.
+using PairFactory = std::function<Result<MigratePair>()>;
+
+// Registers "migrate/<name>/buffer:<buffer>": the options of `vfio-mig migrate --buffer-size
+// <buffer>` (pre-copy auto, config state). Reports bytes_per_second, and as counters each
+// stage's ceiling in GiB/s (read_GiBps, pipe_GiBps, write_GiBps), the slowest of them
+// (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it.
+void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer);
+
+}  // namespace vfio::bench

@@ -1,0 +1,36 @@
+// The stages of a migration alone, with no engine: what the migrate benchmark is measured
+// against. A migration reads the source's data fd, moves the stream through a pipe and writes
+// the destination's data fd; each stage's throughput on its own is a ceiling for the whole.
+// The baseline rows (raw_read, pipe, raw_write) and the migrate rows' own ceilings are both
+// measured with these.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/device.h"
+
+namespace vfio::bench {
+
+struct StagePass {
+  std::uint64_t bytes = 0;
+  std::uint64_t calls = 0;  // data-fd reads or writes
+  std::chrono::duration<double> elapsed{};
+};
+
+// RUNNING -> STOP -> STOP_COPY, read() into `block` until the end of data, close, -> RUNNING.
+// With `capture`, the data is appended to it too (untimed use only: the copy is counted).
+Result<StagePass> read_stage(Device& dev, std::span<std::byte> block,
+                             std::vector<std::byte>* capture = nullptr);
+
+// RUNNING -> STOP -> RESUMING, write() `data` in `buffer`-sized pieces, -> STOP (the device
+// judges the data) -> RUNNING.
+Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std::size_t buffer);
+
+// `total` bytes from one thread to another through the pipe the migration uses
+// (make_pipe_channel), in writes of `write_size` and reads of `read_size` bytes.
+Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total);
+
+}  // namespace vfio::bench
