@@ -1,5 +1,6 @@
-// CRC-32C (Castagnoli) for the container format's section checksums. Uses the SSE4.2 crc32
-// instruction when the CPU has it: the checksum sits on the save/load hot path.
+// CRC-32C (Castagnoli) for the container format's section checksums. Uses carry-less
+// multiplication (AVX-512 VPCLMULQDQ) or the SSE4.2 crc32 instruction when the CPU has them:
+// the checksum sits on the save/load hot path, once on each side of a migration.
 #pragma once
 
 #include <cstddef>
