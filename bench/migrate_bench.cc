@@ -40,11 +40,11 @@ struct Migrated {
   Seconds elapsed;  // both sides, from the first device query to the destination's start
 };
 
-Result<Migrated> migrate_once(MigratePair& pair, std::uint64_t buffer) {
+Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDevice& dst,
+                              std::uint64_t buffer) {
   Session source(migrate_options(buffer)), destination(migrate_options(buffer));
-  source.add_device(*pair.source.device, pair.source.device->name());
-  destination.add_device(*pair.destination.device, pair.destination.device->name(),
-                         pair.destination.config_restore);
+  source.add_device(src, src.name());
+  destination.add_device(dst, dst.name(), pair.destination.config_restore);
   const auto start = std::chrono::steady_clock::now();
   auto r = migrate_locally(source, destination);
   const Seconds elapsed = std::chrono::steady_clock::now() - start;
@@ -62,6 +62,7 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
   if (!pair) return state.SkipWithError(pair.error().describe().c_str());
   Device& src = *pair->source.device;
   Device& dst = *pair->destination.device;
+  CountingDevice src_calls(src), dst_calls(dst);
   AlignedBuffer block(buffer);
   // What the write stage writes: the source's own data, as the migration delivers it.
   std::vector<std::byte> data;
@@ -72,7 +73,7 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
   std::uint64_t bytes = 0;
   Seconds migrating{};
   for (auto _ : state) {
-    auto m = migrate_once(*pair, buffer);
+    auto m = migrate_once(*pair, src_calls, dst_calls, buffer);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
     const Report& sent = m->report.source;
     state.SetIterationTime(m->elapsed.count());
@@ -96,6 +97,11 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
     stages[2].elapsed += write->elapsed;
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  // Both devices' calls (data-fd reads and writes, state changes) per MiB migrated.
+  state.counters["calls_per_MiB"] =
+      bytes ? static_cast<double>(src_calls.calls() + dst_calls.calls()) /
+                  (static_cast<double>(bytes) / (1 << 20))
+            : 0;
   const Stage* slowest = &stages[0];
   for (const auto& s : stages) {
     state.counters[fmt::format("{}_GiBps", s.name)] = s.rate() / kGiB;
