@@ -2,7 +2,9 @@
 """Turns vfio_mig_bench JSON into gnuplot charts (PNG and SVG) and a Markdown table.
 
 One chart per (profile, state size): throughput against buffer size, one line per transport
-and direction, with the memcpy, pipe and raw read() baselines of the same run.
+and direction (save, load, migrate), with the memcpy, pipe and raw read()/write() baselines of
+the same run. The table gives each migrate row's share of its slowest stage's ceiling
+(the benchmark's of_ceiling counter: the ceilings are measured on its own devices).
 """
 import json
 import os
@@ -21,11 +23,11 @@ def parse(name):
         if ":" in p:
             k, v = p.split(":", 1)
             fields[k] = int(v)
-        elif p != "real_time":
+        elif p not in ("real_time", "manual_time"):
             rest.append(p)
-    if fields["kind"] in ("save", "load"):
+    if fields["kind"] in ("save", "load", "migrate"):
         fields["transport"], fields["profile"] = rest
-    elif fields["kind"] == "raw_read":
+    elif fields["kind"] in ("raw_read", "raw_write"):
         fields["transport"] = rest[0]
     return fields
 
@@ -36,18 +38,21 @@ def main(path, out):
     series = defaultdict(dict)  # (label, profile, state) -> {buffer: GB/s}
     baselines = defaultdict(dict)  # label -> {buffer: GB/s}
     rss = {}
+    ceilings = {}  # (transport, profile, state, buffer) -> migrate row's counters
     for b in data["benchmarks"]:
         if "bytes_per_second" not in b or b.get("error_occurred"):
             continue
         f = parse(b["name"])
         gbs = b["bytes_per_second"] / GIB
-        if f["kind"] in ("save", "load"):
+        if f["kind"] in ("save", "load", "migrate"):
             key = (f"{f['kind']}/{f['transport']}", f["profile"], f["state"])
             series[key][f["buffer"]] = gbs
             if f["kind"] == "save" and "peak_rss_MiB" in b:
                 rss[(f["transport"], f["profile"], f["state"], f["buffer"])] = b["peak_rss_MiB"]
-        elif f["kind"] == "raw_read":
-            baselines[f"raw_read/{f['transport']}"][f["buffer"]] = gbs
+            if f["kind"] == "migrate" and "of_ceiling" in b:
+                ceilings[(f["transport"], f["profile"], f["state"], f["buffer"])] = b
+        elif f["kind"] in ("raw_read", "raw_write"):
+            baselines[f"{f['kind']}/{f['transport']}"][f["buffer"]] = gbs
         elif f["kind"] in ("memcpy", "pipe"):
             baselines[f["kind"]][f["buffer"]] = gbs
 
@@ -58,7 +63,8 @@ def main(path, out):
         lines.update(baselines)
         stem = os.path.join(out, f"throughput-{profile}-{human(state)}")
         write_chart(stem, f"{profile}, {human(state)}B of state", lines)
-    write_table(os.path.join(out, "table.md"), series, baselines, rss, data.get("context", {}))
+    write_table(os.path.join(out, "table.md"), series, baselines, rss, ceilings,
+                data.get("context", {}))
 
 
 def human(n):
@@ -129,7 +135,7 @@ plot {plots}
     os.remove(stem + ".dat")
 
 
-def write_table(path, series, baselines, rss, context):
+def write_table(path, series, baselines, rss, ceilings, context):
     mib = 1 << 20
     with open(path, "w") as f:
         f.write(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz; "
@@ -155,6 +161,19 @@ def write_table(path, series, baselines, rss, context):
         for (transport, profile, state, buf), value in sorted(rss.items()):
             if buf == mib:
                 f.write(f"- peak RSS, save/{transport}/{profile}, {human(state)}B state, 1 MiB buffer: {value:.1f} MiB (target < 64 MiB)\n")
+        f.write("\n## Migrate against its slowest stage (1 MiB buffer)\n\n"
+                "Each migrate row's stages measured alone on its own devices, between its "
+                "iterations (GiB/s): read the source's data fd, the pipe, write the "
+                "destination's data fd.\n\n"
+                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) |\n"
+                "|---|---|---|---|---|---|---|---|---|\n")
+        for (transport, profile, state, buf), b in sorted(ceilings.items()):
+            if buf != mib:
+                continue
+            slowest = b.get("label", "").removeprefix("slowest stage: ")
+            f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
+                    f"{b['read_GiBps']:.2f} | {b['pipe_GiBps']:.2f} | {b['write_GiBps']:.2f} | "
+                    f"{slowest} | {100 * b['of_ceiling']:.0f}% |\n")
 
 
 if __name__ == "__main__":
