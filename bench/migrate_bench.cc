@@ -103,13 +103,19 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
                   (static_cast<double>(bytes) / (1 << 20))
             : 0;
   const Stage* slowest = &stages[0];
+  double seconds_per_byte = 0;  // the stages one after another
   for (const auto& s : stages) {
     state.counters[fmt::format("{}_GiBps", s.name)] = s.rate() / kGiB;
     if (s.rate() < slowest->rate()) slowest = &s;
+    seconds_per_byte += s.rate() > 0 ? 1 / s.rate() : 0;
   }
   const double rate = migrating.count() > 0 ? static_cast<double>(bytes) / migrating.count() : 0;
+  auto share = [rate](double ceiling) { return ceiling > 0 ? rate / ceiling : 0; };
   state.counters["ceiling_GiBps"] = slowest->rate() / kGiB;
-  state.counters["of_ceiling"] = slowest->rate() > 0 ? rate / slowest->rate() : 0;
+  state.counters["of_ceiling"] = share(slowest->rate());
+  const double serial = seconds_per_byte > 0 ? 1 / seconds_per_byte : 0;
+  state.counters["serial_GiBps"] = serial / kGiB;
+  state.counters["of_serial"] = share(serial);
   state.SetLabel(fmt::format("slowest stage: {}", slowest->name));
 }
 

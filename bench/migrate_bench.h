@@ -21,7 +21,9 @@ using PairFactory = std::function<Result<MigratePair>()>;
 // Registers "migrate/<name>/buffer:<buffer>": the options of `vfio-mig migrate --buffer-size
 // <buffer>` (pre-copy auto, config state). Reports bytes_per_second, and as counters each
 // stage's ceiling in GiB/s (read_GiBps, pipe_GiBps, write_GiBps), the slowest of them
-// (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it.
+// (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it. The stages overlap
+// only where there are CPUs to spare; serial_GiBps is the rate with none (each byte costs the
+// sum of the stages' times) and of_serial migrate's share of that.
 void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer);
 
 }  // namespace vfio::bench

@@ -164,16 +164,18 @@ def write_table(path, series, baselines, rss, ceilings, context):
         f.write("\n## Migrate against its slowest stage (1 MiB buffer)\n\n"
                 "Each migrate row's stages measured alone on its own devices, between its "
                 "iterations (GiB/s): read the source's data fd, the pipe, write the "
-                "destination's data fd.\n\n"
-                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) |\n"
-                "|---|---|---|---|---|---|---|---|---|\n")
+                "destination's data fd; serial: the three one after another, the bound when "
+                "they cannot overlap for want of CPUs.\n\n"
+                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
             slowest = b.get("label", "").removeprefix("slowest stage: ")
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
                     f"{b['read_GiBps']:.2f} | {b['pipe_GiBps']:.2f} | {b['write_GiBps']:.2f} | "
-                    f"{slowest} | {100 * b['of_ceiling']:.0f}% |\n")
+                    f"{slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
+                    f"{100 * b['of_serial']:.0f}% |\n")
 
 
 if __name__ == "__main__":
