@@ -31,21 +31,27 @@ void memcpy_bench(benchmark::State& state, std::uint64_t buffer, std::uint64_t t
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total));
 }
 
+// One stage pass per iteration; reports its throughput and data-fd calls per MiB.
+template <class Pass>
+void measure_passes(benchmark::State& state, Pass&& pass) {
+  std::uint64_t bytes = 0, calls = 0;
+  for (auto _ : state) {
+    auto p = pass();
+    if (!p) return state.SkipWithError(p.error().describe().c_str());
+    bytes += p->bytes;
+    calls += p->calls;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["calls_per_MiB"] =
+      static_cast<double>(calls) / (static_cast<double>(bytes) / (1 << 20));
+}
+
 void raw_read(benchmark::State& state, std::string transport, std::uint64_t buffer,
               std::uint64_t total) {
   auto dev = make_device(transport, "plain", total, 1);
   if (!dev) return state.SkipWithError(dev.error().describe().c_str());
   AlignedBuffer block(buffer);
-  std::uint64_t bytes = 0, calls = 0;
-  for (auto _ : state) {
-    auto pass = read_stage(*dev->device, block.span());
-    if (!pass) return state.SkipWithError(pass.error().describe().c_str());
-    bytes += pass->bytes;
-    calls += pass->calls;
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
-  state.counters["calls_per_MiB"] =
-      static_cast<double>(calls) / (static_cast<double>(bytes) / (1 << 20));
+  measure_passes(state, [&] { return read_stage(*dev->device, block.span()); });
 }
 
 // Writes a plain device's own stream, held in memory, into another plain device.
@@ -58,16 +64,7 @@ void raw_write(benchmark::State& state, std::string transport, std::uint64_t buf
   std::vector<std::byte> data;
   if (auto r = read_stage(*src->device, block.span(), &data); !r)
     return state.SkipWithError(r.error().describe().c_str());
-  std::uint64_t bytes = 0, calls = 0;
-  for (auto _ : state) {
-    auto pass = write_stage(*dst->device, data, buffer);
-    if (!pass) return state.SkipWithError(pass.error().describe().c_str());
-    bytes += pass->bytes;
-    calls += pass->calls;
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
-  state.counters["calls_per_MiB"] =
-      static_cast<double>(calls) / (static_cast<double>(bytes) / (1 << 20));
+  measure_passes(state, [&] { return write_stage(*dst->device, data, buffer); });
 }
 
 void pipe_bench(benchmark::State& state, std::uint64_t buffer, std::uint64_t total) {
