@@ -9,6 +9,7 @@
 #include "bench/grid.h"
 #include "bench/stages.h"
 #include "core/aligned_buffer.h"
+#include "core/feature.h"
 #include "core/local_migration.h"
 
 namespace vfio::bench {
@@ -63,6 +64,15 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
   Device& src = *pair->source.device;
   Device& dst = *pair->destination.device;
   CountingDevice src_calls(src), dst_calls(dst);
+  // The stages drive the devices directly: learn their state before acting, as migrate does.
+  for (Device* d : {&src, &dst}) {
+    auto s = query_device_state(*d);
+    if (!s) return state.SkipWithError(s.error().describe().c_str());
+    if (*s != uapi::State::kRunning)
+      return state.SkipWithError(
+          fmt::format("{} is in {}, not RUNNING: not measured", d->name(), uapi::state_name(*s))
+              .c_str());
+  }
   AlignedBuffer block(buffer);
   // What the write stage writes: the source's own data, as the migration delivers it.
   std::vector<std::byte> data;
