@@ -40,9 +40,9 @@ def main(path, out):
     rss = {}
     ceilings = {}  # (transport, profile, state, buffer) -> migrate row's counters
     for b in data["benchmarks"]:
-        if "bytes_per_second" not in b or b.get("error_occurred"):
+        if "bytes_per_second" not in b or b.get("error_occurred") or not kept(b):
             continue
-        f = parse(b["name"])
+        f = parse(b.get("run_name", b["name"]))
         gbs = b["bytes_per_second"] / GIB
         if f["kind"] in ("save", "load", "migrate"):
             key = (f"{f['kind']}/{f['transport']}", f["profile"], f["state"])
@@ -65,6 +65,11 @@ def main(path, out):
         write_chart(stem, f"{profile}, {human(state)}B of state", lines)
     write_table(os.path.join(out, "table.md"), series, baselines, rss, ceilings,
                 data.get("context", {}))
+
+
+def kept(b):
+    """With --benchmark_repetitions, the median stands for the row (it comes after the runs)."""
+    return b.get("run_type") != "aggregate" or b.get("aggregate_name") == "median"
 
 
 def human(n):
@@ -104,8 +109,8 @@ def write_downtime_chart(benchmarks, out):
     """downtime/{stopcopy,precopy}/state:N/dirty:RATE -> downtime (ms) against dirty rate."""
     lines = defaultdict(dict)
     for b in benchmarks:
-        parts = b["name"].split("/")
-        if parts[0] != "downtime" or "downtime_ms" not in b or b.get("error_occurred"):
+        parts = b.get("run_name", b["name"]).split("/")
+        if parts[0] != "downtime" or "downtime_ms" not in b or b.get("error_occurred") or not kept(b):
             continue
         fields = dict(p.split(":", 1) for p in parts if ":" in p)
         rate = int(fields["dirty"]) / (1 << 20)
@@ -171,10 +176,11 @@ def write_table(path, series, baselines, rss, ceilings, context):
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
-            slowest = b.get("label", "").removeprefix("slowest stage: ")
+            stages = {s: b[f"{s}_GiBps"] for s in ("read", "pipe", "write")}
+            slowest = min(stages, key=stages.get)
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
-                    f"{b['read_GiBps']:.2f} | {b['pipe_GiBps']:.2f} | {b['write_GiBps']:.2f} | "
-                    f"{slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
+                    + " | ".join(f"{v:.2f}" for v in stages.values())
+                    + f" | {slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
                     f"{100 * b['of_serial']:.0f}% |\n")
 
 
