@@ -98,6 +98,7 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
     pass.bytes += *n;
     ++pass.calls;
   }
+  reader.close();  // a reader that failed must not leave the writer blocked on a full pipe
   producer.join();
   pass.elapsed = Clock::now() - start;
   if (!n) return std::unexpected(n.error());
