@@ -2,10 +2,28 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <fstream>
 #include <string>
 
 namespace vfio::bench {
+namespace {
+
+volatile std::sig_atomic_t stop_signal = 0;
+
+void on_stop_signal(int sig) { stop_signal = sig; }
+
+}  // namespace
+
+void stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() { return stop_signal != 0; }
 
 void reset_peak_rss() {
   std::ofstream("/proc/self/clear_refs") << "5";

@@ -1,5 +1,5 @@
 // Shared pieces of the benchmarks: a discarding channel, a call-counting device decorator,
-// peak-RSS measurement, and simulated devices on each transport.
+// peak-RSS measurement, stopping on a signal, and simulated devices on each transport.
 #pragma once
 
 #include <atomic>
@@ -59,6 +59,11 @@ class CountingDevice final : public Device {
 void reset_peak_rss();
 // Peak resident set size since the last reset, in bytes (VmHWM).
 std::uint64_t peak_rss();
+
+// After stop_on_signals(), SIGINT and SIGTERM set stop_requested(): the measurements end the
+// iteration under way and skip the rest, so that a device is left as the engine leaves it.
+void stop_on_signals();
+bool stop_requested();
 
 // A simulated device through the same spec parser the CLI uses, e.g. transport "direct".
 Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,

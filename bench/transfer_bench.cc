@@ -1,10 +1,11 @@
-// save (device -> stream) and load (stream -> device) through the engine, over buffer size,
-// state size, transport and profile.
+// save (device -> stream) and load (stream -> device) through the engine on simulated devices,
+// over buffer size, state size, transport and profile.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
 #include "bench/bench_support.h"
 #include "bench/grid.h"
+#include "bench/transfer.h"
 #include "core/session.h"
 
 namespace vfio::bench {
@@ -12,15 +13,10 @@ namespace {
 
 constexpr double kMiB = 1 << 20;
 
-struct Point {
-  std::string transport, profile;
-  std::uint64_t state_size, buffer;
-};
-
-SessionOptions options_for(const Point& p) {
+SessionOptions options_for(std::uint64_t buffer) {
   SessionOptions o;
-  o.migration.data_buffer_size = p.buffer;
-  o.stream_buffer_size = p.buffer;
+  o.migration.data_buffer_size = buffer;
+  o.stream_buffer_size = buffer;
   return o;
 }
 
@@ -30,26 +26,15 @@ void report(benchmark::State& state, std::uint64_t bytes, std::uint64_t calls) {
   state.counters["calls_per_MiB"] = mib > 0 ? static_cast<double>(calls) / mib : 0;
 }
 
+struct Point {
+  std::string transport, profile;
+  std::uint64_t state_size, buffer;
+};
+
 void save(benchmark::State& state, Point p) {
   auto dev = make_device(p.transport, p.profile, p.state_size, 1);
   if (!dev) return state.SkipWithError(dev.error().describe().c_str());
-  CountingDevice counting(*dev->device);
-  reset_peak_rss();
-  std::uint64_t bytes = 0;
-  for (auto _ : state) {
-    Session session(options_for(p));
-    session.add_device(counting, "bench");
-    NullChannel out;
-    auto r = session.save(out);
-    if (!r) return state.SkipWithError(r.error().describe().c_str());
-    bytes += r->device_bytes;
-    state.PauseTiming();
-    (void)session.resume_vm();
-    state.ResumeTiming();
-  }
-  report(state, bytes, counting.calls());
-  // Only save reports memory: load holds its recorded input stream in memory.
-  state.counters["peak_rss_MiB"] = static_cast<double>(peak_rss()) / kMiB;
+  measure_save(state, *dev->device, p.buffer);
 }
 
 void load(benchmark::State& state, Point p) {
@@ -59,16 +44,43 @@ void load(benchmark::State& state, Point p) {
     return state.SkipWithError((src ? dst : src).error().describe().c_str());
   }
   MemoryChannel stream;
-  {
-    Session source(options_for(p));
-    source.add_device(*src->device, "source");
-    if (auto r = source.save(stream); !r) return state.SkipWithError(r.error().describe().c_str());
-  }
-  CountingDevice counting(*dst->device);
+  if (auto r = record_stream(*src->device, p.buffer, stream); !r)
+    return state.SkipWithError(r.error().describe().c_str());
+  measure_load(state, *dst->device, stream, p.buffer);
+}
+
+}  // namespace
+
+void measure_save(benchmark::State& state, Device& dev, std::uint64_t buffer) {
+  CountingDevice counting(dev);
+  reset_peak_rss();
   std::uint64_t bytes = 0;
   for (auto _ : state) {
+    if (stop_requested()) return state.SkipWithError("interrupted");
+    Session session(options_for(buffer));
+    session.add_device(counting, "bench");
+    NullChannel out;
+    auto r = session.save(out);
+    if (!r) return state.SkipWithError(r.error().describe().c_str());
+    bytes += r->device_bytes;
+    state.PauseTiming();
+    auto resumed = session.resume_vm();
+    state.ResumeTiming();
+    if (!resumed) return state.SkipWithError(resumed.error().describe().c_str());
+  }
+  report(state, bytes, counting.calls());
+  // Only save reports memory: load holds its recorded input stream in memory.
+  state.counters["peak_rss_MiB"] = static_cast<double>(peak_rss()) / kMiB;
+}
+
+void measure_load(benchmark::State& state, Device& dev, MemoryChannel& stream,
+                  std::uint64_t buffer) {
+  CountingDevice counting(dev);
+  std::uint64_t bytes = 0;
+  for (auto _ : state) {
+    if (stop_requested()) return state.SkipWithError("interrupted");
     stream.rewind();
-    Session destination(options_for(p));
+    Session destination(options_for(buffer));
     destination.add_device(counting, "bench");
     auto r = destination.load(stream);
     if (!r) return state.SkipWithError(r.error().describe().c_str());
@@ -77,7 +89,12 @@ void load(benchmark::State& state, Point p) {
   report(state, bytes, counting.calls());
 }
 
-}  // namespace
+Result<> record_stream(Device& dev, std::uint64_t buffer, MemoryChannel& out) {
+  Session source(options_for(buffer));
+  source.add_device(dev, "source");
+  if (auto r = source.save(out); !r) return std::unexpected(r.error());
+  return source.resume_vm();
+}
 
 void register_transfer_benchmarks(const Grid& grid) {
   for (const auto& transport : grid.transports) {

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "conform/checker_context.h"
-#include "conform/watched_device.h"
+#include "core/watched_device.h"
 #include "core/kernel_log.h"
 
 namespace vfio::conform {

@@ -222,6 +222,33 @@ Result<unsigned> find_iommu_group(const DeviceSpec& spec, const OpenRoots& roots
   return *group;
 }
 
+Result<std::string> find_driver(const DeviceSpec& spec, const OpenRoots& roots) {
+  std::vector<std::string> dirs;
+  switch (spec.kind) {
+    case DeviceSpec::Kind::kPath:
+      return fail(ENOENT, fmt::format("{}: not a sysfs device, its driver is unknown", spec.path));
+    case DeviceSpec::Kind::kCdev:
+      dirs.push_back(
+          join(roots.sysfs, fmt::format("class/vfio-dev/{}/device", basename_of(spec.path))));
+      break;
+    case DeviceSpec::Kind::kPciAddress:
+    case DeviceSpec::Kind::kMdevUuid:
+    case DeviceSpec::Kind::kGroup:
+      if (spec.kind != DeviceSpec::Kind::kMdevUuid)
+        dirs.push_back(join(roots.sysfs, "bus/pci/devices/" + spec.name));
+      if (spec.kind != DeviceSpec::Kind::kPciAddress)
+        dirs.push_back(join(roots.sysfs, "bus/mdev/devices/" + spec.name));
+      break;
+  }
+  for (const auto& dir : dirs) {
+    char target[PATH_MAX];
+    const ssize_t n = ::readlink((dir + "/driver").c_str(), target, sizeof(target));
+    if (n > 0 && n < static_cast<ssize_t>(sizeof(target)))
+      return std::string(basename_of(std::string_view(target, n)));
+  }
+  return fail(ENOENT, fmt::format("no driver link under {}/driver", dirs.front()));
+}
+
 Result<std::unique_ptr<KernelDevice>> open_cdev(const std::string& path, const OpenRoots& roots) {
   auto dev = open_rw(path, "VFIO device cdev",
                      "no such cdev (is the device bound to vfio-pci, and the kernel built with "

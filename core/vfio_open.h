@@ -44,6 +44,12 @@ Result<DeviceSpec> parse_device_spec(std::string_view spec, const OpenRoots& roo
 // The IOMMU group of a PCI device or mdev, from the basename of its sysfs iommu_group link.
 Result<unsigned> find_iommu_group(const DeviceSpec& spec, const OpenRoots& roots = {});
 
+// The kernel driver bound to the device `spec` names: the basename of its sysfs driver link
+// ("mtty", "vfio-pci", "mlx5_vfio_pci"). A cdev is found under <sysfs>/class/vfio-dev, a group's
+// device by its name on the PCI bus, then the mdev bus. ENOENT for a plain path (no sysfs device)
+// or a device bound to no driver.
+Result<std::string> find_driver(const DeviceSpec& spec, const OpenRoots& roots = {});
+
 // iommufd cdev: opens the cdev and <dev>/iommu, VFIO_DEVICE_BIND_IOMMUFD, then allocates an
 // IOAS and attaches the device to it. The iommufd stays open with the device.
 Result<std::unique_ptr<KernelDevice>> open_cdev(const std::string& path,

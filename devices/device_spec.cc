@@ -133,6 +133,14 @@ Result<DeviceArg> parse_device_arg(std::string_view text) {
   return spec;
 }
 
+std::string driver_name(const DeviceArg& spec) {
+  if (spec.sim) return fmt::format("vfio-mig simulator, profile {}", spec.sim->profile);
+  auto kernel = vfio::parse_device_spec(spec.text);
+  if (!kernel) return "unknown";
+  auto driver = find_driver(*kernel);
+  return driver ? *driver : "unknown";
+}
+
 Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   if (!spec.sim) {
     auto open = [text = spec.text]() -> Result<std::unique_ptr<Device>> {

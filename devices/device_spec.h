@@ -75,6 +75,10 @@ struct OpenedDevice {
   Result<Device*> reopen();
 };
 
+// The driver behind a spec, for reports and charts: a kernel device's bound driver from sysfs
+// ("mtty", "mlx5_vfio_pci"; "unknown" when sysfs does not say), or the simulator and its profile.
+std::string driver_name(const DeviceArg& spec);
+
 // `index` picks distinct default seeds for simulated devices opened by one command.
 Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index);
 

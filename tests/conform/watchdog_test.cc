@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "conform/checker.h"
-#include "conform/watched_device.h"
+#include "core/watched_device.h"
 #include "core/feature.h"
 #include "devices/device_spec.h"
 #include "simdev/sim_device.h"
@@ -116,7 +116,7 @@ TEST(Watchdog, AHangingDataReadIsAKernelHang) {
 // flight is the one to name, though another thread's calls begin and end meanwhile.
 TEST(Watchdog, TracksTheCallsOfEveryThread) {
   Watched dev(open_sim("sim:mlx5,size=64K"), /*hang_reads=*/true);
-  detail::WatchedDevice watched(dev);
+  WatchedDevice watched(dev);
   std::array<std::byte, 16> buf{};
   std::thread reader([&] { (void)watched.read(7, buf); });
   ASSERT_TRUE(testing::eventually([&] { return watched.oldest_in_flight().has_value(); }));

@@ -353,6 +353,43 @@ TEST_F(FakeTreeTest, MdevResolvesToItsGroup) {
   EXPECT_EQ(*group, 42u);
 }
 
+TEST_F(FakeTreeTest, DriverIsTheBasenameOfTheDriverLink) {
+  const std::string uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
+  add_device("mdev", uuid, "");
+  add_device("pci", "0000:00:03.0", "");
+  const fs::path sys = dir_.path() / "sys";
+  fs::create_directory_symlink("../../../bus/mdev/drivers/mtty", sys / "bus/mdev/devices" / uuid / "driver");
+  fs::create_directory_symlink("../../../bus/pci/drivers/mlx5_vfio_pci",
+                               sys / "bus/pci/devices/0000:00:03.0/driver");
+  fs::create_directories(sys / "class/vfio-dev");
+  fs::create_directory_symlink("../../bus/pci/devices/0000:00:03.0", sys / "class/vfio-dev/vfio4/device");
+  const std::pair<std::string, std::string> cases[] = {
+      {uuid, "mtty"},
+      {"0000:00:03.0", "mlx5_vfio_pci"},
+      {"group:9:" + uuid, "mtty"},
+      {"group:9:0000:00:03.0", "mlx5_vfio_pci"},
+      {(dir_.path() / "dev/vfio/devices/vfio4").string(), "mlx5_vfio_pci"},
+  };
+  for (const auto& [text, driver] : cases) {
+    auto spec = parse_device_spec(text, roots_);
+    ASSERT_TRUE(spec) << text;
+    auto found = find_driver(*spec, roots_);
+    ASSERT_TRUE(found) << text << ": " << found.error().describe();
+    EXPECT_EQ(*found, driver) << text;
+  }
+}
+
+TEST_F(FakeTreeTest, NoDriverIsEnoent) {
+  add_device("pci", "0000:00:05.0", "");
+  for (const char* text : {"0000:00:05.0", "0000:00:06.0", "/tmp/some-file"}) {
+    auto spec = parse_device_spec(text, roots_);
+    ASSERT_TRUE(spec) << text;
+    auto found = find_driver(*spec, roots_);
+    ASSERT_FALSE(found) << text;
+    EXPECT_EQ(found.error().code, ENOENT) << text;
+  }
+}
+
 TEST_F(FakeTreeTest, MissingDeviceIsAClearError) {
   auto spec = parse_device_spec("0000:00:04.0", roots_);
   ASSERT_TRUE(spec);

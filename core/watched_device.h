@@ -1,8 +1,8 @@
-// Internal to conform/: the Device every check talks to. It forwards each call to the device
-// under test and keeps a record of the calls in flight (one per calling thread: a concurrency
-// check calls from several), so that the watchdog in check_device can tell a call that never
-// returns (a kernel hang) and name it; once abandoned it never touches the device again, failing
-// every call at once.
+// A Device that forwards each call and keeps a record of the calls in flight (one per calling
+// thread: conform's concurrency checks call from several), so that a watchdog on another thread
+// can tell a call that never returns (a kernel hang) and name it; once abandoned it never
+// touches the device again, failing every call at once. Used by conform's checks and by the
+// benchmark on named devices.
 #pragma once
 
 #include <atomic>
@@ -16,7 +16,7 @@
 
 #include "core/device.h"
 
-namespace vfio::conform::detail {
+namespace vfio {
 
 class WatchedDevice final : public Device {
  public:
@@ -83,4 +83,4 @@ class WatchedDevice final : public Device {
   std::optional<uapi::State> known_;          // the state the last GET, SET or reset left
 };
 
-}  // namespace vfio::conform::detail
+}  // namespace vfio

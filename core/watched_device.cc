@@ -1,11 +1,11 @@
-#include "conform/watched_device.h"
+#include "core/watched_device.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 
-namespace vfio::conform::detail {
+namespace vfio {
 namespace {
 
 std::string short_name(std::optional<uapi::State> s) {
@@ -157,4 +157,4 @@ std::string WatchedDevice::describe(const Call& c) {
   return "a device call";
 }
 
-}  // namespace vfio::conform::detail
+}  // namespace vfio

@@ -1,0 +1,147 @@
+#include "bench/device_bench.h"
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <sys/utsname.h>
+
+#include <bit>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "bench/bench_support.h"
+#include "bench/transfer.h"
+#include "core/feature.h"
+#include "core/session.h"
+
+namespace vfio::bench {
+namespace {
+
+constexpr std::uint64_t kSmallest = 16;
+constexpr std::uint64_t kSweepFloor = 4096;
+constexpr std::uint64_t kLargest = 64ULL << 20;
+constexpr std::size_t kMinPoints = 5;
+
+// The buffer the state is measured with: the engine's default.
+constexpr std::uint64_t kMeasureBuffer = 1 << 20;
+
+std::string kernel_release() {
+  struct utsname u {};
+  return ::uname(&u) == 0 ? u.release : "unknown";
+}
+
+// The device is RUNNING after every benchmark, or the benchmark is marked failed.
+void check_after(benchmark::State& state, Device& dev) {
+  if (auto ok = expect_running(dev, "after this benchmark"); !ok)
+    state.SkipWithError(ok.error().describe().c_str());
+}
+
+void save(benchmark::State& state, WatchedDevice* dev, std::uint64_t buffer) {
+  measure_save(state, *dev, buffer);
+  check_after(state, *dev);
+}
+
+void load(benchmark::State& state, WatchedDevice* dev, std::uint64_t buffer) {
+  MemoryChannel stream;
+  if (auto r = record_stream(*dev, buffer, stream); !r)
+    return state.SkipWithError(r.error().describe().c_str());
+  measure_load(state, *dev, stream, buffer);
+  check_after(state, *dev);
+}
+
+}  // namespace
+
+Result<NamedDevice> open_named_device(std::string_view spec, std::size_t index) {
+  auto arg = devices::parse_device_arg(spec);
+  if (!arg) return std::unexpected(arg.error());
+  auto opened = devices::open_device(*arg, index);
+  if (!opened) return std::unexpected(opened.error());
+  NamedDevice dev{*arg, std::move(*opened), nullptr, devices::driver_name(*arg)};
+  dev.watched = std::make_unique<WatchedDevice>(*dev.opened.device);
+  if (auto ok = expect_running(*dev.watched, "before the benchmark"); !ok)
+    return std::unexpected(ok.error());
+  return dev;
+}
+
+Result<> measure_state(NamedDevice& dev) {
+  SessionOptions o;
+  o.migration.data_buffer_size = kMeasureBuffer;
+  Session session(o);
+  session.add_device(*dev.watched, "state size");
+  NullChannel out;
+  auto r = session.save(out);
+  if (!r) return std::unexpected(r.error());
+  dev.state_bytes = r->device_bytes;
+  return session.resume_vm();
+}
+
+std::vector<std::uint64_t> device_buffers(std::uint64_t state_bytes) {
+  const std::uint64_t top = std::clamp(std::bit_ceil(std::max<std::uint64_t>(state_bytes, 1)),
+                                       kSmallest, kLargest);
+  const std::uint64_t bottom =
+      std::clamp(top >> (kMinPoints - 1), kSmallest, std::min(kSweepFloor, top));
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t b = bottom; b <= top; b <<= 1) out.push_back(b);
+  return out;
+}
+
+Result<> expect_running(Device& dev, std::string_view when) {
+  auto s = query_device_state(dev);
+  if (!s) {
+    Error e = s.error();
+    e.message = fmt::format("{}: cannot read its state {}: {}", dev.name(), when, e.message);
+    return std::unexpected(std::move(e));
+  }
+  if (*s == uapi::State::kRunning) return {};
+  return fail(EBUSY, fmt::format("{} is in {} {}, not RUNNING{}", dev.name(), uapi::state_name(*s),
+                                 when,
+                                 when.starts_with("before")
+                                     ? ": not measured (an earlier user left it there; "
+                                       "vfio-mig save --reset-first brings it back)"
+                                     : ""));
+}
+
+void register_device_benchmarks(std::vector<NamedDevice>& devices) {
+  benchmark::AddCustomContext("kernel", kernel_release());
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    NamedDevice& d = devices[i];
+    const std::string key = i == 0 ? "device" : fmt::format("device{}", i + 1);
+    benchmark::AddCustomContext(key, d.arg.text);
+    benchmark::AddCustomContext(key + "_driver", d.driver);
+    benchmark::AddCustomContext(key + "_state_bytes", std::to_string(d.state_bytes));
+    for (auto buffer : device_buffers(d.state_bytes)) {
+      const auto suffix = fmt::format("dev{}/state:{}/buffer:{}", i + 1, d.state_bytes, buffer);
+      benchmark::RegisterBenchmark(("save/" + suffix).c_str(), save, d.watched.get(), buffer)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("load/" + suffix).c_str(), load, d.watched.get(), buffer)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+CallWatchdog::CallWatchdog(std::vector<WatchedDevice*> devices, std::chrono::milliseconds limit)
+    : thread_([devices = std::move(devices), limit](std::stop_token stop) {
+        std::mutex mu;
+        std::condition_variable_any wake;
+        std::unique_lock lock(mu);
+        while (!wake.wait_for(lock, stop, limit / 10 + std::chrono::milliseconds(1),
+                              [] { return false; }) &&
+               !stop.stop_requested()) {
+          for (WatchedDevice* dev : devices) {
+            auto call = dev->oldest_in_flight();
+            if (!call || WatchedDevice::Clock::now() - call->since < limit) continue;
+            for (WatchedDevice* d : devices) d->abandon();
+            fmt::print(stderr,
+                       "vfio_mig_bench: FAILED: {}: {} has not returned in {:g} s: stuck in the "
+                       "kernel (the kernel log may say why); the device is left as it is\n",
+                       dev->name(), call->what, std::chrono::duration<double>(limit).count());
+            std::fflush(stderr);
+            std::_Exit(1);
+          }
+        }
+      }) {}
+
+}  // namespace vfio::bench
