@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/channel.h"
+#include "core/config_restore.h"
 #include "core/device.h"
 
 namespace vfio::bench {
@@ -15,10 +16,11 @@ namespace vfio::bench {
 // resumed (untimed) after each. Bytes per second, calls_per_MiB and peak_rss_MiB.
 void measure_save(benchmark::State& state, Device& dev, std::uint64_t buffer);
 
-// `stream` loaded into `dev` with `buffer`-sized writes (the device runs again after each).
+// `stream` loaded into `dev` with `buffer`-sized writes (the device runs again after each), its
+// CONFIG section restored as `dev` takes one (a real device: only the registers a VMM restores).
 // Bytes per second and calls_per_MiB.
-void measure_load(benchmark::State& state, Device& dev, MemoryChannel& stream,
-                  std::uint64_t buffer);
+void measure_load(benchmark::State& state, Device& dev, ConfigRestore restore,
+                  MemoryChannel& stream, std::uint64_t buffer);
 
 // `dev` saved into `out` with `buffer`-sized reads, then resumed: the stream a load replays.
 Result<> record_stream(Device& dev, std::uint64_t buffer, MemoryChannel& out);

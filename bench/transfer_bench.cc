@@ -46,7 +46,7 @@ void load(benchmark::State& state, Point p) {
   MemoryChannel stream;
   if (auto r = record_stream(*src->device, p.buffer, stream); !r)
     return state.SkipWithError(r.error().describe().c_str());
-  measure_load(state, *dst->device, stream, p.buffer);
+  measure_load(state, *dst->device, dst->config_restore, stream, p.buffer);
 }
 
 }  // namespace
@@ -73,15 +73,15 @@ void measure_save(benchmark::State& state, Device& dev, std::uint64_t buffer) {
   state.counters["peak_rss_MiB"] = static_cast<double>(peak_rss()) / kMiB;
 }
 
-void measure_load(benchmark::State& state, Device& dev, MemoryChannel& stream,
-                  std::uint64_t buffer) {
+void measure_load(benchmark::State& state, Device& dev, ConfigRestore restore,
+                  MemoryChannel& stream, std::uint64_t buffer) {
   CountingDevice counting(dev);
   std::uint64_t bytes = 0;
   for (auto _ : state) {
     if (stop_requested()) return state.SkipWithError("interrupted");
     stream.rewind();
     Session destination(options_for(buffer));
-    destination.add_device(counting, "bench");
+    destination.add_device(counting, "bench", restore);
     auto r = destination.load(stream);
     if (!r) return state.SkipWithError(r.error().describe().c_str());
     bytes += r->device_bytes;

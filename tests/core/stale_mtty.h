@@ -56,6 +56,11 @@ class TestMount {
     return {model, *path};
   }
 
+  // Every request for `model` asks `fault` first (sim::SimMount::set_fault).
+  void set_fault(const sim::SimDevice& model, sim::FuseFault fault) {
+    mount_->set_fault(model, std::move(fault));
+  }
+
  private:
   std::unique_ptr<sim::SimMount> mount_;
 };

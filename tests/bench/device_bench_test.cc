@@ -1,0 +1,180 @@
+// vfio_mig_bench --device, run in process, on simulated mtty devices served over FUSE by this
+// test and named by their paths, so that every call goes through KernelDevice as on /dev/vfio. The simulated mtty
+// behaves as the real one on Linux 6.12 (keeps its state across opens, hangs on SET
+// STOP_COPY->PRE_COPY, counting such arcs). Checked: the refusal of a device not RUNNING (exit 2,
+// the state named, the device untouched), the JSON's context, the device RUNNING after, and the
+// watchdog naming a call that does not return.
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "bench/device_bench.h"
+#include "bench/program.h"
+#include "simdev/direct_device.h"
+#include "tests/core/stale_mtty.h"
+
+namespace vfio::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using uapi::State;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Ran {
+  int code = -1;
+  std::string err;
+};
+
+// vfio_mig_bench in process: a FUSE-served device answers only the process that serves it.
+Ran run_bench(std::vector<std::string> args) {
+  args.insert(args.begin(), "vfio_mig_bench");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::testing::internal::CaptureStderr();
+  Ran r;
+  r.code = bench_main(static_cast<int>(args.size()), argv.data());
+  r.err = ::testing::internal::GetCapturedStderr();
+  return r;
+}
+
+std::string kernel_release() {
+  struct utsname u {};
+  return ::uname(&u) == 0 ? u.release : "";
+}
+
+class DeviceBench : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / fmt::format("vfio-mig-bench-test-{}", ::getpid());
+    fs::create_directories(dir_);
+    mount_.start();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path dir_;
+  testing::TestMount mount_;
+};
+
+TEST_F(DeviceBench, RefusesADeviceThatIsNotRunningAndLeavesItAlone) {
+  for (State s : {State::kStop, State::kStopCopy, State::kResuming, State::kPreCopy}) {
+    auto dev = mount_.serve_stale(s, 1, fmt::format("stale-{}", uapi::state_short_name(s)));
+    const auto image = dev.model->image();
+    auto r = run_bench({"--device=" + dev.path, "--benchmark_min_time=0"});
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(fmt::format("is in {} before the benchmark, not RUNNING: not "
+                                             "measured",
+                                             uapi::state_name(s))));
+    EXPECT_EQ(dev.model->state(), s);
+    EXPECT_EQ(dev.model->image(), image);
+    EXPECT_EQ(dev.model->hung_arcs(), 0u);
+  }
+}
+
+TEST_F(DeviceBench, MeasuresADeviceNamesItInTheJsonAndLeavesItRunning) {
+  auto dev = mount_.serve_stale(State::kRunning, 1, "mtty");
+  const fs::path json = dir_ / "bench.json";
+  auto r = run_bench({"--device=" + dev.path, "--benchmark_min_time=0",
+                      "--benchmark_out=" + json.string(), "--benchmark_out_format=json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string doc = slurp(json);
+  EXPECT_THAT(doc, HasSubstr(fmt::format("\"device\": \"{}\"", dev.path)));
+  // A file on a mount is no sysfs device: its driver cannot be known.
+  EXPECT_THAT(doc, HasSubstr("\"device_driver\": \"unknown\""));
+  EXPECT_THAT(doc, HasSubstr("\"device_state_bytes\": \"96\""));
+  EXPECT_THAT(doc, HasSubstr(fmt::format("\"kernel\": \"{}\"", kernel_release())));
+  for (auto b : {16, 32, 64, 128}) {
+    for (auto kind : {"save", "load"})
+      EXPECT_THAT(doc, HasSubstr(fmt::format("\"{}/dev1/state:96/buffer:{}/real_time\"", kind, b)));
+  }
+  EXPECT_THAT(doc, HasSubstr("calls_per_MiB"));
+  EXPECT_EQ(doc.find("error_occurred"), std::string::npos) << doc;
+  EXPECT_EQ(dev.model->state(), State::kRunning);
+  EXPECT_EQ(dev.model->hung_arcs(), 0u);
+}
+
+TEST_F(DeviceBench, TwoDevicesAreBothMeasuredAndNamed) {
+  auto a = mount_.serve_stale(State::kRunning, 1, "a");
+  auto b = mount_.serve_stale(State::kRunning, 2, "b");
+  const fs::path json = dir_ / "bench.json";
+  auto r = run_bench({"--device=" + a.path, "--device", b.path, "--benchmark_min_time=0",
+                      "--benchmark_filter=buffer:128", "--benchmark_out=" + json.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string doc = slurp(json);
+  EXPECT_THAT(doc, HasSubstr(fmt::format("\"device2\": \"{}\"", b.path)));
+  EXPECT_THAT(doc, HasSubstr("\"save/dev2/state:96/buffer:128/real_time\""));
+  EXPECT_EQ(a.model->state(), State::kRunning);
+  EXPECT_EQ(b.model->state(), State::kRunning);
+}
+
+// A device whose data reads block (the server sleeps) past --call_timeout: the watchdog names
+// the read and ends the process with exit 1 (a death test: the child serves its own mount).
+TEST_F(DeviceBench, TheWatchdogNamesACallThatDoesNotReturn) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto dev = mount_.serve_stale(State::kRunning, 1, "stuck");
+  mount_.set_fault(*dev.model, [](sim::FuseRequest req, std::size_t) {
+    if (req == sim::FuseRequest::kRead) std::this_thread::sleep_for(std::chrono::seconds(1));
+    return sim::FuseAnswer{};
+  });
+  std::string device = "--device=" + dev.path, timeout = "--call_timeout=0.3";
+  std::array<char*, 4> argv = {const_cast<char*>("vfio_mig_bench"), device.data(), timeout.data(),
+                               nullptr};
+  EXPECT_EXIT(bench_main(3, argv.data()), ::testing::ExitedWithCode(1),
+              "read\\(data fd [0-9]+, 1048576 bytes\\) has not returned in 0.3 s: stuck in the kernel");
+}
+
+TEST_F(DeviceBench, UsageErrorsExit2BeforeTouchingADevice) {
+  auto dev = mount_.serve_stale(State::kRunning, 1, "usage");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--device=" + dev.path, "--smoke"},
+        {"--device=" + dev.path, "--device=" + dev.path, "--device=" + dev.path},
+        {"--device=" + dev.path, "--call_timeout=soon"},
+        {"--device=sim:nosuchprofile"}}) {
+    auto r = run_bench(args);
+    EXPECT_EQ(r.code, 2) << args.back() << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("vfio_mig_bench: "));
+  }
+  EXPECT_EQ(dev.model->state(), State::kRunning);
+}
+
+TEST(DeviceBenchPieces, BuffersAreBoundedByTheState) {
+  EXPECT_THAT(device_buffers(96), ElementsAre(16, 32, 64, 128));
+  EXPECT_THAT(device_buffers(0), ElementsAre(16));
+  EXPECT_THAT(device_buffers(8192), ElementsAre(512, 1024, 2048, 4096, 8192));
+  EXPECT_THAT(device_buffers(100 << 10), ElementsAre(4096, 8192, 16384, 32768, 65536, 131072));
+  const auto big = device_buffers(1ULL << 30);
+  ASSERT_EQ(big.size(), 15u);  // the simulated grid's: 4 KiB to 64 MiB
+  EXPECT_EQ(big.front(), 4096u);
+  EXPECT_EQ(big.back(), 64ULL << 20);
+}
+
+TEST(DeviceBenchPieces, ExpectRunningNamesTheDeviceAndItsState) {
+  auto model = testing::linux_6_12_mtty(1);
+  sim::DirectDevice dev(model, "mtty-under-test");
+  EXPECT_TRUE(expect_running(dev, "after the run"));
+  model->force_state(State::kStop);
+  auto r = expect_running(dev, "after the run");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "mtty-under-test is in STOP after the run, not RUNNING");
+}
+
+}  // namespace
+}  // namespace vfio::bench

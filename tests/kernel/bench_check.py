@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The kernel lane's judgement of vfio_mig_bench --device JSON: the run is whole.
+
+Usage: bench_check.py BENCH.json DRIVER
+Exit 0 and one summary line when the context names the device, DRIVER and the kernel, and every
+buffer of the sweep has a save and a load that ran without error; else exit 1 and the problems.
+"""
+import json
+import sys
+
+
+def check(doc, driver):
+    """Returns (problems, summary)."""
+    problems = []
+    ctx = doc.get("context", {})
+    for key in ("device", "device_driver", "device_state_bytes", "kernel"):
+        if not ctx.get(key):
+            problems.append(f"context has no {key}")
+    if ctx.get("device_driver") and ctx["device_driver"] != driver:
+        problems.append(f"context device_driver is {ctx['device_driver']!r}, expected {driver!r}")
+    runs = {}  # (kind, buffer) -> benchmark
+    for b in doc.get("benchmarks", []):
+        parts = b.get("name", "").split("/")
+        if parts[0] not in ("save", "load"):
+            continue
+        fields = dict(p.split(":", 1) for p in parts if ":" in p)
+        if b.get("error_occurred"):
+            problems.append(f"{b['name']}: {b.get('error_message', 'error')}")
+        elif not b.get("iterations") or not b.get("bytes_per_second"):
+            problems.append(f"{b['name']}: no iterations or no bytes moved")
+        runs[(parts[0], int(fields.get("buffer", 0)))] = b
+    buffers = sorted({buf for _, buf in runs})
+    if not buffers:
+        problems.append("no save or load benchmark")
+    for buf in buffers:
+        for kind in ("save", "load"):
+            if (kind, buf) not in runs:
+                problems.append(f"no {kind} at buffer {buf}")
+    if problems:
+        return problems, ""
+    top = buffers[-1]
+    us = {k: runs[(k, top)]["real_time"] for k in ("save", "load")}
+    unit = runs[("save", top)].get("time_unit", "?")
+    summary = (f"{len(runs)} benchmarks, buffers {buffers[0]}..{top} B, "
+               f"{ctx['device_state_bytes']}-byte state, driver {ctx['device_driver']}, "
+               f"kernel {ctx['kernel']}; at {top} B: save {us['save']:.0f} {unit}, "
+               f"load {us['load']:.0f} {unit} per operation")
+    return [], summary
+
+
+def main(path, driver):
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"bench: cannot read {path}: {e}")
+        return 1
+    problems, summary = check(doc, driver)
+    for p in problems:
+        print(p)
+    if not problems:
+        print(summary)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: bench_check.py BENCH.json DRIVER")
+    sys.exit(main(sys.argv[1], sys.argv[2]))
