@@ -4,7 +4,9 @@
 One chart per (profile, state size): throughput against buffer size, one line per transport
 and direction (save, load, migrate), with the memcpy, pipe and raw read()/write() baselines of
 the same run. The table gives each migrate row's share of its slowest stage's ceiling
-(the benchmark's of_ceiling counter: the ceilings are measured on its own devices).
+(the benchmark's of_ceiling counter: the ceilings are measured on its own devices). A run on
+named devices (--device) has one chart per device, titled with its spec, driver and kernel, and
+a table of its sweep. Every chart names the machine and the date of the run.
 """
 import json
 import os
@@ -25,7 +27,9 @@ def parse(name):
             fields[k] = int(v)
         elif p not in ("real_time", "manual_time"):
             rest.append(p)
-    if fields["kind"] in ("save", "load", "migrate"):
+    if fields["kind"] in ("save", "load", "migrate") and len(rest) == 1:
+        fields["transport"], fields["profile"] = "device", rest[0]  # save/dev1/state:S/buffer:B
+    elif fields["kind"] in ("save", "load", "migrate"):
         fields["transport"], fields["profile"] = rest
     elif fields["kind"] in ("raw_read", "raw_write"):
         fields["transport"] = rest[0]
@@ -35,6 +39,8 @@ def parse(name):
 def main(path, out):
     with open(path) as f:
         data = json.load(f)
+    context = data.get("context", {})
+    machine = machine_line(context)
     series = defaultdict(dict)  # (label, profile, state) -> {buffer: GB/s}
     baselines = defaultdict(dict)  # label -> {buffer: GB/s}
     rss = {}
@@ -56,20 +62,55 @@ def main(path, out):
         elif f["kind"] in ("memcpy", "pipe"):
             baselines[f["kind"]][f["buffer"]] = gbs
 
-    write_downtime_chart(data["benchmarks"], out)
+    write_downtime_chart(data["benchmarks"], out, machine)
     charts = sorted({(p, s) for (_, p, s) in series})
     for profile, state in charts:
         lines = {label: pts for (label, p, s), pts in series.items() if p == profile and s == state}
         lines.update(baselines)
         stem = os.path.join(out, f"throughput-{profile}-{human(state)}")
-        write_chart(stem, f"{profile}, {human(state)}B of state", lines)
-    write_table(os.path.join(out, "table.md"), series, baselines, rss, ceilings,
-                data.get("context", {}))
+        write_chart(stem, chart_title(profile, state, context), machine, lines)
+    devices = [b for b in data["benchmarks"]
+               if kept(b) and parse(b.get("run_name", b["name"])).get("transport") == "device"]
+    if devices:
+        with open(os.path.join(out, "table.md"), "w") as f:
+            f.write(f"Machine: {machine}\n")
+            write_device_table(f, devices, context)
+    else:
+        write_table(os.path.join(out, "table.md"), series, baselines, rss, ceilings, context)
 
 
 def kept(b):
     """With --benchmark_repetitions, the median stands for the row (it comes after the runs)."""
     return b.get("run_type") != "aggregate" or b.get("aggregate_name") == "median"
+
+
+def device_key(profile):
+    """dev1 -> the context's "device", dev2 -> "device2"."""
+    n = profile[3:]
+    return "device" if n == "1" else f"device{n}"
+
+
+def chart_title(profile, state, context):
+    """The chart's title lines after the first."""
+    if not profile.startswith("dev") or device_key(profile) not in context:
+        return [f"{profile}, {human(state)}B of state"]
+    key = device_key(profile)
+    size = f"{human(state)}B of state"
+    if state < 1 << 20:
+        size += " (under 1 MiB: the figures are per-call overhead)"
+    return [f"{context[key]}, driver {context.get(key + '_driver', '?')}, "
+            f"kernel {context.get('kernel', '?')}", size]
+
+
+def machine_line(context):
+    return (f"{context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
+            f"{context.get('mhz_per_cpu', '?')} MHz, run {context.get('date', '?')}")
+
+
+def gnuplot_text(*lines):
+    """A double-quoted gnuplot string of `lines` (device specs are the user's text)."""
+    escaped = (l.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") for l in lines)
+    return '"' + "\\n".join(escaped) + '"'
 
 
 def human(n):
@@ -79,13 +120,18 @@ def human(n):
     return str(n)
 
 
-def write_chart(stem, title, lines):
-    labels = sorted(lines)
+def write_chart(stem, title, machine, lines):
+    labels = sorted(l for l in lines if lines[l])
+    # GiB/s, or MiB/s or KiB/s for a small device state, whose figures are far below 1 GiB/s.
+    top = max((v for l in labels for v in lines[l].values()), default=1)
+    unit, scale = next((u, f) for u, f in (("GiB/s", 1), ("MiB/s", 1 << 10), ("KiB/s", 1 << 20))
+                       if top * f >= 1 or u == "KiB/s")
     with open(stem + ".dat", "w") as f:
         buffers = sorted({b for pts in lines.values() for b in pts})
         f.write("buffer " + " ".join(labels) + "\n")
         for buf in buffers:
-            row = [str(buf)] + [f"{lines[l][buf]:.4f}" if buf in lines[l] else "NaN" for l in labels]
+            row = [str(buf)] + [f"{lines[l][buf] * scale:.4f}" if buf in lines[l] else "NaN"
+                                for l in labels]
             f.write(" ".join(row) + "\n")
     plots = ", ".join(
         f"'{stem}.dat' using 1:{i + 2} with linespoints title '{l}'" for i, l in enumerate(labels))
@@ -93,11 +139,11 @@ def write_chart(stem, title, lines):
         script = f"""
 set terminal {term} noenhanced
 set output '{stem}.{ext}'
-set title 'vfio-mig throughput against data buffer size: {title}'
+set title {gnuplot_text("vfio-mig throughput against data buffer size", *title, machine)}
 set logscale x 2
 set format x '%.0b%B'
 set xlabel 'data buffer size (bytes)'
-set ylabel 'GiB/s'
+set ylabel '{unit}'
 set key outside right
 set grid
 plot {plots}
@@ -105,7 +151,7 @@ plot {plots}
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
 
-def write_downtime_chart(benchmarks, out):
+def write_downtime_chart(benchmarks, out, machine):
     """downtime/{stopcopy,precopy}/state:N/dirty:RATE -> downtime (ms) against dirty rate."""
     lines = defaultdict(dict)
     for b in benchmarks:
@@ -128,7 +174,7 @@ def write_downtime_chart(benchmarks, out):
         script = f"""
 set terminal {term} noenhanced
 set output '{stem}.{ext}'
-set title 'vfio-mig downtime against the guest dirty rate, with and without pre-copy'
+set title {gnuplot_text("vfio-mig downtime against the guest dirty rate, with and without pre-copy", machine)}
 set xlabel 'guest writes to device state (MiB/s)'
 set ylabel 'downtime (ms)'
 set logscale y
@@ -182,6 +228,29 @@ def write_table(path, series, baselines, rss, ceilings, context):
                     + " | ".join(f"{v:.2f}" for v in stages.values())
                     + f" | {slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
                     f"{100 * b['of_serial']:.0f}% |\n")
+
+
+def write_device_table(f, benchmarks, context):
+    """One table per named device: every buffer of its sweep, time per operation and rate."""
+    rows = defaultdict(dict)  # (profile, state) -> {(kind, buffer): benchmark}
+    for b in benchmarks:
+        if b.get("error_occurred"):
+            continue
+        p = parse(b["name"])
+        rows[(p["profile"], p["state"])][(p["kind"], p["buffer"])] = b
+    for (profile, state), runs in sorted(rows.items()):
+        f.write(f"\n## {'; '.join(chart_title(profile, state, context))}\n\n")
+        f.write("| buffer | save (time per save) | save | load (time per load) | load | "
+                "save calls/MiB |\n|---|---|---|---|---|---|\n")
+        for buf in sorted({b for _, b in runs}):
+            cells = []
+            for kind in ("save", "load"):
+                b = runs.get((kind, buf))
+                cells += ([f"{b['real_time']:.1f} {b['time_unit']}",
+                           f"{b['bytes_per_second'] / (1 << 20):.3f} MiB/s"] if b else ["", ""])
+            calls = runs.get(("save", buf), {}).get("calls_per_MiB")
+            cells.append(f"{calls:.0f}" if calls else "")
+            f.write(f"| {buf} | " + " | ".join(cells) + " |\n")
 
 
 if __name__ == "__main__":
