@@ -11,7 +11,9 @@ namespace {
 
 volatile std::sig_atomic_t stop_signal = 0;
 
-void on_stop_signal(int sig) { stop_signal = sig; }
+void on_stop_signal(int sig) {
+  stop_signal = sig;
+}
 
 }  // namespace
 
@@ -23,7 +25,9 @@ void stop_on_signals() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool stop_requested() { return stop_signal != 0; }
+bool stop_requested() {
+  return stop_signal != 0;
+}
 
 void reset_peak_rss() {
   std::ofstream("/proc/self/clear_refs") << "5";

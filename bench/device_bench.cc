@@ -78,8 +78,8 @@ Result<> measure_state(NamedDevice& dev) {
 }
 
 std::vector<std::uint64_t> device_buffers(std::uint64_t state_bytes) {
-  const std::uint64_t top = std::clamp(std::bit_ceil(std::max<std::uint64_t>(state_bytes, 1)),
-                                       kSmallest, kLargest);
+  const std::uint64_t top =
+      std::clamp(std::bit_ceil(std::max<std::uint64_t>(state_bytes, 1)), kSmallest, kLargest);
   const std::uint64_t bottom =
       std::clamp(top >> (kMinPoints - 1), kSmallest, std::min(kSweepFloor, top));
   std::vector<std::uint64_t> out;
@@ -95,12 +95,12 @@ Result<> expect_running(Device& dev, std::string_view when) {
     return std::unexpected(std::move(e));
   }
   if (*s == uapi::State::kRunning) return {};
-  return fail(EBUSY, fmt::format("{} is in {} {}, not RUNNING{}", dev.name(), uapi::state_name(*s),
-                                 when,
-                                 when.starts_with("before")
-                                     ? ": not measured (an earlier user left it there; "
-                                       "vfio-mig save --reset-first brings it back)"
-                                     : ""));
+  return fail(
+      EBUSY,
+      fmt::format("{} is in {} {}, not RUNNING{}", dev.name(), uapi::state_name(*s), when,
+                  when.starts_with("before") ? ": not measured (an earlier user left it there; "
+                                               "vfio-mig save --reset-first brings it back)"
+                                             : ""));
 }
 
 void register_device_benchmarks(std::vector<NamedDevice>& devices) {
@@ -128,9 +128,9 @@ CallWatchdog::CallWatchdog(std::vector<WatchedDevice*> devices, std::chrono::mil
         std::mutex mu;
         std::condition_variable_any wake;
         std::unique_lock lock(mu);
-        while (!wake.wait_for(lock, stop, limit / 10 + std::chrono::milliseconds(1),
-                              [] { return false; }) &&
-               !stop.stop_requested()) {
+        while (!wake.wait_for(lock, stop, limit / 10 + std::chrono::milliseconds(1), [] {
+          return false;
+        }) && !stop.stop_requested()) {
           for (WatchedDevice* dev : devices) {
             auto call = dev->oldest_in_flight();
             if (!call || WatchedDevice::Clock::now() - call->since < limit) continue;

@@ -109,7 +109,8 @@ int bench_main(int argc, char** argv) {
     }
   }
   if (o.devices.size() > 2) return usage("at most two --device");
-  if (o.smoke && !o.devices.empty()) return usage("--smoke is the simulated grid; not with --device");
+  if (o.smoke && !o.devices.empty())
+    return usage("--smoke is the simulated grid; not with --device");
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return kExitUsage;

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "conform/checker_context.h"
-#include "core/watched_device.h"
 #include "core/kernel_log.h"
+#include "core/watched_device.h"
 
 namespace vfio::conform {
 namespace detail {

@@ -1,6 +1,6 @@
 // vfio_mig_bench --device, run in process, on simulated mtty devices served over FUSE by this
-// test and named by their paths, so that every call goes through KernelDevice as on /dev/vfio. The simulated mtty
-// behaves as the real one on Linux 6.12 (keeps its state across opens, hangs on SET
+// test and named by their paths, so that every call goes through KernelDevice as on /dev/vfio. The
+// simulated mtty behaves as the real one on Linux 6.12 (keeps its state across opens, hangs on SET
 // STOP_COPY->PRE_COPY, counting such arcs). Checked: the refusal of a device not RUNNING (exit 2,
 // the state named, the device untouched), the JSON's context, the device RUNNING after, and the
 // watchdog naming a call that does not return.
@@ -137,8 +137,9 @@ TEST_F(DeviceBench, TheWatchdogNamesACallThatDoesNotReturn) {
   std::string device = "--device=" + dev.path, timeout = "--call_timeout=0.3";
   std::array<char*, 4> argv = {const_cast<char*>("vfio_mig_bench"), device.data(), timeout.data(),
                                nullptr};
-  EXPECT_EXIT(bench_main(3, argv.data()), ::testing::ExitedWithCode(1),
-              "read\\(data fd [0-9]+, 1048576 bytes\\) has not returned in 0.3 s: stuck in the kernel");
+  EXPECT_EXIT(
+      bench_main(3, argv.data()), ::testing::ExitedWithCode(1),
+      "read\\(data fd [0-9]+, 1048576 bytes\\) has not returned in 0.3 s: stuck in the kernel");
 }
 
 TEST_F(DeviceBench, UsageErrorsExit2BeforeTouchingADevice) {

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "conform/checker.h"
-#include "core/watched_device.h"
 #include "core/feature.h"
+#include "core/watched_device.h"
 #include "devices/device_spec.h"
 #include "simdev/sim_device.h"
 #include "tests/conform/support.h"

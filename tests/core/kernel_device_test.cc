@@ -358,11 +358,13 @@ TEST_F(FakeTreeTest, DriverIsTheBasenameOfTheDriverLink) {
   add_device("mdev", uuid, "");
   add_device("pci", "0000:00:03.0", "");
   const fs::path sys = dir_.path() / "sys";
-  fs::create_directory_symlink("../../../bus/mdev/drivers/mtty", sys / "bus/mdev/devices" / uuid / "driver");
+  fs::create_directory_symlink("../../../bus/mdev/drivers/mtty",
+                               sys / "bus/mdev/devices" / uuid / "driver");
   fs::create_directory_symlink("../../../bus/pci/drivers/mlx5_vfio_pci",
                                sys / "bus/pci/devices/0000:00:03.0/driver");
   fs::create_directories(sys / "class/vfio-dev");
-  fs::create_directory_symlink("../../bus/pci/devices/0000:00:03.0", sys / "class/vfio-dev/vfio4/device");
+  fs::create_directory_symlink("../../bus/pci/devices/0000:00:03.0",
+                               sys / "class/vfio-dev/vfio4/device");
   const std::pair<std::string, std::string> cases[] = {
       {uuid, "mtty"},
       {"0000:00:03.0", "mlx5_vfio_pci"},
