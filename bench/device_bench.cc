@@ -31,24 +31,27 @@ std::string kernel_release() {
   return ::uname(&u) == 0 ? u.release : "unknown";
 }
 
-// The device is RUNNING after every benchmark, or the benchmark is marked failed.
-void check_after(benchmark::State& state, Device& dev) {
-  if (auto ok = expect_running(dev, "after this benchmark"); !ok)
+// The device is RUNNING after every benchmark, or the benchmark is marked failed; a failure is
+// kept for the exit code.
+void check_after(benchmark::State& state, NamedDevice& dev) {
+  if (auto ok = expect_running(*dev.watched, "after this benchmark"); !ok)
     state.SkipWithError(ok.error().describe().c_str());
+  if (state.error_occurred()) dev.failed = true;
 }
 
 void save(benchmark::State& state, NamedDevice* dev, std::uint64_t buffer) {
   measure_save(state, *dev->watched, buffer);
-  check_after(state, *dev->watched);
+  check_after(state, *dev);
 }
 
 // The device's own state, saved and loaded back into it.
 void load(benchmark::State& state, NamedDevice* dev, std::uint64_t buffer) {
   MemoryChannel stream;
   if (auto r = record_stream(*dev->watched, buffer, stream); !r)
-    return state.SkipWithError(r.error().describe().c_str());
-  measure_load(state, *dev->watched, dev->opened.config_restore, stream, buffer);
-  check_after(state, *dev->watched);
+    state.SkipWithError(r.error().describe().c_str());
+  else
+    measure_load(state, *dev->watched, dev->opened.config_restore, stream, buffer);
+  check_after(state, *dev);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ struct NamedDevice {
   std::unique_ptr<WatchedDevice> watched;  // over opened.device: what every benchmark uses
   std::string driver;
   std::uint64_t state_bytes = 0;  // what one save moves; set by measure_state
+  bool failed = false;            // a benchmark on it failed (an engine error, not RUNNING after)
 };
 
 // Parses and opens `spec` and learns its state with one GET: anything but RUNNING is refused,

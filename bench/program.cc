@@ -71,6 +71,11 @@ int run_on_devices(const Options& o) {
     run_benchmarks();
   }
   for (auto& d : devices) {
+    if (d.failed) {
+      fmt::print(stderr, "vfio_mig_bench: FAILED: a benchmark on {} failed (its error is above)\n",
+                 d.arg.text);
+      code = kExitFailed;
+    }
     if (auto ok = expect_running(*d.watched, "after the run"); !ok) {
       fmt::print(stderr, "vfio_mig_bench: FAILED: {}\n", ok.error().describe());
       code = kExitFailed;

@@ -2,8 +2,9 @@
 // test and named by their paths, so that every call goes through KernelDevice as on /dev/vfio. The
 // simulated mtty behaves as the real one on Linux 6.12 (keeps its state across opens, hangs on SET
 // STOP_COPY->PRE_COPY, counting such arcs). Checked: the refusal of a device not RUNNING (exit 2,
-// the state named, the device untouched), the JSON's context, the device RUNNING after, and the
-// watchdog naming a call that does not return.
+// the state named, the device untouched), the JSON's context, the device RUNNING after, a failed
+// benchmark failing the run; and in pieces, the buffer bounds and the watchdog naming a call that
+// does not return.
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -20,8 +21,10 @@
 
 #include "bench/device_bench.h"
 #include "bench/program.h"
+#include "core/feature.h"
 #include "simdev/direct_device.h"
 #include "tests/core/stale_mtty.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio::bench {
 namespace {
@@ -125,21 +128,24 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredAndNamed) {
   EXPECT_EQ(b.model->state(), State::kRunning);
 }
 
-// A device whose data reads block (the server sleeps) past --call_timeout: the watchdog names
-// the read and ends the process with exit 1 (a death test: the child serves its own mount).
-TEST_F(DeviceBench, TheWatchdogNamesACallThatDoesNotReturn) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  auto dev = mount_.serve_stale(State::kRunning, 1, "stuck");
+// A device that refuses every write (EIO): each load fails, the engine brings the device back to
+// RUNNING, and the run exits 1 naming it; the saves still measure.
+TEST_F(DeviceBench, AFailedBenchmarkFailsTheRun) {
+  auto dev = mount_.serve_stale(State::kRunning, 1, "refuses-writes");
   mount_.set_fault(*dev.model, [](sim::FuseRequest req, std::size_t) {
-    if (req == sim::FuseRequest::kRead) std::this_thread::sleep_for(std::chrono::seconds(1));
-    return sim::FuseAnswer{};
+    sim::FuseAnswer answer;
+    if (req == sim::FuseRequest::kWrite) answer.error = EIO;
+    return answer;
   });
-  std::string device = "--device=" + dev.path, timeout = "--call_timeout=0.3";
-  std::array<char*, 4> argv = {const_cast<char*>("vfio_mig_bench"), device.data(), timeout.data(),
-                               nullptr};
-  EXPECT_EXIT(
-      bench_main(3, argv.data()), ::testing::ExitedWithCode(1),
-      "read\\(data fd [0-9]+, 1048576 bytes\\) has not returned in 0.3 s: stuck in the kernel");
+  const fs::path json = dir_ / "bench.json";
+  auto r = run_bench({"--device=" + dev.path, "--benchmark_min_time=0",
+                      "--benchmark_filter=buffer:128", "--benchmark_out=" + json.string()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(fmt::format("a benchmark on {} failed", dev.path)));
+  const std::string doc = slurp(json);
+  EXPECT_THAT(doc, HasSubstr("\"error_occurred\": true"));
+  EXPECT_THAT(doc, HasSubstr("\"save/dev1/state:96/buffer:128/real_time\""));
+  EXPECT_EQ(dev.model->state(), State::kRunning);
 }
 
 TEST_F(DeviceBench, UsageErrorsExit2BeforeTouchingADevice) {
@@ -165,6 +171,36 @@ TEST(DeviceBenchPieces, BuffersAreBoundedByTheState) {
   ASSERT_EQ(big.size(), 15u);  // the simulated grid's: 4 KiB to 64 MiB
   EXPECT_EQ(big.front(), 4096u);
   EXPECT_EQ(big.back(), 64ULL << 20);
+}
+
+// A device whose data reads block: the watchdog names the read past its limit and ends the
+// process with exit 1 (a death test). In process on the direct transport: a process killed
+// while a request on its own FUSE mount is in flight can wait in the kernel for a while.
+class SlowReads final : public vfio::testing::ForwardingDevice {
+ public:
+  using ForwardingDevice::ForwardingDevice;
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    return ForwardingDevice::read(fd, buf);
+  }
+};
+
+TEST(DeviceBenchPieces, TheWatchdogNamesACallThatDoesNotReturn) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto stuck = [] {
+    auto model = testing::linux_6_12_mtty(1);
+    SlowReads dev(std::make_unique<sim::DirectDevice>(model, "slow-mtty"));
+    WatchedDevice watched(dev);
+    CallWatchdog watchdog({&watched}, std::chrono::milliseconds(300));
+    auto fd = request_device_state(watched, State::kStop);
+    fd = request_device_state(watched, State::kStopCopy);
+    std::array<std::byte, 64> buf;
+    (void)watched.read(*fd, buf);
+    std::exit(0);  // not reached: the watchdog ends the process first
+  };
+  EXPECT_EXIT(stuck(), ::testing::ExitedWithCode(1),
+              "vfio_mig_bench: FAILED: slow-mtty: read\\(data fd [0-9]+, 64 bytes\\) has not "
+              "returned in 0.3 s: stuck in the kernel");
 }
 
 TEST(DeviceBenchPieces, ExpectRunningNamesTheDeviceAndItsState) {
