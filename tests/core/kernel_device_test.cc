@@ -362,8 +362,8 @@ TEST_F(FakeTreeTest, DriverIsTheBasenameOfTheDriverLink) {
                                sys / "bus/mdev/devices" / uuid / "driver");
   fs::create_directory_symlink("../../../bus/pci/drivers/mlx5_vfio_pci",
                                sys / "bus/pci/devices/0000:00:03.0/driver");
-  fs::create_directories(sys / "class/vfio-dev");
-  fs::create_directory_symlink("../../bus/pci/devices/0000:00:03.0",
+  fs::create_directories(sys / "class/vfio-dev/vfio4");
+  fs::create_directory_symlink("../../../bus/pci/devices/0000:00:03.0",
                                sys / "class/vfio-dev/vfio4/device");
   const std::pair<std::string, std::string> cases[] = {
       {uuid, "mtty"},
