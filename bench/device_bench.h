@@ -26,8 +26,7 @@ struct NamedDevice {
   bool failed = false;            // a benchmark on it failed (an engine error, not RUNNING after)
 };
 
-// Parses and opens `spec` and learns its state with one GET: anything but RUNNING is refused,
-// the error naming the device and its state (nothing is sent to it).
+// Parses and opens `spec` (nothing is sent to the device).
 Result<NamedDevice> open_named_device(std::string_view spec, std::size_t index);
 
 // One save through the engine (the device resumed after): the size of the state the sweep moves.
@@ -38,7 +37,8 @@ Result<> measure_state(NamedDevice& dev);
 // five points where 16 bytes allows (a 96-byte state: 16 to 128).
 std::vector<std::uint64_t> device_buffers(std::uint64_t state_bytes);
 
-// One GET: an error naming the device and its state unless it is RUNNING.
+// One GET: an error naming the device and its state unless it is RUNNING. Before the benchmark
+// (`when` starts with "before") the error says that the device was not measured.
 Result<> expect_running(Device& dev, std::string_view when);
 
 // Registers save/devN/state:S/buffer:B and load/devN/... for each device (N from 1), and puts

@@ -57,6 +57,12 @@ int run_on_devices(const Options& o) {
   std::vector<WatchedDevice*> watched;
   for (auto& d : devices) watched.push_back(d.watched.get());
   CallWatchdog watchdog(watched, o.call_timeout);
+  for (auto& d : devices) {
+    if (auto ok = expect_running(*d.watched, "before the benchmark"); !ok) {
+      fmt::print(stderr, "vfio_mig_bench: {}\n", ok.error().describe());
+      return kExitUsage;
+    }
+  }
   stop_on_signals();
   int code = 0;
   for (auto& d : devices) {
