@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "bench/bench_support.h"
+#include "bench/migrate_bench.h"
 #include "bench/transfer.h"
 #include "core/feature.h"
 #include "core/session.h"
@@ -52,6 +53,26 @@ void load(benchmark::State& state, NamedDevice* dev, std::uint64_t buffer) {
   else
     measure_load(state, *dev->watched, dev->opened.config_restore, stream, buffer);
   check_after(state, *dev);
+}
+
+// A view of the held, watched device for the migrate benchmark, which takes its devices as
+// OpenedDevices it owns: CountingDevice forwards every call (its count is not used).
+devices::OpenedDevice view(NamedDevice& d) {
+  return devices::OpenedDevice{d.opened.mount, std::make_unique<CountingDevice>(*d.watched),
+                               d.opened.model, d.opened.config_restore, nullptr};
+}
+
+// migrate/dev1/state:S/buffer:B: the first device migrated into the second, both RUNNING after.
+void register_migrate_sweep(NamedDevice& src, NamedDevice& dst) {
+  PairFactory open = [&src, &dst]() -> Result<MigratePair> {
+    return MigratePair{view(src), view(dst)};
+  };
+  AfterMigrate after = [&src, &dst](benchmark::State& state) {
+    check_after(state, src);
+    check_after(state, dst);
+  };
+  for (auto buffer : device_buffers(src.state_bytes))
+    register_migrate_benchmark(fmt::format("dev1/state:{}", src.state_bytes), open, buffer, after);
 }
 
 }  // namespace
@@ -122,6 +143,7 @@ void register_device_benchmarks(std::vector<NamedDevice>& devices) {
           ->Unit(benchmark::kMicrosecond);
     }
   }
+  if (devices.size() == 2) register_migrate_sweep(devices[0], devices[1]);
 }
 
 CallWatchdog::CallWatchdog(std::vector<WatchedDevice*> devices, std::chrono::milliseconds limit)

@@ -1,5 +1,6 @@
 // The buffer-size sweep on devices named on the command line (vfio_mig_bench --device=SPEC):
-// each device's save and load through the engine, as the simulated grid measures them. A device
+// each device's save and load through the engine, as the simulated grid measures them, and with
+// two devices the end-to-end migrate from the first into the second. A device
 // is opened once, refused unless RUNNING, and every call into it goes through a WatchedDevice,
 // so that a call stuck in the kernel is named and ends the run instead of hanging it.
 #pragma once
@@ -41,8 +42,9 @@ std::vector<std::uint64_t> device_buffers(std::uint64_t state_bytes);
 // (`when` starts with "before") the error says that the device was not measured.
 Result<> expect_running(Device& dev, std::string_view when);
 
-// Registers save/devN/state:S/buffer:B and load/devN/... for each device (N from 1), and puts
-// each device's spec, driver and state size and the kernel release into the JSON's context.
+// Registers save/devN/state:S/buffer:B and load/devN/... for each device (N from 1), with two
+// devices migrate/dev1/state:S/buffer:B (the first into the second, bench/migrate_bench.h), and
+// puts each device's spec, driver and state size and the kernel release into the JSON's context.
 void register_device_benchmarks(std::vector<NamedDevice>& devices);
 
 // While it lives, a thread checks the devices' calls in flight: one older than `limit` is taken

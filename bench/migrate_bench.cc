@@ -58,7 +58,7 @@ Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDe
   return Migrated{*r, elapsed};
 }
 
-void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
+void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint64_t buffer) {
   auto pair = open();
   if (!pair) return state.SkipWithError(pair.error().describe().c_str());
   Device& src = *pair->source.device;
@@ -129,11 +129,17 @@ void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer) {
   state.SetLabel(fmt::format("slowest stage: {}", slowest->name));
 }
 
+void migrate(benchmark::State& state, PairFactory open, std::uint64_t buffer, AfterMigrate after) {
+  measure_migrate(state, open, buffer);
+  if (after) after(state);
+}
+
 }  // namespace
 
-void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer) {
+void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer,
+                                AfterMigrate after) {
   benchmark::RegisterBenchmark(fmt::format("migrate/{}/buffer:{}", name, buffer).c_str(), migrate,
-                               std::move(open), buffer)
+                               std::move(open), buffer, std::move(after))
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
 }

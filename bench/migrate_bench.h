@@ -10,6 +10,10 @@
 
 #include "devices/device_spec.h"
 
+namespace benchmark {
+class State;
+}
+
 namespace vfio::bench {
 
 struct MigratePair {
@@ -24,6 +28,10 @@ using PairFactory = std::function<Result<MigratePair>()>;
 // (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it. The stages overlap
 // only where there are CPUs to spare; serial_GiBps is the rate with none (each byte costs the
 // sum of the stages' times) and of_serial migrate's share of that.
-void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer);
+// `after`, when given, runs at the end of each run of the benchmark, failed or not (the named
+// devices' check that both are RUNNING).
+using AfterMigrate = std::function<void(benchmark::State&)>;
+void register_migrate_benchmark(const std::string& name, PairFactory open, std::uint64_t buffer,
+                                AfterMigrate after = {});
 
 }  // namespace vfio::bench

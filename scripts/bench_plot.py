@@ -231,26 +231,37 @@ def write_table(path, series, baselines, rss, ceilings, context):
 
 
 def write_device_table(f, benchmarks, context):
-    """One table per named device: every buffer of its sweep, time per operation and rate."""
+    """One table per named device: every buffer of its sweep, time per operation and rate; on
+    the first device's, with two devices, the migrate into the second and its share of its
+    slowest stage."""
     rows = defaultdict(dict)  # (profile, state) -> {(kind, buffer): benchmark}
     for b in benchmarks:
         if b.get("error_occurred"):
             continue
-        p = parse(b["name"])
+        p = parse(b.get("run_name", b["name"]))
         rows[(p["profile"], p["state"])][(p["kind"], p["buffer"])] = b
     for (profile, state), runs in sorted(rows.items()):
+        kinds = [k for k in ("save", "load", "migrate") if any(k == kind for kind, _ in runs)]
         f.write(f"\n## {'; '.join(chart_title(profile, state, context))}\n\n")
-        f.write("| buffer | save (time per save) | save | load (time per load) | load | "
-                "save calls/MiB |\n|---|---|---|---|---|---|\n")
+        if "migrate" in kinds:
+            f.write(f"migrate: into {context.get('device2', '?')}; slowest: its slowest stage "
+                    "measured alone on the same devices (share in %).\n\n")
+        head = ["buffer"] + [f"{k} {col}" for k in kinds for col in ("time", "rate")]
+        head += ["save calls/MiB"] + (["migrate / slowest"] if "migrate" in kinds else [])
+        f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
         for buf in sorted({b for _, b in runs}):
-            cells = []
-            for kind in ("save", "load"):
+            cells = [str(buf)]
+            for kind in kinds:
                 b = runs.get((kind, buf))
-                cells += ([f"{b['real_time']:.1f} {b['time_unit']}",
+                cells += ([f"{b['real_time']:.3g} {b['time_unit']}",
                            f"{b['bytes_per_second'] / (1 << 20):.3f} MiB/s"] if b else ["", ""])
             calls = runs.get(("save", buf), {}).get("calls_per_MiB")
             cells.append(f"{calls:.0f}" if calls else "")
-            f.write(f"| {buf} | " + " | ".join(cells) + " |\n")
+            if "migrate" in kinds:
+                m = runs.get(("migrate", buf), {})
+                cells.append(f"{100 * m['of_ceiling']:.0f}% ({m.get('label', '')})"
+                             if "of_ceiling" in m else "")
+            f.write("| " + " | ".join(cells) + " |\n")
 
 
 if __name__ == "__main__":

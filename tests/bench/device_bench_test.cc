@@ -114,7 +114,9 @@ TEST_F(DeviceBench, MeasuresADeviceNamesItInTheJsonAndLeavesItRunning) {
   EXPECT_EQ(dev.model->hung_arcs(), 0u);
 }
 
-TEST_F(DeviceBench, TwoDevicesAreBothMeasuredAndNamed) {
+// Both swept, and the first migrated into the second (pre-copy auto: the simulated mtty offers
+// PRE_COPY, and hangs on the STOP_COPY->PRE_COPY arc, which must never be sent).
+TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   auto a = mount_.serve_stale(State::kRunning, 1, "a");
   auto b = mount_.serve_stale(State::kRunning, 2, "b");
   const fs::path json = dir_ / "bench.json";
@@ -124,8 +126,13 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredAndNamed) {
   const std::string doc = slurp(json);
   EXPECT_THAT(doc, HasSubstr(fmt::format("\"device2\": \"{}\"", b.path)));
   EXPECT_THAT(doc, HasSubstr("\"save/dev2/state:96/buffer:128/real_time\""));
+  EXPECT_THAT(doc, HasSubstr("\"migrate/dev1/state:96/buffer:128/manual_time\""));
+  EXPECT_THAT(doc, HasSubstr("of_ceiling"));
+  EXPECT_EQ(doc.find("error_occurred"), std::string::npos) << doc;
   EXPECT_EQ(a.model->state(), State::kRunning);
   EXPECT_EQ(b.model->state(), State::kRunning);
+  EXPECT_EQ(b.model->image(), a.model->image());  // the last migration's
+  EXPECT_EQ(a.model->hung_arcs() + b.model->hung_arcs(), 0u);
 }
 
 // A device that refuses every write (EIO): each load fails, the engine brings the device back to

@@ -3,7 +3,8 @@
 
 Usage: bench_check.py BENCH.json DRIVER
 Exit 0 and one summary line when the context names the device, DRIVER and the kernel, and every
-buffer of the sweep has a save and a load that ran without error; else exit 1 and the problems.
+buffer of the sweep has a save and a load (and with a second device, a migrate) that ran without
+error; else exit 1 and the problems.
 """
 import json
 import sys
@@ -21,7 +22,7 @@ def check(doc, driver):
     runs = {}  # (kind, buffer) -> benchmark
     for b in doc.get("benchmarks", []):
         parts = b.get("name", "").split("/")
-        if parts[0] not in ("save", "load"):
+        if parts[0] not in ("save", "load", "migrate"):
             continue
         fields = dict(p.split(":", 1) for p in parts if ":" in p)
         if b.get("error_occurred"):
@@ -32,8 +33,9 @@ def check(doc, driver):
     buffers = sorted({buf for _, buf in runs})
     if not buffers:
         problems.append("no save or load benchmark")
+    kinds = ("save", "load", "migrate") if ctx.get("device2") else ("save", "load")
     for buf in buffers:
-        for kind in ("save", "load"):
+        for kind in kinds:
             if (kind, buf) not in runs:
                 problems.append(f"no {kind} at buffer {buf}")
     if problems:
@@ -45,6 +47,9 @@ def check(doc, driver):
                f"{ctx['device_state_bytes']}-byte state, driver {ctx['device_driver']}, "
                f"kernel {ctx['kernel']}; at {top} B: save {us['save']:.0f} {unit}, "
                f"load {us['load']:.0f} {unit} per operation")
+    if ("migrate", top) in runs:
+        m = runs[("migrate", top)]
+        summary += f", migrate {m['real_time']:.3g} {m.get('time_unit', '?')}"
     return [], summary
 
 

@@ -48,6 +48,18 @@ class BenchCheck(unittest.TestCase):
         problems, _ = bench_check.check({"context": GOOD["context"], "benchmarks": []}, "mtty")
         self.assertEqual(problems, ["no save or load benchmark"])
 
+    def test_with_a_second_device_every_buffer_has_a_migrate(self):
+        doc = copy.deepcopy(GOOD)
+        doc["context"]["device2"] = "8a4bd2c4-7f06-4c35-8e0a-00000000000b"
+        doc["benchmarks"] += [bench("migrate", b, time_unit="ms", real_time=0.9)
+                              for b in (16, 32, 64)]
+        problems, _ = bench_check.check(doc, "mtty")
+        self.assertEqual(problems, ["no migrate at buffer 128"])
+        doc["benchmarks"].append(bench("migrate", 128, time_unit="ms", real_time=0.9))
+        problems, summary = bench_check.check(doc, "mtty")
+        self.assertEqual(problems, [])
+        self.assertIn("migrate 0.9 ms", summary)
+
     def test_context_names_device_driver_and_kernel(self):
         doc = copy.deepcopy(GOOD)
         del doc["context"]["kernel"]
