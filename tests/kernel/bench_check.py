@@ -19,7 +19,7 @@ def check(doc, driver):
             problems.append(f"context has no {key}")
     if ctx.get("device_driver") and ctx["device_driver"] != driver:
         problems.append(f"context device_driver is {ctx['device_driver']!r}, expected {driver!r}")
-    runs = {}  # (kind, buffer) -> benchmark
+    runs = {}  # (kind, device, buffer) -> benchmark
     for b in doc.get("benchmarks", []):
         parts = b.get("name", "").split("/")
         if parts[0] not in ("save", "load", "migrate"):
@@ -29,26 +29,29 @@ def check(doc, driver):
             problems.append(f"{b['name']}: {b.get('error_message', 'error')}")
         elif not b.get("iterations") or not b.get("bytes_per_second"):
             problems.append(f"{b['name']}: no iterations or no bytes moved")
-        runs[(parts[0], int(fields.get("buffer", 0)))] = b
-    buffers = sorted({buf for _, buf in runs})
+        runs[(parts[0], parts[1], int(fields.get("buffer", 0)))] = b
+    buffers = sorted({buf for _, _, buf in runs})
     if not buffers:
         problems.append("no save or load benchmark")
-    kinds = ("save", "load", "migrate") if ctx.get("device2") else ("save", "load")
+    # Each device's save and load; with a second device, migrate from the first into it.
+    wanted = [("save", "dev1"), ("load", "dev1")]
+    if ctx.get("device2"):
+        wanted += [("save", "dev2"), ("load", "dev2"), ("migrate", "dev1")]
     for buf in buffers:
-        for kind in kinds:
-            if (kind, buf) not in runs:
-                problems.append(f"no {kind} at buffer {buf}")
+        for kind, dev in wanted:
+            if (kind, dev, buf) not in runs:
+                problems.append(f"no {kind} of {dev} at buffer {buf}")
     if problems:
         return problems, ""
     top = buffers[-1]
-    us = {k: runs[(k, top)]["real_time"] for k in ("save", "load")}
-    unit = runs[("save", top)].get("time_unit", "?")
+    us = {k: runs[(k, "dev1", top)]["real_time"] for k in ("save", "load")}
+    unit = runs[("save", "dev1", top)].get("time_unit", "?")
     summary = (f"{len(runs)} benchmarks, buffers {buffers[0]}..{top} B, "
                f"{ctx['device_state_bytes']}-byte state, driver {ctx['device_driver']}, "
-               f"kernel {ctx['kernel']}; at {top} B: save {us['save']:.0f} {unit}, "
+               f"kernel {ctx['kernel']}; at {top} B on the first: save {us['save']:.0f} {unit}, "
                f"load {us['load']:.0f} {unit} per operation")
-    if ("migrate", top) in runs:
-        m = runs[("migrate", top)]
+    if ("migrate", "dev1", top) in runs:
+        m = runs[("migrate", "dev1", top)]
         summary += f", migrate {m['real_time']:.3g} {m.get('time_unit', '?')}"
     return [], summary
 

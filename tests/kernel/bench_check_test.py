@@ -10,8 +10,8 @@ sys.path.insert(0, str(HERE))
 import bench_check  # noqa: E402
 
 
-def bench(kind, buf, **extra):
-    b = {"name": f"{kind}/dev1/state:96/buffer:{buf}/real_time", "iterations": 10,
+def bench(kind, buf, dev="dev1", **extra):
+    b = {"name": f"{kind}/{dev}/state:96/buffer:{buf}/real_time", "iterations": 10,
          "real_time": 300.0, "time_unit": "us", "bytes_per_second": 320000.0}
     b.update(extra)
     return b
@@ -42,20 +42,23 @@ class BenchCheck(unittest.TestCase):
         doc = copy.deepcopy(GOOD)
         del doc["benchmarks"][1]
         problems, _ = bench_check.check(doc, "mtty")
-        self.assertEqual(problems, ["no load at buffer 16"])
+        self.assertEqual(problems, ["no load of dev1 at buffer 16"])
 
     def test_an_empty_run_is_caught(self):
         problems, _ = bench_check.check({"context": GOOD["context"], "benchmarks": []}, "mtty")
         self.assertEqual(problems, ["no save or load benchmark"])
 
-    def test_with_a_second_device_every_buffer_has_a_migrate(self):
+    def test_with_a_second_device_both_are_swept_and_migrated(self):
         doc = copy.deepcopy(GOOD)
         doc["context"]["device2"] = "8a4bd2c4-7f06-4c35-8e0a-00000000000b"
+        doc["benchmarks"] += [bench(k, b, "dev2") for b in (16, 32, 64, 128)
+                              for k in ("save", "load")][1:]
         doc["benchmarks"] += [bench("migrate", b, time_unit="ms", real_time=0.9)
                               for b in (16, 32, 64)]
         problems, _ = bench_check.check(doc, "mtty")
-        self.assertEqual(problems, ["no migrate at buffer 128"])
-        doc["benchmarks"].append(bench("migrate", 128, time_unit="ms", real_time=0.9))
+        self.assertEqual(problems, ["no save of dev2 at buffer 16", "no migrate of dev1 at buffer 128"])
+        doc["benchmarks"] += [bench("save", 16, "dev2"), bench("migrate", 128, time_unit="ms",
+                                                                real_time=0.9)]
         problems, summary = bench_check.check(doc, "mtty")
         self.assertEqual(problems, [])
         self.assertIn("migrate 0.9 ms", summary)
