@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "core/checksum.h"
@@ -45,11 +46,11 @@ class Reader {
     v = static_cast<std::uint32_t>(w);
     return true;
   }
-  bool take(std::size_t n, Bytes& out) {
-    if (left() < n) return false;
-    out.assign(data_.begin() + pos_, data_.begin() + pos_ + n);
+  // The next `n` bytes, in place.
+  std::optional<std::span<const std::uint8_t>> take(std::size_t n) {
+    if (left() < n) return std::nullopt;
     pos_ += n;
-    return true;
+    return data_.subspan(pos_ - n, n);
   }
 
  private:
@@ -74,9 +75,10 @@ bool read_header(Reader& r, Stream& s) {
     return false;
   for (std::uint32_t i = 0; i < s.count; ++i) {
     std::uint32_t length;
-    Bytes id;
-    if (!r.get32(length) || length > kMaxIdLength || !r.take(length, id)) return false;
-    s.ids.emplace_back(id.begin(), id.end());
+    if (!r.get32(length) || length > kMaxIdLength) return false;
+    auto id = r.take(length);
+    if (!id) return false;
+    s.ids.emplace_back(id->begin(), id->end());
   }
   return true;
 }
@@ -91,6 +93,58 @@ bool has_length(std::uint64_t tag) {
 
 bool ends_section(std::uint64_t tag) {
   return tag == kEnd || tag == kInitDataSent;
+}
+
+// What parse_items reads, with the items' bodies copied into `out` only when it is given.
+struct ItemRun {
+  std::size_t consumed = 0;
+  bool ended = false;  // the last item read ends a section
+};
+ItemRun read_items(std::span<const std::uint8_t> data, bool to_end, std::vector<Item>* out) {
+  Reader r(data);
+  ItemRun run;
+  for (;;) {
+    std::uint64_t tag, length = 0;
+    if (!r.get64(tag)) break;
+    std::span<const std::uint8_t> body;
+    if (has_length(tag)) {
+      if (!r.get64(length) || length > r.left()) break;
+      body = *r.take(static_cast<std::size_t>(length));
+    }
+    if (out) out->push_back(Item{tag, has_length(tag), length, Bytes(body.begin(), body.end())});
+    run.consumed = r.pos();
+    run.ended = ends_section(tag);
+    if (!to_end && run.ended) break;
+  }
+  return run;
+}
+
+// Where a stream's header and its whole sections lie, without copying them: what parse_stream
+// reads, as byte offsets.
+struct Framing {
+  std::size_t header_end = 0;       // after the header's checksum
+  std::vector<std::size_t> starts;  // of each section; the next one's start is its end
+  std::size_t end = 0;              // of the last whole section: the tail follows
+};
+std::optional<Framing> frame_stream(std::span<const std::uint8_t> data, Stream& header) {
+  Reader r(data);
+  std::uint32_t crc;
+  if (!read_header(r, header) || !r.get32(crc)) return std::nullopt;
+  Framing f;
+  f.header_end = f.end = r.pos();
+  for (;;) {
+    std::uint32_t type, device;
+    if (!r.get32(type) || !r.get32(device)) break;
+    if (type != kTypeEnd) {
+      ItemRun run = read_items(data.subspan(r.pos()), false, nullptr);
+      if (!run.ended) break;
+      r.take(run.consumed);
+    }
+    if (!r.get32(crc)) break;
+    f.starts.push_back(f.end);
+    f.end = r.pos();
+  }
+  return f;
 }
 
 // Where a section type comes in a stream; unknown types last but before the end.
@@ -504,20 +558,7 @@ std::size_t deliver(const Bytes& out, std::uint8_t* data, std::size_t max_size) 
 }  // namespace
 
 std::size_t parse_items(std::span<const std::uint8_t> data, bool to_end, std::vector<Item>& out) {
-  Reader r(data);
-  std::size_t consumed = 0;
-  for (;;) {
-    Item item;
-    if (!r.get64(item.tag)) break;
-    item.has_length = has_length(item.tag);
-    if (item.has_length && (!r.get64(item.length) || item.length > r.left() ||
-                            !r.take(static_cast<std::size_t>(item.length), item.body)))
-      break;
-    out.push_back(std::move(item));
-    consumed = r.pos();
-    if (!to_end && ends_section(out.back().tag)) break;
-  }
-  return consumed;
+  return read_items(data, to_end, &out).consumed;
 }
 
 void write_items(const std::vector<Item>& items, Bytes& out) {
@@ -530,25 +571,18 @@ void write_items(const std::vector<Item>& items, Bytes& out) {
 }
 
 std::optional<Stream> parse_stream(std::span<const std::uint8_t> data) {
-  Reader r(data);
   Stream s;
-  std::uint32_t crc;
-  if (!read_header(r, s) || !r.get32(crc)) return std::nullopt;
-  std::size_t done = r.pos();
-  for (;;) {
-    Section sec;
-    if (!r.get32(sec.type) || !r.get32(sec.device)) break;
-    if (sec.type != kTypeEnd) {
-      std::size_t used = parse_items(data.subspan(r.pos()), false, sec.items);
-      if (sec.items.empty() || !ends_section(sec.items.back().tag)) break;
-      Bytes skip;
-      r.take(used, skip);
-    }
-    if (!r.get32(crc)) break;
-    s.sections.push_back(std::move(sec));
-    done = r.pos();
+  auto framing = frame_stream(data, s);
+  if (!framing) return std::nullopt;
+  s.sections.reserve(framing->starts.size());
+  for (std::size_t start : framing->starts) {
+    Reader r(data.subspan(start));
+    Section& sec = s.sections.emplace_back();
+    r.get32(sec.type);
+    r.get32(sec.device);
+    if (sec.type != kTypeEnd) read_items(data.subspan(start + r.pos()), false, &sec.items);
   }
-  s.tail.assign(data.begin() + static_cast<std::ptrdiff_t>(done), data.end());
+  s.tail.assign(data.begin() + static_cast<std::ptrdiff_t>(framing->end), data.end());
   return s;
 }
 
@@ -666,16 +700,34 @@ std::size_t cross_over(Kind kind, std::span<const std::uint8_t> a, std::span<con
     ia.tail = ib.tail;
     return deliver(write_section_input(ia), out, max_size);
   }
-  auto sa = parse_stream(a);
-  auto sb = parse_stream(b);
-  if (!sa || !sb) return 0;
-  sa->sections.resize(below(rng, sa->sections.size() + 1));
-  sa->sections.insert(
-      sa->sections.end(),
-      sb->sections.begin() + static_cast<std::ptrdiff_t>(below(rng, sb->sections.size() + 1)),
-      sb->sections.end());
-  sa->tail = sb->tail;
-  return deliver(write_stream(*sa), out, max_size);
+  // What parsing both, splicing the section lists and writing the result would give, done on
+  // the bytes: a section's bytes do not change, only every checksum is recomputed.
+  Stream header_a, header_b;
+  auto fa = frame_stream(a, header_a);
+  auto fb = frame_stream(b, header_b);
+  if (!fa || !fb) return 0;
+  const std::size_t keep = below(rng, fa->starts.size() + 1);
+  const std::size_t from = below(rng, fb->starts.size() + 1);
+  const std::size_t a_end = keep < fa->starts.size() ? fa->starts[keep] : fa->end;
+  const std::size_t b_start = from < fb->starts.size() ? fb->starts[from] : fb->end;
+  const std::size_t size = a_end + (b.size() - b_start);
+  if (size > max_size) return 0;
+  std::memcpy(out, a.data(), a_end);
+  std::memcpy(out + a_end, b.data() + b_start, b.size() - b_start);
+  // Every checksum covers the bytes from its part's start to itself.
+  auto seal = [&](std::size_t start, std::size_t end) {
+    const std::uint32_t crc = crc32c(0, std::as_bytes(std::span(out + start, end - 4 - start)));
+    for (int i = 0; i < 4; ++i) out[end - 4 + i] = static_cast<std::uint8_t>(crc >> (24 - 8 * i));
+  };
+  seal(0, fa->header_end);
+  for (std::size_t i = 0; i < keep; ++i)
+    seal(fa->starts[i], i + 1 < fa->starts.size() ? fa->starts[i + 1] : fa->end);
+  for (std::size_t i = from, at = a_end; i < fb->starts.size(); ++i) {
+    const std::size_t end = i + 1 < fb->starts.size() ? fb->starts[i + 1] : fb->end;
+    seal(at, at + end - fb->starts[i]);
+    at += end - fb->starts[i];
+  }
+  return size;
 }
 
 }  // namespace vfio::fuzz

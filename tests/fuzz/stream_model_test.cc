@@ -74,6 +74,52 @@ TEST(StreamModel, KeepsWhatDoesNotParseAsTail) {
   EXPECT_FALSE(parse_ids(Bytes{1, 2, 3}));
 }
 
+// The crossover splices bytes rather than models; it must give what splicing the parsed
+// streams and writing them back gives: a's header and first sections, b's last sections and
+// tail, every checksum recomputed (a wrong one in either input comes out right).
+TEST(StreamModel, CrossOverSplicesAsTheModelDoes) {
+  Bytes two = [] {
+    Stream s = *parse_stream(chunked_stream("p2p", 5000));
+    s.ids.push_back("p2p#2");
+    s.count = 2;
+    for (std::size_t i = 0, n = s.sections.size() - 1; i < n; ++i) {
+      s.sections.push_back(s.sections[i]);
+      s.sections.back().device = 1;
+    }
+    std::stable_sort(s.sections.begin(), s.sections.end(),
+                     [](const Section& a, const Section& b) { return a.type < b.type; });
+    return write_stream(s, CrcPolicy{.corrupt_section = 2, .corrupt_header = true});
+  }();
+  Bytes cut = chunked_stream("mlx5", 9000);
+  cut.resize(cut.size() - 30);  // a tail that is no section
+  const std::vector<Bytes> inputs = {chunked_stream("mtty", 300), two, cut, Bytes{1, 2, 3}};
+  int spliced = 0;
+  for (const Bytes& a : inputs) {
+    for (const Bytes& b : inputs) {
+      for (std::uint32_t seed = 1; seed < 40; ++seed) {
+        Bytes out(a.size() + b.size());
+        const std::size_t n = cross_over(Kind::kStream, a, b, out.data(), out.size(), seed);
+        auto sa = parse_stream(a), sb = parse_stream(b);
+        if (!sa || !sb) {
+          EXPECT_EQ(n, 0u);
+          continue;
+        }
+        std::minstd_rand rng(seed);
+        sa->sections.resize(rng() % (sa->sections.size() + 1));
+        const std::size_t from = rng() % (sb->sections.size() + 1);
+        sa->sections.insert(sa->sections.end(), sb->sections.begin() + static_cast<long>(from),
+                            sb->sections.end());
+        sa->tail = sb->tail;
+        const Bytes want = write_stream(*sa);
+        ASSERT_EQ(Bytes(out.begin(), out.begin() + static_cast<long>(n)), want) << seed;
+        EXPECT_EQ(cross_over(Kind::kStream, a, b, out.data(), want.size() - 1, seed), 0u);
+        ++spliced;
+      }
+    }
+  }
+  EXPECT_EQ(spliced, 9 * 39);
+}
+
 // Most structured mutations must get past the checksums: that is their point.
 TEST(StreamModel, MutationsKeepChecksumsValid) {
   Bytes seed = chunked_stream("mlx5", 3000);
