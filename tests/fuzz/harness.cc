@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -51,12 +52,33 @@ struct Sim {
   std::unique_ptr<Migration> migration;  // run_section's, kept while it stays clean
 };
 
+// A destination for run_stream: one Session over pooled devices, for one list of device ids.
+struct Destination {
+  std::vector<std::string> ids;
+  std::vector<Sim*> sims;
+  std::unique_ptr<Session> session;
+};
+
 // Devices are reused across inputs (building one per input was a third of the section
-// target's time) but restored to the same state first, so an input's outcome never depends
-// on the inputs before it. `slot` tells apart the devices of one multi-device stream.
+// target's time), and so are destinations (Migration::create per device, two feature calls
+// and its allocations, took 13% of the stream target's time, most of it in inputs that name
+// dozens of devices). Both are restored to the same state before every input, so that an
+// input's outcome never depends on the inputs before it.
+struct Pool {
+  std::map<std::pair<const sim::Profile*, std::size_t>, Sim> sims;
+  std::list<Destination> destinations;  // the most recently used first
+  // Enough for the id lists an input and its mutations go back and forth between.
+  static constexpr std::size_t kMaxDestinations = 32;
+};
+Pool& pool() {
+  static Pool pool;
+  return pool;
+}
+
+// The device of `profile` at position `slot` of a stream (tells apart the devices of one
+// multi-device stream), restored to its state as created.
 Sim& pooled(const sim::Profile& profile, std::size_t slot) {
-  static std::map<std::pair<const sim::Profile*, std::size_t>, Sim> pool;
-  auto [it, created] = pool.try_emplace({&profile, slot});
+  auto [it, created] = pool().sims.try_emplace({&profile, slot});
   Sim& s = it->second;
   if (created) {
     sim::SimOptions options;
@@ -70,7 +92,35 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
   (void)s.model->reset();
   s.model->set_image(s.image);
   (void)s.model->config_write(0, s.config);
+  // The device's account of its latest refusal: an input must not find its predecessor's (it
+  // would also be memory the input did not allocate and libFuzzer's leak check reruns for).
+  (void)s.model->take_refusal(0);
   return s;
+}
+
+// The destination for `ids`, its devices restored: a Session with as many simulated devices
+// as there are ids, each of the profile its id names.
+Destination& destination(std::vector<std::string> ids) {
+  auto& list = pool().destinations;
+  auto it =
+      std::find_if(list.begin(), list.end(), [&](const Destination& d) { return d.ids == ids; });
+  if (it != list.end()) {
+    list.splice(list.begin(), list, it);
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      pooled(*sim::find_profile(profile_for_id(ids[i])), i);
+    return list.front();
+  }
+  if (list.size() == Pool::kMaxDestinations) list.pop_back();
+  Destination& d = list.emplace_front();
+  SessionOptions options;
+  options.stream_buffer_size = kStreamBufferSize;
+  d.session = std::make_unique<Session>(options);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    d.sims.push_back(&pooled(*sim::find_profile(profile_for_id(ids[i])), i));
+    d.session->add_device(*d.sims[i]->device, ids[i]);
+  }
+  d.ids = std::move(ids);
+  return d;
 }
 
 // After any load, accepted or not, a device is RUNNING with no data session left open; the
@@ -172,14 +222,9 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
   // interesting), bounded by the format's 64; one when the header does not even parse.
   std::vector<std::string> ids = parse_ids(input).value_or(std::vector<std::string>{});
   if (ids.empty()) ids.push_back("mlx5");
-  std::vector<Sim*> sims;
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    sims.push_back(&pooled(*sim::find_profile(profile_for_id(ids[i])), i));
-
-  SessionOptions options;
-  options.stream_buffer_size = kStreamBufferSize;
-  Session session(options);
-  for (std::size_t i = 0; i < sims.size(); ++i) session.add_device(*sims[i]->device, ids[i]);
+  Destination& dst = destination(std::move(ids));
+  Session& session = *dst.session;
+  const std::vector<Sim*>& sims = dst.sims;
 
   Outcome out;
   InputChannel channel(input);
@@ -201,6 +246,10 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
                                 report->stream_bytes, input.size());
   }
   if (out.violation.empty()) check_devices(sims, result, out);
+  // Reused only when left as a new one would be: every device RUNNING with no data session
+  // (check_devices), none broken by a failed reset. Anything else is built again.
+  if (!out.violation.empty() || (!result && result.error().fatal))
+    pool().destinations.pop_front();  // `dst`: destination() just put it first
   return out;
 }
 

@@ -33,7 +33,9 @@ struct Outcome {
 
 // The whole incoming stream: a destination Session with as many simulated devices as the
 // header names (1 when the header does not parse), each of the profile its id names (see
-// profile_for_id), then Session::load.
+// profile_for_id), then Session::load. The Session and its devices are kept for the next
+// input naming the same ids, restored as they were created (a load that leaves one otherwise
+// is an oracle violation, and drops it).
 Outcome run_stream(std::span<const std::uint8_t> input);
 
 // One device's sections: byte 0 picks the profile (modulo the profile count), then each
