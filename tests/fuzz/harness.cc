@@ -52,9 +52,9 @@ struct Sim {
   std::unique_ptr<Migration> migration;  // run_section's, kept while it stays clean
 };
 
-// A destination for run_stream: one Session over pooled devices, for one list of device ids.
+// A destination for run_stream: one Session over pooled devices of these profiles.
 struct Destination {
-  std::vector<std::string> ids;
+  std::vector<const sim::Profile*> profiles;
   std::vector<Sim*> sims;
   std::unique_ptr<Session> session;
 };
@@ -98,16 +98,19 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
   return s;
 }
 
-// The destination for `ids`, its devices restored: a Session with as many simulated devices
-// as there are ids, each of the profile its id names.
-Destination& destination(std::vector<std::string> ids) {
+// The destination for a stream naming `ids`, its devices restored: a Session with as many
+// simulated devices as there are ids, each of the profile its id names. The destination's own
+// names for its devices are the devices' (a loader only counts the stream's ids), so one
+// destination serves every id list naming the same profiles.
+Destination& destination(const std::vector<std::string>& ids) {
+  std::vector<const sim::Profile*> profiles;
+  for (const auto& id : ids) profiles.push_back(sim::find_profile(profile_for_id(id)));
   auto& list = pool().destinations;
-  auto it =
-      std::find_if(list.begin(), list.end(), [&](const Destination& d) { return d.ids == ids; });
+  auto it = std::find_if(list.begin(), list.end(),
+                         [&](const Destination& d) { return d.profiles == profiles; });
   if (it != list.end()) {
     list.splice(list.begin(), list, it);
-    for (std::size_t i = 0; i < ids.size(); ++i)
-      pooled(*sim::find_profile(profile_for_id(ids[i])), i);
+    for (std::size_t i = 0; i < profiles.size(); ++i) pooled(*profiles[i], i);
     return list.front();
   }
   if (list.size() == Pool::kMaxDestinations) list.pop_back();
@@ -115,11 +118,11 @@ Destination& destination(std::vector<std::string> ids) {
   SessionOptions options;
   options.stream_buffer_size = kStreamBufferSize;
   d.session = std::make_unique<Session>(options);
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    d.sims.push_back(&pooled(*sim::find_profile(profile_for_id(ids[i])), i));
-    d.session->add_device(*d.sims[i]->device, ids[i]);
+  for (std::size_t i = 0; i < profiles.size(); ++i) {
+    d.sims.push_back(&pooled(*profiles[i], i));
+    d.session->add_device(*d.sims[i]->device, d.sims[i]->device->name());
   }
-  d.ids = std::move(ids);
+  d.profiles = std::move(profiles);
   return d;
 }
 
@@ -222,7 +225,7 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
   // interesting), bounded by the format's 64; one when the header does not even parse.
   std::vector<std::string> ids = parse_ids(input).value_or(std::vector<std::string>{});
   if (ids.empty()) ids.push_back("mlx5");
-  Destination& dst = destination(std::move(ids));
+  Destination& dst = destination(ids);
   Session& session = *dst.session;
   const std::vector<Sim*>& sims = dst.sims;
 
