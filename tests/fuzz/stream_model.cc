@@ -619,7 +619,15 @@ Bytes write_section_input(const SectionInput& in) {
 }
 
 Bytes write_stream(const Stream& s, CrcPolicy crc) {
+  // Sized first: grown as it is written, a long stream was copied a dozen times.
+  std::size_t size = 20 + s.tail.size();
+  for (const auto& id : s.ids) size += 4 + id.size();
+  for (const auto& sec : s.sections) {
+    size += 12;
+    for (const auto& item : sec.items) size += item.has_length ? 16 + item.body.size() : 8;
+  }
   Bytes out;
+  out.reserve(size);
   put64(out, s.magic);
   put32(out, s.version);
   put32(out, s.count);
