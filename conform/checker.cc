@@ -89,6 +89,7 @@ Report Checker::run() {
   check_dma_report();
   check_chunked();
   check_overflow();
+  check_positional();
   check_concurrency();
   check_accounting();
   check_reopen();      // last: it replaces the device
@@ -98,8 +99,9 @@ Report Checker::run() {
 
 std::size_t Checker::rank(std::string_view group) {
   static constexpr std::array kOrder = {
-      kMigration, kArcs,      kStream,  kPrecopy,  kDataSize,    kResume,     kReset,  kHeader,
-      kDma,       kDmaReport, kChunked, kOverflow, kConcurrency, kAccounting, kReopen, kWatchdog};
+      kMigration,  kArcs,        kStream,     kPrecopy,   kDataSize, kResume,
+      kReset,      kHeader,      kDma,        kDmaReport, kChunked,  kOverflow,
+      kPositional, kConcurrency, kAccounting, kReopen,    kWatchdog};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
 }
 

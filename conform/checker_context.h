@@ -44,6 +44,8 @@ constexpr std::string_view kWatchdog = "watchdog";
 constexpr std::string_view kReopen = "reopen";
 constexpr std::string_view kChunked = "chunked-io";
 constexpr std::string_view kOverflow = "overflow";
+// conform/positional.cc
+constexpr std::string_view kPositional = "positional-io";
 
 constexpr std::uint32_t kHeaderSize = sizeof(uapi::FeatureHeader);
 constexpr std::uint32_t kUnknownFeature = 0x3f;
@@ -172,6 +174,16 @@ class CurrentDevice final : public Device {
     return dev_ ? dev_->precopy_info(fd, info) : closed();
   }
   Result<> close(int fd) override { return dev_ ? dev_->close(fd) : closed(); }
+  std::optional<Result<std::size_t>> read_at(int fd, std::span<std::byte> buf,
+                                             std::int64_t offset) override {
+    if (!dev_) return closed();
+    return dev_->read_at(fd, buf, offset);
+  }
+  std::optional<Result<std::size_t>> write_at(int fd, std::span<const std::byte> buf,
+                                              std::int64_t offset) override {
+    if (!dev_) return closed();
+    return dev_->write_at(fd, buf, offset);
+  }
   Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
     return dev_ ? dev_->config_read(off, buf) : closed();
   }
@@ -370,6 +382,12 @@ class Checker {
   // Resumes `stream` into a fresh device, written chunks[0], chunks[1], ... bytes per write()
   // (cycling), and ends with RS->S; the device is then in STOP.
   Result<> resume_stream(std::span<const std::byte> stream, std::span<const std::size_t> chunks);
+
+  // Positional I/O (conform/positional.cc): pread and pwrite at offsets on the save and resume
+  // fds are refused, move no data, and leave the stream whole.
+  void check_positional();
+  void check_positional_save(State s);
+  void check_positional_resume();
 
   Device& dev_;
   CurrentDevice* current_;

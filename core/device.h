@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -35,6 +36,18 @@ class Device {
   // VFIO_MIG_GET_PRECOPY_INFO; the caller sets info.argsz.
   virtual Result<> precopy_info(int data_fd, uapi::PrecopyInfo& info) = 0;
   virtual Result<> close(int data_fd) = 0;
+  // pread/pwrite on a data fd at `offset`. No engine makes these calls: the kernel's data fds are
+  // streams (stream_open), which refuse a position with ESPIPE; conform checks that they do.
+  // nullopt: this device's data fds are no files (the in-process simulator), so there is no
+  // position to give.
+  virtual std::optional<Result<std::size_t>> read_at(int /*data_fd*/, std::span<std::byte>,
+                                                     std::int64_t /*offset*/) {
+    return std::nullopt;
+  }
+  virtual std::optional<Result<std::size_t>> write_at(int /*data_fd*/, std::span<const std::byte>,
+                                                      std::int64_t /*offset*/) {
+    return std::nullopt;
+  }
 
   // The PCI config region (VFIO_PCI_CONFIG_REGION_INDEX); used by the config-state hook.
   virtual Result<std::size_t> config_read(std::uint64_t offset, std::span<std::byte> buf) = 0;

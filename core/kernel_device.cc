@@ -144,6 +144,30 @@ Result<std::size_t> KernelDevice::write(int data_fd, std::span<const std::byte> 
   return static_cast<std::size_t>(n);
 }
 
+std::optional<Result<std::size_t>> KernelDevice::read_at(int data_fd, std::span<std::byte> buf,
+                                                         std::int64_t offset) {
+  ssize_t n;
+  do {
+    n = ::pread(data_fd, buf.data(), buf.size(), offset);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return syscall_error(name_, fmt::format("pread of data fd {} at {}", data_fd, offset));
+  return static_cast<std::size_t>(n);
+}
+
+std::optional<Result<std::size_t>> KernelDevice::write_at(int data_fd,
+                                                          std::span<const std::byte> buf,
+                                                          std::int64_t offset) {
+  ssize_t n;
+  do {
+    n = ::pwrite(data_fd, buf.data(), buf.size(), offset);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    const int err = errno;
+    return refused(err, fmt::format("{}: pwrite to data fd {} at {}", name_, data_fd, offset));
+  }
+  return static_cast<std::size_t>(n);
+}
+
 std::unexpected<Error> KernelDevice::refused(int code, std::string message) const {
   Error e{code, std::move(message)};
   if (explain_) {

@@ -71,6 +71,11 @@ class KernelDevice final : public Device {
   Result<std::size_t> write(int data_fd, std::span<const std::byte> buf) override;
   Result<> precopy_info(int data_fd, uapi::PrecopyInfo& info) override;
   Result<> close(int data_fd) override;
+  // pread/pwrite, one syscall each (retried only on EINTR).
+  std::optional<Result<std::size_t>> read_at(int data_fd, std::span<std::byte> buf,
+                                             std::int64_t offset) override;
+  std::optional<Result<std::size_t>> write_at(int data_fd, std::span<const std::byte> buf,
+                                              std::int64_t offset) override;
 
   // pread/pwrite in the PCI config region, whose offset and size are queried once
   // (VFIO_DEVICE_GET_REGION_INFO). Accesses are clipped at the end of the region; an offset

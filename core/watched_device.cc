@@ -111,6 +111,20 @@ Result<> WatchedDevice::close(int fd) {
   return watch(call(Op::kClose, static_cast<std::uint64_t>(fd)), [&] { return inner_.close(fd); });
 }
 
+std::optional<Result<std::size_t>> WatchedDevice::read_at(int fd, std::span<std::byte> buf,
+                                                          std::int64_t offset) {
+  Call c = call(Op::kReadAt, static_cast<std::uint64_t>(fd), buf.size());
+  c.offset = offset;
+  return watch(c, [&] { return inner_.read_at(fd, buf, offset); });
+}
+
+std::optional<Result<std::size_t>> WatchedDevice::write_at(int fd, std::span<const std::byte> buf,
+                                                           std::int64_t offset) {
+  Call c = call(Op::kWriteAt, static_cast<std::uint64_t>(fd), buf.size());
+  c.offset = offset;
+  return watch(c, [&] { return inner_.write_at(fd, buf, offset); });
+}
+
 Result<std::size_t> WatchedDevice::config_read(std::uint64_t offset, std::span<std::byte> buf) {
   return watch(call(Op::kConfigRead, offset, buf.size()),
                [&] { return inner_.config_read(offset, buf); });
@@ -149,6 +163,10 @@ std::string WatchedDevice::describe(const Call& c) {
       return fmt::format("VFIO_MIG_GET_PRECOPY_INFO(data fd {})", c.arg);
     case Op::kClose:
       return fmt::format("close(data fd {})", c.arg);
+    case Op::kReadAt:
+      return fmt::format("pread(data fd {}, {} bytes at {})", c.arg, c.size, c.offset);
+    case Op::kWriteAt:
+      return fmt::format("pwrite(data fd {}, {} bytes at {})", c.arg, c.size, c.offset);
     case Op::kConfigRead:
       return fmt::format("config read({} bytes at {:#x})", c.size, c.arg);
     case Op::kConfigWrite:

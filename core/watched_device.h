@@ -30,6 +30,10 @@ class WatchedDevice final : public Device {
   Result<std::size_t> write(int data_fd, std::span<const std::byte> buf) override;
   Result<> precopy_info(int data_fd, uapi::PrecopyInfo& info) override;
   Result<> close(int data_fd) override;
+  std::optional<Result<std::size_t>> read_at(int data_fd, std::span<std::byte> buf,
+                                             std::int64_t offset) override;
+  std::optional<Result<std::size_t>> write_at(int data_fd, std::span<const std::byte> buf,
+                                              std::int64_t offset) override;
   Result<std::size_t> config_read(std::uint64_t offset, std::span<std::byte> buf) override;
   Result<std::size_t> config_write(std::uint64_t offset, std::span<const std::byte> buf) override;
   const std::string& name() const override { return inner_.name(); }
@@ -53,6 +57,8 @@ class WatchedDevice final : public Device {
     kWrite,
     kPrecopyInfo,
     kClose,
+    kReadAt,
+    kWriteAt,
     kConfigRead,
     kConfigWrite
   };
@@ -60,6 +66,7 @@ class WatchedDevice final : public Device {
     Op op = Op::kFeature;
     std::uint64_t arg = 0;                // data fd, config offset or feature flags
     std::uint64_t size = 0;               // bytes asked for
+    std::int64_t offset = 0;              // a data fd's pread/pwrite position
     std::optional<uapi::State> from, to;  // a MIG_DEVICE_STATE SET's arc, as far as known
   };
 

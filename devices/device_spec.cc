@@ -15,6 +15,9 @@
 namespace vfio::devices {
 namespace {
 
+// How long a reopen of a FUSE-served device waits for the previous open's release.
+constexpr std::chrono::milliseconds kReleaseWait{5000};
+
 std::string profile_names() {
   std::string names;
   for (const auto& p : sim::all_profiles()) {
@@ -103,6 +106,10 @@ Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model, const
   auto path = (*mount)->add_device(model, fmt::format("{}.{}", model->profile().name, serial));
   if (!path) return std::unexpected(path.error());
   auto open = [path = *path, name = name + " (fuse)", model]() -> Result<std::unique_ptr<Device>> {
+    // A reopen: the last open's release may still be on its way to the server.
+    if (!model->wait_unused(kReleaseWait))
+      return fail(EBUSY, fmt::format("{}: the previous open was not released within {} ms", name,
+                                     kReleaseWait.count()));
     auto dev = sim::SimMount::open_device(path, name, model);
     if (!dev) return std::unexpected(dev.error());
     return std::unique_ptr<Device>(std::move(*dev));

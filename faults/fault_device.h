@@ -33,6 +33,15 @@ class FaultDevice final : public Device {
   Result<std::size_t> write(int data_fd, std::span<const std::byte> buf) override;
   Result<> precopy_info(int data_fd, uapi::PrecopyInfo& info) override;
   Result<> close(int data_fd) override;
+  // Positional I/O is no engine call (Device::read_at): passed through, no fault applies.
+  std::optional<Result<std::size_t>> read_at(int data_fd, std::span<std::byte> buf,
+                                             std::int64_t offset) override {
+    return inner_.read_at(data_fd, buf, offset);
+  }
+  std::optional<Result<std::size_t>> write_at(int data_fd, std::span<const std::byte> buf,
+                                              std::int64_t offset) override {
+    return inner_.write_at(data_fd, buf, offset);
+  }
   Result<std::size_t> config_read(std::uint64_t offset, std::span<std::byte> buf) override;
   Result<std::size_t> config_write(std::uint64_t offset, std::span<const std::byte> buf) override;
   const std::string& name() const override { return inner_.name(); }

@@ -535,7 +535,14 @@ void SimDevice::open_device() {
 void SimDevice::close_device() {
   std::lock_guard lock(mu_);
   if (users_ > 0) --users_;
-  if (users_ == 0 && !options_.keep_state.value_or(profile_->keeps_state_on_close)) reset_locked();
+  if (users_ > 0) return;
+  if (!options_.keep_state.value_or(profile_->keeps_state_on_close)) reset_locked();
+  unused_cv_.notify_all();
+}
+
+bool SimDevice::wait_unused(std::chrono::milliseconds limit) const {
+  std::unique_lock lock(mu_);
+  return unused_cv_.wait_for(lock, limit, [&] { return users_ == 0; });
 }
 
 bool SimDevice::hangs_locked(State target) const {

@@ -90,6 +90,10 @@ class SimDevice {
   // (SimOptions::keep_state).
   void open_device();
   void close_device();
+  // Waits until no user holds the device, at most `limit`; whether none does. A FUSE file's
+  // release reaches the server after close() has returned: a reopen waits for it, as the
+  // kernel's open waits for the last close_device.
+  bool wait_unused(std::chrono::milliseconds limit) const;
 
   // SETs that arrived in the simulated kernel hang (SimOptions::hang_stop_copy_to_precopy).
   std::size_t hung_arcs() const;
@@ -184,6 +188,7 @@ class SimDevice {
   SimOptions options_;
   mutable std::mutex mu_;
   std::condition_variable hang_released_cv_;
+  mutable std::condition_variable unused_cv_;  // users_ fell to 0
   bool hang_released_ = false;
   std::size_t hung_arcs_ = 0;
   std::size_t users_ = 0;  // open_device() minus close_device()

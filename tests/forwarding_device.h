@@ -23,6 +23,14 @@ class ForwardingDevice : public Device {
     return inner_->precopy_info(fd, info);
   }
   Result<> close(int fd) override { return inner_->close(fd); }
+  std::optional<Result<std::size_t>> read_at(int fd, std::span<std::byte> buf,
+                                             std::int64_t offset) override {
+    return inner_->read_at(fd, buf, offset);
+  }
+  std::optional<Result<std::size_t>> write_at(int fd, std::span<const std::byte> buf,
+                                              std::int64_t offset) override {
+    return inner_->write_at(fd, buf, offset);
+  }
   Result<std::size_t> config_read(std::uint64_t off, std::span<std::byte> buf) override {
     return inner_->config_read(off, buf);
   }

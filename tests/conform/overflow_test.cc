@@ -15,12 +15,10 @@ constexpr const char* kSpec = "sim:mlx5,size=64K,transport=direct";
 TEST(Overflow, WellBehavedDeviceRefusesAndRecovers) {
   const Report r = check_spec(kSpec);
   const auto got = verdicts(r, "overflow/");
-  ASSERT_EQ(got.size(), 4u);
+  ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got.at("overflow/past-state-size"), Verdict::kPass);
   EXPECT_EQ(got.at("overflow/huge-write"), Verdict::kPass);
   EXPECT_EQ(got.at("overflow/recovers"), Verdict::kPass);
-  // The device seam has no offset on data-fd writes.
-  EXPECT_EQ(got.at("overflow/large-offset"), Verdict::kSkip);
   EXPECT_TRUE(failures(r).empty()) << describe(failures(r));
 }
 

@@ -33,11 +33,12 @@ inline Report check_spec(const std::string& spec, const Wrap& wrap = nullptr,
   EXPECT_TRUE(opened) << opened.error().describe();
   if (!opened) return {};
   std::unique_ptr<Device> dev = std::move(opened->device);
-  if (wrap) dev = wrap(std::move(dev), false);
   Options options;
   options.strict_resume_validation = true;
-  // As `vfio-mig conform`: a KernelDevice (here the simulator over FUSE) refuses them unsent.
+  // As `vfio-mig conform`: a KernelDevice (here the simulator over FUSE), wrapped or not, refuses
+  // them unsent.
   options.send_hanging_arcs = dynamic_cast<KernelDevice*>(dev.get()) == nullptr;
+  if (wrap) dev = wrap(std::move(dev), false);
   if (with_reopen)
     options.reopen = [&]() -> Result<Device*> {
       dev.reset();
