@@ -371,6 +371,8 @@ class Checker {
   // Reopen and repeat, chunked I/O, overflowing resume (conform/reopen.cc, chunked.cc,
   // overflow.cc). Reopen last: it replaces the device.
   void check_reopen();
+  // Left in `s`, closed, reopened: RUNNING (conform/reopen.cc).
+  void check_fresh_open(State s);
   void check_chunked();
   void check_chunked_reads(const SavedStream& reference);
   void check_chunked_resume();

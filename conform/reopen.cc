@@ -11,6 +11,15 @@ namespace {
 constexpr int kPrecopyCycles = 3;
 constexpr std::size_t kPartialRead = 1024;
 
+// The states a device is closed in before a reopen: every one but RUNNING and ERROR.
+constexpr std::array kLeftIn = {State::kStopCopy,   State::kStop,    State::kResuming,
+                                State::kRunningP2p, State::kPreCopy, State::kPreCopyP2p};
+
+std::string fresh_open_id(State s) {
+  if (s == State::kStopCopy) return "reopen/fresh-open-running";
+  return "reopen/fresh-open-from-" + name(s);
+}
+
 }  // namespace
 
 void Checker::check_reopen() {
@@ -78,7 +87,8 @@ void Checker::check_reopen() {
   if (!opt_.reopen) {
     const Error none{ENOTSUP, "the device cannot be reopened here (no reopen given)"};
     skip("reopen/second-stream", kReopen, none);
-    return skip("reopen/fresh-open-running", kReopen, none);
+    for (State s : kLeftIn) skip(fresh_open_id(s), kReopen, none);
+    return;
   }
 
   // Migrate into the same device, close, reopen, migrate again.
@@ -126,32 +136,44 @@ void Checker::check_reopen() {
   else
     add("reopen/second-stream", kReopen, Verdict::kFail, second.error().message);
 
-  // Left in STOP_COPY, closed, opened again.
+  // Left in each state but RUNNING, closed, opened again: STOP_COPY's check keeps its first name.
+  for (State s : kLeftIn) check_fresh_open(s);
+  (void)dev_.reset();
+}
+
+}  // namespace vfio::conform::detail
+
+namespace vfio::conform::detail {
+
+// Left in `s` (its data fd closed), closed, opened again: GET must say RUNNING.
+void Checker::check_fresh_open(State s) {
+  const std::string id = fresh_open_id(s);
+  if (!uapi_has_state(s, flags_))
+    return add(id, kReopen, Verdict::kSkip, name(s) + " not supported");
+  const std::string how = fmt::format("left in {}, closed, reopened", name(s));
   auto fresh = [&]() -> Result<State> {
     {
-      auto fd = enter(State::kStopCopy);
+      auto fd = enter(s);
       if (!fd) return std::unexpected(fd.error());
     }
     if (auto r = reopen(); !r) return std::unexpected(r.error());
     return query_device_state(dev_);
   }();
   if (!fresh)
-    add("reopen/fresh-open-running", kReopen, Verdict::kFail,
-        "left in STOP_COPY, closed, reopened: " + fresh.error().message);
+    add(id, kReopen, Verdict::kFail, how + ": " + fresh.error().message);
   else if (*fresh == State::kRunning)
-    add("reopen/fresh-open-running", kReopen, Verdict::kPass,
-        "left in STOP_COPY, closed, reopened: GET RUNNING");
+    add(id, kReopen, Verdict::kPass, how + ": GET RUNNING");
   else
     // The uAPI moves a device only by SETs and by a reset ("the kernel never changes the state
     // on its own, except by a reset"), and a VMM opening a device starts from RUNNING (QEMU's
     // vfio_migration_init sets its cached state to RUNNING without asking). A state kept from
     // the last user leaves the new one a session it holds no fd for.
-    add("reopen/fresh-open-running", kReopen, Verdict::kFail,
-        fmt::format("left in STOP_COPY, closed, reopened: GET {}, not RUNNING. A VMM opening a "
-                    "device starts from RUNNING (QEMU sets it without a GET), and the uAPI moves a "
-                    "device only by SET and by VFIO_DEVICE_RESET (\"which puts the device in "
-                    "RUNNING\"), so the close must have reset it",
-                    name(*fresh)));
+    add(id, kReopen, Verdict::kFail,
+        fmt::format("{}: GET {}, not RUNNING. A VMM opening a device starts from RUNNING (QEMU "
+                    "sets it without a GET), and the uAPI moves a device only by SET and by "
+                    "VFIO_DEVICE_RESET (\"which puts the device in RUNNING\"), so the close must "
+                    "have reset it",
+                    how, name(*fresh)));
   (void)dev_.reset();
 }
 

@@ -1,5 +1,6 @@
 // conform's reopen group: a device opened again starts afresh; abandoned pre-copy sessions
 // leave nothing behind.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <mutex>
 
+#include "core/feature.h"
 #include "core/uapi.h"
 #include "tests/conform/torture_support.h"
 
@@ -15,7 +17,7 @@ namespace {
 
 void expect_all_pass(const Report& r) {
   const auto got = verdicts(r, "reopen/");
-  ASSERT_EQ(got.size(), 3u);
+  ASSERT_EQ(got.size(), 8u);
   for (const auto& [id, v] : got) EXPECT_EQ(v, Verdict::kPass) << id;
   EXPECT_TRUE(failures(r).empty()) << describe(failures(r));
 }
@@ -42,10 +44,61 @@ TEST(Reopen, WithoutReopenTheReopenChecksSkip) {
 TEST(Reopen, StateKeptAcrossCloseFailsExactlyFreshOpen) {
   const Report r = check_spec("sim:mtty,transport=direct");
   const auto failed = failures(r);
-  ASSERT_EQ(failed.size(), 1u) << describe(failed);
+  ASSERT_EQ(failed.size(), 6u) << describe(failed);
   ASSERT_TRUE(failed.contains("reopen/fresh-open-running"));
   EXPECT_NE(failed.at("reopen/fresh-open-running").find("GET SC"), std::string::npos);
+  for (std::string_view s : {"S", "RS", "RP", "PC", "PCP"})
+    EXPECT_NE(
+        failed.at(fmt::format("reopen/fresh-open-from-{}", s)).find(fmt::format("GET {},", s)),
+        std::string::npos)
+        << s;
   expect_all_pass(check_spec("sim:mtty,keep-state=0,transport=direct"));
+}
+
+// Keeps the state it was closed in, but only one state: the next open finds the device there.
+struct ClosedIn {
+  std::optional<uapi::State> state;
+};
+class KeepsOneStateOnClose : public Decorator {
+ public:
+  KeepsOneStateOnClose(std::unique_ptr<Device> inner, uapi::State kept,
+                       std::shared_ptr<ClosedIn> closed)
+      : Decorator(std::move(inner)), kept_(kept), closed_(std::move(closed)) {}
+  ~KeepsOneStateOnClose() override {
+    auto now = query_device_state(*inner_);
+    closed_->state = now ? std::optional(*now) : std::nullopt;
+  }
+  // The first call on a new open puts it back in the state kept.
+  void restore() {
+    if (closed_->state != kept_) return;
+    if (auto fd = request_device_state(*inner_, kept_); fd && *fd >= 0) (void)inner_->close(*fd);
+  }
+
+ private:
+  uapi::State kept_;
+  std::shared_ptr<ClosedIn> closed_;
+};
+
+TEST(Reopen, EachStateKeptAcrossCloseFailsExactlyItsFreshOpen) {
+  using uapi::State;
+  for (State kept : {State::kStopCopy, State::kStop, State::kResuming, State::kRunningP2p,
+                     State::kPreCopy, State::kPreCopyP2p}) {
+    const std::string short_name(uapi::state_short_name(kept));
+    const std::string id = kept == State::kStopCopy ? "reopen/fresh-open-running"
+                                                    : "reopen/fresh-open-from-" + short_name;
+    auto closed = std::make_shared<ClosedIn>();
+    const Report r =
+        check_spec("sim:mlx5,size=64K,transport=direct",
+                   [kept, closed](std::unique_ptr<Device> d, bool reopened) {
+                     auto dev = std::make_unique<KeepsOneStateOnClose>(std::move(d), kept, closed);
+                     if (reopened) dev->restore();
+                     return dev;
+                   });
+    const auto failed = failures(r);
+    ASSERT_EQ(failed.size(), 1u) << id << "\n" << describe(failed);
+    ASSERT_TRUE(failed.contains(id)) << describe(failed);
+    EXPECT_NE(failed.at(id).find("GET " + short_name + ","), std::string::npos) << failed.at(id);
+  }
 }
 
 // A flag set by the first complete transfer and not cleared on open: every save after a reopen
