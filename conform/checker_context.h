@@ -376,6 +376,7 @@ class Checker {
   void check_chunked();
   void check_chunked_reads(const SavedStream& reference);
   void check_chunked_resume();
+  void check_chunked_precopy();
   void check_overflow();
   // Closes the device and opens it again (Options::reopen); every DataFd must be gone.
   Result<> reopen();

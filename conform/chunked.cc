@@ -22,6 +22,25 @@ std::optional<std::size_t> first_difference(std::span<const std::byte> got,
   return std::nullopt;
 }
 
+// Reads a PRE_COPY session's data `chunk` bytes per read() up to its temporary end (ENOMSG, or 0
+// as mtty gives), or until `cap` bytes are in; `complete` when the end came.
+Result<SavedStream> read_precopy(Device& dev, int fd, std::size_t chunk, std::uint64_t cap) {
+  SavedStream out;
+  std::vector<std::byte> buf(chunk);
+  while (out.bytes.size() < cap) {
+    auto n = dev.read(fd, buf);
+    if (!n && n.error().code != ENOMSG)
+      return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
+                                              chunk, errno_name(n.error().code), out.bytes.size()));
+    if (!n || *n == 0) {
+      out.complete = true;
+      break;
+    }
+    out.bytes.insert(out.bytes.end(), buf.begin(), buf.begin() + *n);
+  }
+  return out;
+}
+
 }  // namespace
 
 void Checker::check_chunked() {
@@ -38,6 +57,7 @@ void Checker::check_chunked() {
   } else {
     check_chunked_reads(*whole);
   }
+  check_chunked_precopy();
   check_chunked_resume();
 }
 
@@ -118,6 +138,68 @@ void Checker::check_chunked_resume() {
     add("chunked-io/resume-odd-writes", kChunked, Verdict::kDeviation,
         "the state read back after a resume is not the stream resumed, written in chunks or "
         "whole: the stream is not reproducible, so the chunked resume cannot be judged");
+}
+
+}  // namespace vfio::conform::detail
+
+namespace vfio::conform::detail {
+
+// The same in PRE_COPY: the pre-copy data read in odd sizes is the pre-copy data read whole (a
+// driver's pre-copy read path keeps its own offset, apart from STOP_COPY's).
+void Checker::check_chunked_precopy() {
+  auto id_of = [](std::size_t c) { return fmt::format("chunked-io/precopy-read-{}", c); };
+  if (!has(uapi::kMigrationPreCopy)) {
+    for (std::size_t c : kChunks) add(id_of(c), kChunked, Verdict::kSkip, "device has no PRE_COPY");
+    return;
+  }
+  auto session = [&](std::size_t chunk, std::uint64_t cap) -> Result<SavedStream> {
+    auto fd = enter(State::kPreCopy);
+    if (!fd) return std::unexpected(fd.error());
+    return read_precopy(dev_, fd->get(), chunk, cap);
+  };
+  auto whole = session(opt_.buffer_size, kBytesPerChunk + 1);
+  if (!whole) {
+    for (std::size_t c : kChunks) skip(id_of(c), kChunked, whole.error());
+    return;
+  }
+  const std::vector<std::byte>& ref = whole->bytes;
+  for (std::size_t c : kChunks) {
+    const std::string id = id_of(c);
+    const std::uint64_t cap = std::min<std::uint64_t>(whole->complete ? ref.size() + 1 : ref.size(),
+                                                      std::min(c * kReadsPerChunk, kBytesPerChunk));
+    auto got = session(c, cap);
+    if (!got) {
+      add(id, kChunked, Verdict::kFail, got.error().message);
+      continue;
+    }
+    const auto& bytes = got->bytes;
+    const std::string scope = cap > ref.size() ? fmt::format("all {} bytes", ref.size())
+                                               : fmt::format("the first {} bytes", bytes.size());
+    const auto at = first_difference(bytes, ref);
+    const bool longer = bytes.size() > ref.size();
+    const bool shorter = got->complete && bytes.size() < ref.size();
+    if (!at && !longer && !shorter) {
+      add(id, kChunked, Verdict::kPass,
+          fmt::format("{}-byte reads: {} of the pre-copy data identical to {}-byte reads", c, scope,
+                      opt_.buffer_size));
+      continue;
+    }
+    const std::string what =
+        at ? fmt::format("{}-byte reads differ at byte {}", c, *at)
+           : fmt::format("{}-byte reads gave {} bytes to its temporary end, {}-byte reads {}", c,
+                         bytes.size(), opt_.buffer_size, ref.size());
+    // The control: a second whole read. Pre-copy data that differs between two plain sessions
+    // comes from a device whose state moves on its own.
+    auto again = session(opt_.buffer_size, kBytesPerChunk + 1);
+    if (again && again->bytes == ref && again->complete == whole->complete)
+      add(id, kChunked, Verdict::kFail,
+          what + fmt::format(" from the pre-copy data read {} bytes per read()", opt_.buffer_size));
+    else
+      add(id, kChunked, Verdict::kDeviation,
+          what +
+              ", and two sessions read whole differ too: the pre-copy data moves on its own, "
+              "not judged");
+  }
 }
 
 }  // namespace vfio::conform::detail

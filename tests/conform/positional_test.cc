@@ -4,11 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
-#include <cstring>
-#include <map>
-#include <mutex>
 
-#include "core/uapi.h"
 #include "tests/conform/torture_support.h"
 
 namespace vfio::conform::testing {
@@ -36,47 +32,13 @@ TEST(Positional, DirectDataFdsAreNoFilesAndSkip) {
   for (const auto& [id, v] : got) EXPECT_EQ(v, Verdict::kSkip) << id;
 }
 
-// Remembers the state each data fd was opened in (SC, PC or RS), to misbehave on one kind.
-class ByFdState : public Decorator {
- public:
-  using Decorator::Decorator;
-  Result<> feature(std::span<std::byte> arg) override {
-    auto r = inner_->feature(arg);
-    uapi::FeatureHeader h;
-    uapi::MigState mig;
-    if (!r || arg.size() < sizeof(h) + sizeof(mig)) return r;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
-    if ((h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
-        (h.flags & uapi::kFeatureMask) ==
-            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) &&
-        mig.data_fd >= 0) {
-      std::lock_guard lock(mu_);
-      opened_in_[mig.data_fd] = static_cast<uapi::State>(mig.device_state);
-    }
-    return r;
-  }
-
- protected:
-  std::optional<uapi::State> opened_in(int fd) {
-    std::lock_guard lock(mu_);
-    auto it = opened_in_.find(fd);
-    if (it == opened_in_.end()) return std::nullopt;
-    return it->second;
-  }
-
- private:
-  std::mutex mu_;  // the concurrency checks call from several threads
-  std::map<int, uapi::State> opened_in_;
-};
-
 // A seekable data file at one position, for fds of one kind: a pread there answers 0 (its end
 // of file), a pwrite there claims the bytes (and keeps them out of the stream). Everywhere else
 // the file refuses, as a stream does.
-class SeekableAt : public ByFdState {
+class SeekableAt : public OpenedIn {
  public:
   SeekableAt(std::unique_ptr<Device> inner, uapi::State kind, std::int64_t at)
-      : ByFdState(std::move(inner)), kind_(kind), at_(at) {}
+      : OpenedIn(std::move(inner)), kind_(kind), at_(at) {}
   std::optional<Result<std::size_t>> read_at(int fd, std::span<std::byte> buf,
                                              std::int64_t off) override {
     if (off == at_ && opened_in(fd) == kind_) return std::size_t{0};

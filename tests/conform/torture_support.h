@@ -4,13 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "conform/checker.h"
 #include "core/kernel_device.h"
+#include "core/uapi.h"
 #include "devices/device_spec.h"
 #include "tests/forwarding_device.h"
 
@@ -73,5 +77,40 @@ inline std::string describe(const std::map<std::string, std::string>& failed) {
   for (const auto& [id, detail] : failed) out += id + ": " + detail + "\n";
   return out;
 }
+
+// Remembers the state each data fd was opened in (SC, PC or RS): a decorator misbehaving on one
+// kind of fd derives from it.
+class OpenedIn : public Decorator {
+ public:
+  using Decorator::Decorator;
+  Result<> feature(std::span<std::byte> arg) override {
+    auto r = inner_->feature(arg);
+    uapi::FeatureHeader h;
+    uapi::MigState mig;
+    if (!r || arg.size() < sizeof(h) + sizeof(mig)) return r;
+    std::memcpy(&h, arg.data(), sizeof(h));
+    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+    if ((h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
+        (h.flags & uapi::kFeatureMask) ==
+            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) &&
+        mig.data_fd >= 0) {
+      std::lock_guard lock(mu_);
+      opened_in_[mig.data_fd] = static_cast<uapi::State>(mig.device_state);
+    }
+    return r;
+  }
+
+ protected:
+  std::optional<uapi::State> opened_in(int fd) {
+    std::lock_guard lock(mu_);
+    auto it = opened_in_.find(fd);
+    if (it == opened_in_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  std::mutex mu_;  // the concurrency checks call from several threads
+  std::map<int, uapi::State> opened_in_;
+};
 
 }  // namespace vfio::conform::testing
