@@ -362,8 +362,8 @@ class Checker {
   // reading one save fd and writing the end of one resume fd.
   void check_concurrency();
   void check_reset_against_io(State s);
-  void check_two_readers();
-  Result<std::vector<std::byte>> stop_copy_prefix(std::size_t limit);
+  void check_two_readers(State s);
+  Result<std::vector<std::byte>> session_prefix(State s, std::size_t limit);
   void check_two_writers();
   // 5b. PRECOPY_INFO against what the save fd really gives.
   void check_accounting();

@@ -74,8 +74,17 @@ void Checker::check_concurrency() {
     check_reset_against_io(State::kPreCopy);
   else
     add("concurrency/reset-during-read-PC", kConcurrency, Verdict::kSkip, "device has no PRE_COPY");
+  if (has(uapi::kMigrationPreCopy) && has(uapi::kMigrationP2p))
+    check_reset_against_io(State::kPreCopyP2p);
+  else
+    add("concurrency/reset-during-read-PCP", kConcurrency, Verdict::kSkip,
+        "device has no PRE_COPY_P2P");
   check_reset_against_io(State::kResuming);
-  check_two_readers();
+  check_two_readers(State::kStopCopy);
+  if (has(uapi::kMigrationPreCopy))
+    check_two_readers(State::kPreCopy);
+  else
+    add("concurrency/two-readers-PC", kConcurrency, Verdict::kSkip, "device has no PRE_COPY");
   check_two_writers();
 }
 
@@ -167,13 +176,15 @@ void Checker::check_reset_against_io(State s) {
                   errno_name(race.after->error().code)));
 }
 
-// The first `limit` bytes of a fresh STOP_COPY session, read by this thread alone.
-Result<std::vector<std::byte>> Checker::stop_copy_prefix(std::size_t limit) {
-  auto fd = enter(State::kStopCopy);
+// The first `limit` bytes of a fresh session in `s` (STOP_COPY or PRE_COPY, whose temporary end
+// ends it), read by this thread alone.
+Result<std::vector<std::byte>> Checker::session_prefix(State s, std::size_t limit) {
+  auto fd = enter(s);
   if (!fd) return std::unexpected(fd.error());
   std::vector<std::byte> out;
   while (out.size() < limit) {
     auto n = dev_.read(fd->get(), std::span(buf_).first(std::min(buf_.size(), limit - out.size())));
+    if (!n && s == State::kPreCopy && n.error().code == ENOMSG) break;
     if (!n) return std::unexpected(n.error());
     if (*n == 0) break;
     out.insert(out.end(), buf_.begin(), buf_.begin() + *n);
@@ -181,16 +192,18 @@ Result<std::vector<std::byte>> Checker::stop_copy_prefix(std::size_t limit) {
   return out;
 }
 
-void Checker::check_two_readers() {
-  const std::string id = "concurrency/two-readers";
+// Two threads reading one save fd in `s` (STOP_COPY or PRE_COPY).
+void Checker::check_two_readers(State s) {
+  const std::string id =
+      s == State::kStopCopy ? "concurrency/two-readers" : "concurrency/two-readers-" + name(s);
   // At most kReads reads each: enough to interleave, without reading a huge stream again. The
   // reference is what one reader gets from a session before and one after; if they differ the
   // device's state moves on its own (a running guest) and there is nothing to compare with.
   constexpr int kReads = 64;
-  auto before = stop_copy_prefix(2 * kReads * kPageSize);
+  auto before = session_prefix(s, 2 * kReads * kPageSize);
   if (!before) return skip(id, kConcurrency, before.error());
   const std::vector<std::byte>& stream = *before;
-  auto fd = enter(State::kStopCopy);
+  auto fd = enter(s);
   if (!fd) return skip(id, kConcurrency, fd.error());
   const std::size_t chunk = std::clamp<std::size_t>(stream.size() / 32, 1, kPageSize);
   struct Reader {
@@ -203,15 +216,17 @@ void Checker::check_two_readers() {
     Reader readers[2];
   };
   Shared shared;
-  auto run = [&shared, chunk, dev = &dev_, fd = fd->get()](int k) {
+  const bool precopy = s == State::kPreCopy;
+  auto run = [&shared, chunk, precopy, dev = &dev_, fd = fd->get()](int k) {
     Reader& me = shared.readers[k];
     std::vector<std::byte> buf(chunk);
     shared.pair.arrive();
     for (int i = 0; i < kReads; ++i) {
       auto n = dev->read(fd, buf);
-      if (!n) me.error = n.error();
+      const bool end = n ? *n == 0 : precopy && n.error().code == ENOMSG;  // a temporary end
+      if (!n && !end) me.error = n.error();
       if (!n || *n == 0) {
-        me.eof = bool(n);
+        me.eof = end;
         return;
       }
       me.chunks.emplace_back(buf.begin(), buf.begin() + *n);
@@ -239,7 +254,7 @@ void Checker::check_two_readers() {
     return add(id, kConcurrency, Verdict::kPass,
                counts + ": the chunks tile what a single reader gets");
   }
-  auto after = stop_copy_prefix(stream.size());
+  auto after = session_prefix(s, stream.size());
   if (after && *after != stream)
     return add(id, kConcurrency, Verdict::kDeviation,
                counts +

@@ -2,11 +2,31 @@
 // calls it bends.
 #pragma once
 
+#include <cstring>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "core/device.h"
 
 namespace vfio::testing {
+
+// The data fd that a MIG_DEVICE_STATE SET in `arg` returned, if it succeeded and returned one,
+// and the state it asked for.
+inline std::optional<std::pair<int, uapi::State>> new_data_fd(const Result<>& r,
+                                                              std::span<const std::byte> arg) {
+  uapi::FeatureHeader h;
+  uapi::MigState mig;
+  if (!r || arg.size() < sizeof(h) + sizeof(mig)) return std::nullopt;
+  std::memcpy(&h, arg.data(), sizeof(h));
+  std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+  if (!(h.flags & uapi::kFeatureSet) || (h.flags & uapi::kFeatureProbe) ||
+      (h.flags & uapi::kFeatureMask) !=
+          static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) ||
+      mig.data_fd < 0)
+    return std::nullopt;
+  return std::pair{mig.data_fd, static_cast<uapi::State>(mig.device_state)};
+}
 
 class ForwardingDevice : public Device {
  public:

@@ -227,10 +227,10 @@ TEST(Conformance, ResetThatKeepsFdsFails) {
     EXPECT_EQ(verdict_of(report, id), Verdict::kFail) << id;
   // The same fds outlive a reset racing I/O.
   for (auto id : {"concurrency/reset-during-read-SC", "concurrency/reset-during-read-PC",
-                  "concurrency/reset-during-write-RS"})
+                  "concurrency/reset-during-read-PCP", "concurrency/reset-during-write-RS"})
     EXPECT_EQ(verdict_of(report, id), Verdict::kFail) << id;
   EXPECT_EQ(verdict_of(report, "reset/from-SC"), Verdict::kPass);
-  EXPECT_EQ(report.counts().failed, 7u) << failures(report);
+  EXPECT_EQ(report.counts().failed, 8u) << failures(report);
 }
 
 TEST(Conformance, UnknownFeatureEinvalFails) {

@@ -3,6 +3,7 @@
 // depend on scheduling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -87,25 +88,31 @@ class Rendezvous {
 };
 
 // Broken (pds-like): a reset that arrives while a read or write is in flight is lost: the
-// device stays where it was and the fd keeps working. A check's reset waits for the call.
+// device stays where it was and the fd keeps working. A check's reset waits for the call. With
+// `only`, just for fds opened in that state.
 class LosesResetRacingIo : public Threaded {
  public:
-  using Threaded::Threaded;
+  explicit LosesResetRacingIo(std::unique_ptr<Device> inner,
+                              std::optional<uapi::State> only = std::nullopt)
+      : Threaded(std::move(inner)), only_(only) {}
   Result<> reset() override {
-    if (on_check_thread() && meeting_.release_waiting()) return {};
+    const bool racing = std::any_of(open_.begin(), open_.end(), [&](int fd) { return broken(fd); });
+    if (on_check_thread() && racing && meeting_.release_waiting()) return {};
     return Forwarding::reset();
   }
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    if (on_check_thread()) meeting_.meet(fd);
+    if (on_check_thread() && broken(fd)) meeting_.meet(fd);
     return Forwarding::read(fd, buf);
   }
   Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
-    if (on_check_thread()) meeting_.meet(fd);
+    if (on_check_thread() && broken(fd)) meeting_.meet(fd);
     return Forwarding::write(fd, buf);
   }
 
  private:
+  bool broken(int fd) const { return !only_ || opened_in(fd) == only_; }
   Rendezvous meeting_;
+  std::optional<uapi::State> only_;
 };
 
 // Broken: a read begun on an fd a reset made stale waits for data that never comes (the reset
@@ -152,13 +159,16 @@ class HangsStaleReads : public Threaded {
 // taken before the lock): both get the same chunk.
 class DuplicatesRacingReads : public Threaded {
  public:
-  using Threaded::Threaded;
+  // With `only`, just on fds opened in that state.
+  explicit DuplicatesRacingReads(std::unique_ptr<Device> inner,
+                                 std::optional<uapi::State> only = std::nullopt)
+      : Threaded(std::move(inner)), only_(only) {}
   Result<> reset() override {
     meeting_.reset(open_);
     return Forwarding::reset();
   }
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
-    if (!on_check_thread()) return Forwarding::read(fd, buf);
+    if (!on_check_thread() || (only_ && opened_in(fd) != only_)) return Forwarding::read(fd, buf);
     switch (meeting_.meet(fd)) {
       case Rendezvous::Met::kPassed:
         return Forwarding::read(fd, buf);
@@ -187,6 +197,7 @@ class DuplicatesRacingReads : public Threaded {
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Result<std::vector<std::byte>>> shared_;
+  std::optional<uapi::State> only_;
 };
 
 // Broken (qat-like): the resume buffer's bound is checked before the lock. Two writes that
@@ -264,12 +275,21 @@ TEST(Concurrency, WellBehavedSimulatorPassesOnTheSyscallPath) {
 TEST(Concurrency, ResetLostWhileIoIsInFlightFails) {
   LosesResetRacingIo dev(open_sim(kSim));
   auto report = run_checks(dev);
-  EXPECT_EQ(failed_ids(report), (std::set<std::string>{"concurrency/reset-during-read-PC",
-                                                       "concurrency/reset-during-read-SC",
-                                                       "concurrency/reset-during-write-RS"}))
+  EXPECT_EQ(failed_ids(report),
+            (std::set<std::string>{
+                "concurrency/reset-during-read-PC", "concurrency/reset-during-read-PCP",
+                "concurrency/reset-during-read-SC", "concurrency/reset-during-write-RS"}))
       << failures(report);
   EXPECT_NE(report.find("concurrency/reset-during-read-SC")->detail.find("expected RUNNING"),
             std::string::npos);
+}
+
+// Only a PRE_COPY_P2P session loses the racing reset: only its check fails.
+TEST(Concurrency, ResetLostWhileReadingInPrecopyP2pFailsExactlyItsCheck) {
+  LosesResetRacingIo dev(open_sim(kSim), uapi::State::kPreCopyP2p);
+  auto report = run_checks(dev);
+  EXPECT_EQ(failed_ids(report), std::set<std::string>{"concurrency/reset-during-read-PCP"})
+      << failures(report);
 }
 
 // The stale read never returns: the watchdog names it, abandons the device and reports the
@@ -292,9 +312,20 @@ TEST(Concurrency, ReadHangingAfterResetIsKernelHang) {
 TEST(Concurrency, RacingReadsGivingOneChunkTwiceFail) {
   DuplicatesRacingReads dev(open_sim(kSim));
   auto report = run_checks(dev);
-  EXPECT_EQ(failed_ids(report), std::set<std::string>{"concurrency/two-readers"})
+  EXPECT_EQ(failed_ids(report),
+            (std::set<std::string>{"concurrency/two-readers", "concurrency/two-readers-PC"}))
       << failures(report);
   EXPECT_NE(report.find("concurrency/two-readers")->detail.find("do not tile"), std::string::npos);
+}
+
+// Only in PRE_COPY: only the pre-copy readers' check fails.
+TEST(Concurrency, RacingPrecopyReadsGivingOneChunkTwiceFailExactlyTheirCheck) {
+  DuplicatesRacingReads dev(open_sim(kSim), uapi::State::kPreCopy);
+  auto report = run_checks(dev);
+  EXPECT_EQ(failed_ids(report), std::set<std::string>{"concurrency/two-readers-PC"})
+      << failures(report);
+  EXPECT_NE(report.find("concurrency/two-readers-PC")->detail.find("do not tile"),
+            std::string::npos);
 }
 
 TEST(Concurrency, BoundCheckedOutsideTheLockFails) {

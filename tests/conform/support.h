@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstring>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -63,15 +65,9 @@ class Forwarding : public testing::ForwardingDevice {
 
   Result<> feature(std::span<std::byte> arg) override {
     auto r = inner_->feature(arg);
-    if (arg.size() < kSetSize) return r;
-    uapi::FeatureHeader h;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    if (r && (h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
-        (h.flags & uapi::kFeatureMask) ==
-            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState)) {
-      uapi::MigState mig;
-      std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
-      if (mig.data_fd >= 0) open_.insert(mig.data_fd);
+    if (auto fd = testing::new_data_fd(r, arg)) {
+      open_.insert(fd->first);
+      opened_in_[fd->first] = fd->second;
     }
     return r;
   }
@@ -85,6 +81,11 @@ class Forwarding : public testing::ForwardingDevice {
   }
 
   const std::set<int>& open_fds() const { return open_; }
+  // The state the SET that returned `fd` asked for.
+  std::optional<uapi::State> opened_in(int fd) const {
+    auto it = opened_in_.find(fd);
+    return it == opened_in_.end() ? std::nullopt : std::optional(it->second);
+  }
   int config_writes = 0;
 
  protected:
@@ -95,6 +96,7 @@ class Forwarding : public testing::ForwardingDevice {
     return h.flags & uapi::kFeatureMask;
   }
   std::set<int> open_;
+  std::map<int, uapi::State> opened_in_;
 };
 
 }  // namespace vfio::conform

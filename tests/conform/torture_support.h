@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -85,17 +84,9 @@ class OpenedIn : public Decorator {
   using Decorator::Decorator;
   Result<> feature(std::span<std::byte> arg) override {
     auto r = inner_->feature(arg);
-    uapi::FeatureHeader h;
-    uapi::MigState mig;
-    if (!r || arg.size() < sizeof(h) + sizeof(mig)) return r;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
-    if ((h.flags & uapi::kFeatureSet) && !(h.flags & uapi::kFeatureProbe) &&
-        (h.flags & uapi::kFeatureMask) ==
-            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) &&
-        mig.data_fd >= 0) {
+    if (auto fd = ::vfio::testing::new_data_fd(r, arg)) {
       std::lock_guard lock(mu_);
-      opened_in_[mig.data_fd] = static_cast<uapi::State>(mig.device_state);
+      opened_in_[fd->first] = fd->second;
     }
     return r;
   }
