@@ -358,10 +358,11 @@ class Checker {
   // unaligned addresses, never written past (conform/dma_report.cc).
   void check_dma_report();
   // Concurrency and pre-copy accounting (conform/concurrency.cc, conform/accounting.cc).
-  // 5a. A reset while another thread reads (SC, PC) or writes (RS) the data fd; two threads
-  // reading one save fd and writing the end of one resume fd.
+  // 5a. A reset while another thread reads (SC, PC, PCP) or writes (RS) the data fd, a SET ending
+  // the session while one reads (SC, PC); two threads reading one save fd (SC, PC) and writing
+  // the end of one resume fd.
   void check_concurrency();
-  void check_reset_against_io(State s);
+  void check_reset_against_io(State s, std::optional<State> end_by = std::nullopt);
   void check_two_readers(State s);
   Result<std::vector<std::byte>> session_prefix(State s, std::size_t limit);
   void check_two_writers();

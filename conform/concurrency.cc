@@ -1,7 +1,8 @@
-// conform: Concurrency: a reset against a thread doing I/O on the data fd, and two threads on
-// one data fd. Verdicts never depend on how the threads interleave. Threads are simply joined:
-// every device call goes through the watchdog, which reports one stuck past Options::call_timeout
-// (watchdog/kernel-hang, naming it) and abandons the device and this check's thread with it.
+// conform: Concurrency: a reset (or a SET ending the session) against a thread doing I/O on the
+// data fd, and two threads on one data fd. Verdicts never depend on how the threads interleave.
+// Threads are simply joined: every device call goes through the watchdog, which reports one stuck
+// past Options::call_timeout (watchdog/kernel-hang, naming it) and abandons the device and this
+// check's thread with it.
 #include <fmt/format.h>
 
 #include <condition_variable>
@@ -15,7 +16,7 @@ namespace vfio::conform::detail {
 namespace {
 
 // What a check and its I/O thread share. The thread signals `started` before its first call and
-// waits for `released` before its last: the one call begun after the reset returned.
+// waits for `released` before its last: the one call begun after the reset (or SET) returned.
 struct ResetRace {
   std::mutex mu;
   std::condition_variable cv;
@@ -80,6 +81,12 @@ void Checker::check_concurrency() {
     add("concurrency/reset-during-read-PCP", kConcurrency, Verdict::kSkip,
         "device has no PRE_COPY_P2P");
   check_reset_against_io(State::kResuming);
+  // A SET ending the session while a thread reads: the fd dies with the session as with a reset.
+  check_reset_against_io(State::kStopCopy, State::kStop);
+  if (has(uapi::kMigrationPreCopy))
+    check_reset_against_io(State::kPreCopy, State::kRunning);
+  else
+    add("concurrency/set-during-read-PC", kConcurrency, Verdict::kSkip, "device has no PRE_COPY");
   check_two_readers(State::kStopCopy);
   if (has(uapi::kMigrationPreCopy))
     check_two_readers(State::kPreCopy);
@@ -88,10 +95,14 @@ void Checker::check_concurrency() {
   check_two_writers();
 }
 
-void Checker::check_reset_against_io(State s) {
+// With `end_by`, the racing call is SET `end_by` (ending the session) instead of the reset.
+void Checker::check_reset_against_io(State s, std::optional<State> end_by) {
   const bool writing = s == State::kResuming;
-  const std::string id =
-      fmt::format("concurrency/reset-during-{}-{}", writing ? "write" : "read", name(s));
+  const std::string id = fmt::format("concurrency/{}-during-{}-{}", end_by ? "set" : "reset",
+                                     writing ? "write" : "read", name(s));
+  const std::string ender =
+      end_by ? fmt::format("SET {}->{}", name(s), name(*end_by)) : "VFIO_DEVICE_RESET";
+  const State after = end_by.value_or(State::kRunning);
   const std::string call = writing ? "write() on the resume fd" : "read() on the save fd";
   if (writing && !saved_) return skip(id, kConcurrency, saved_error_);
   auto fd = enter(s);
@@ -147,7 +158,8 @@ void Checker::check_reset_against_io(State s) {
   }
   // The reset from a thread of its own too: the race is between two threads of the check.
   Result<> reset = fail(EIO, "no reset");
-  std::thread resetter([&] { reset = dev_.reset(); });
+  std::thread resetter(
+      [&] { reset = end_by ? status(request_device_state(dev_, *end_by)) : dev_.reset(); });
   resetter.join();
   {
     std::lock_guard lock(race.mu);
@@ -159,21 +171,22 @@ void Checker::check_reset_against_io(State s) {
 
   if (!reset)
     return add(id, kConcurrency, Verdict::kFail,
-               "VFIO_DEVICE_RESET failed with " + errno_name(reset.error().code));
+               ender + " failed with " + errno_name(reset.error().code));
   const auto now = query_device_state(dev_);
-  if (!now || *now != State::kRunning)
+  if (!now || *now != after)
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("GET after the {}: {}, expected {}", ender,
+                           now ? name(*now) : outcome(now), uapi::state_name(after)));
+  const std::string what = fmt::format("{} after {} bytes of {}", ender, race.before, call);
+  if (!race.after || *race.after)
     return add(
         id, kConcurrency, Verdict::kFail,
-        fmt::format("GET after the reset: {}, expected RUNNING", now ? name(*now) : outcome(now)));
-  const std::string what = fmt::format("reset after {} bytes of {}", race.before, call);
-  if (!race.after || *race.after)
-    return add(id, kConcurrency, Verdict::kFail,
-               fmt::format("{}; a later {} {}: the fd outlived the reset", what,
-                           writing ? "write" : "read",
-                           race.after ? fmt::format("returned {}", **race.after) : "was not made"));
+        fmt::format("{}; a later {} {}: the fd outlived the {}", what, writing ? "write" : "read",
+                    race.after ? fmt::format("returned {}", **race.after) : "was not made",
+                    end_by ? "session" : "reset"));
   add(id, kConcurrency, Verdict::kPass,
-      fmt::format("{}; later call failed with {}; GET RUNNING", what,
-                  errno_name(race.after->error().code)));
+      fmt::format("{}; later call failed with {}; GET {}", what,
+                  errno_name(race.after->error().code), uapi::state_name(after)));
 }
 
 // The first `limit` bytes of a fresh session in `s` (STOP_COPY or PRE_COPY, whose temporary end

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -95,6 +97,11 @@ class LosesResetRacingIo : public Threaded {
   explicit LosesResetRacingIo(std::unique_ptr<Device> inner,
                               std::optional<uapi::State> only = std::nullopt)
       : Threaded(std::move(inner)), only_(only) {}
+  // A SET from a check's thread (one ending the session under a read) makes the fds stale too.
+  Result<> feature(std::span<std::byte> arg) override {
+    if (on_check_thread()) meeting_.reset(open_);
+    return Threaded::feature(arg);
+  }
   Result<> reset() override {
     const bool racing = std::any_of(open_.begin(), open_.end(), [&](int fd) { return broken(fd); });
     if (on_check_thread() && racing && meeting_.release_waiting()) return {};
@@ -113,6 +120,51 @@ class LosesResetRacingIo : public Threaded {
   bool broken(int fd) const { return !only_ || opened_in(fd) == only_; }
   Rendezvous meeting_;
   std::optional<uapi::State> only_;
+};
+
+// Broken: a SET ending the session (SC->S, PC->R) while a read is in flight on an fd opened in
+// `only` leaves that fd producing data (zeros) for good, session or not.
+class LosesSessionEndRacingRead : public Threaded {
+ public:
+  LosesSessionEndRacingRead(std::unique_ptr<Device> inner, uapi::State only)
+      : Threaded(std::move(inner)), only_(only) {}
+  Result<> feature(std::span<std::byte> arg) override {
+    uapi::FeatureHeader h{};
+    std::memcpy(&h, arg.data(), std::min(arg.size(), sizeof(h)));
+    const bool set = (h.flags & uapi::kFeatureSet) &&
+                     (h.flags & uapi::kFeatureMask) ==
+                         static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState);
+    std::optional<int> racing;
+    for (int fd : open_)
+      if (opened_in(fd) == only_) racing = fd;
+    if (set && racing && on_check_thread() && meeting_.release_waiting()) {
+      std::lock_guard lock(mu_);
+      survivors_.insert(*racing);
+    }
+    return Threaded::feature(arg);
+  }
+  Result<> reset() override {
+    meeting_.reset(open_);
+    return Forwarding::reset();
+  }
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    if (!on_check_thread() || opened_in(fd) != only_) return Forwarding::read(fd, buf);
+    {
+      std::lock_guard lock(mu_);
+      if (survivors_.contains(fd)) {
+        std::fill(buf.begin(), buf.end(), std::byte{0});
+        return buf.size();
+      }
+    }
+    meeting_.meet(fd);
+    return Forwarding::read(fd, buf);
+  }
+
+ private:
+  uapi::State only_;
+  Rendezvous meeting_;
+  std::mutex mu_;
+  std::set<int> survivors_;
 };
 
 // Broken: a read begun on an fd a reset made stale waits for data that never comes (the reset
@@ -163,6 +215,10 @@ class DuplicatesRacingReads : public Threaded {
   explicit DuplicatesRacingReads(std::unique_ptr<Device> inner,
                                  std::optional<uapi::State> only = std::nullopt)
       : Threaded(std::move(inner)), only_(only) {}
+  Result<> feature(std::span<std::byte> arg) override {
+    if (on_check_thread()) meeting_.reset(open_);
+    return Threaded::feature(arg);
+  }
   Result<> reset() override {
     meeting_.reset(open_);
     return Forwarding::reset();
@@ -282,6 +338,18 @@ TEST(Concurrency, ResetLostWhileIoIsInFlightFails) {
       << failures(report);
   EXPECT_NE(report.find("concurrency/reset-during-read-SC")->detail.find("expected RUNNING"),
             std::string::npos);
+}
+
+// A session ended by a SET racing a read: the fd keeps giving data. Only that check fails.
+TEST(Concurrency, SessionEndLostWhileReadingFailsExactlyItsCheck) {
+  for (auto [state, id] : {std::pair{uapi::State::kStopCopy, "concurrency/set-during-read-SC"},
+                           std::pair{uapi::State::kPreCopy, "concurrency/set-during-read-PC"}}) {
+    LosesSessionEndRacingRead dev(open_sim(kSim), state);
+    auto report = run_checks(dev);
+    EXPECT_EQ(failed_ids(report), std::set<std::string>{id}) << failures(report);
+    EXPECT_NE(report.find(id)->detail.find("outlived the session"), std::string::npos)
+        << report.find(id)->detail;
+  }
 }
 
 // Only a PRE_COPY_P2P session loses the racing reset: only its check fails.
