@@ -7,6 +7,7 @@
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
+#include "cli/supervisor.h"
 #include "conform/checker.h"
 #include "core/atomic_file.h"
 #include "core/json_text.h"
@@ -68,30 +69,9 @@ Result<> write_report_json(const conform::Report& r, const std::string& path) {
   return write_file_atomically(path, out);
 }
 
-}  // namespace
-
-int run_conform(const ParsedArgs& args) {
-  conform::Options options;
-  if (auto b = args.value("buffer-size")) {
-    auto size = parse_size(*b);
-    if (!size || *size == 0 || *size > (1ULL << 30))
-      return usage_error("conform", Error{EINVAL, fmt::format("--buffer-size must be between 1 "
-                                                              "byte and 1 GiB, not {}",
-                                                              *b)});
-    options.buffer_size = static_cast<std::size_t>(*size);
-  }
-  if (auto t = args.value("call-timeout")) {
-    auto d = faults::parse_duration(*t);
-    if (!d || std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() == 0)
-      return usage_error("conform", Error{EINVAL, fmt::format("bad --call-timeout '{}' (e.g. "
-                                                              "500ms, 10s)",
-                                                              *t)});
-    options.call_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
-  }
-  if (auto ignore = args.value("kernel-log-ignore")) {
-    if (auto rx = parse_kernel_log_ignore(*ignore); !rx) return usage_error("conform", rx.error());
-    options.kernel_log_ignore = *ignore;
-  }
+// The device work: open, check, report. Run in a child process (cli/supervisor.h): a call stuck
+// in the kernel for good must not keep the verdict from the caller.
+int check_and_report(const ParsedArgs& args, conform::Options options) {
   auto opened = open_arg(args.positionals[0], 0);
   if (!opened.device) {
     if (opened.usage) return usage_error("conform", opened.device.error());
@@ -144,6 +124,33 @@ int run_conform(const ParsedArgs& args) {
     }
   }
   return report->ok() ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+int run_conform(const ParsedArgs& args) {
+  conform::Options options;
+  if (auto b = args.value("buffer-size")) {
+    auto size = parse_size(*b);
+    if (!size || *size == 0 || *size > (1ULL << 30))
+      return usage_error("conform", Error{EINVAL, fmt::format("--buffer-size must be between 1 "
+                                                              "byte and 1 GiB, not {}",
+                                                              *b)});
+    options.buffer_size = static_cast<std::size_t>(*size);
+  }
+  if (auto t = args.value("call-timeout")) {
+    auto d = faults::parse_duration(*t);
+    if (!d || std::chrono::duration_cast<std::chrono::milliseconds>(*d).count() == 0)
+      return usage_error("conform", Error{EINVAL, fmt::format("bad --call-timeout '{}' (e.g. "
+                                                              "500ms, 10s)",
+                                                              *t)});
+    options.call_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  if (auto ignore = args.value("kernel-log-ignore")) {
+    if (auto rx = parse_kernel_log_ignore(*ignore); !rx) return usage_error("conform", rx.error());
+    options.kernel_log_ignore = *ignore;
+  }
+  return run_supervised("conform", [&] { return check_and_report(args, options); });
 }
 
 }  // namespace vfio::cli
