@@ -37,18 +37,23 @@ Checker::Checker(Device& dev, const Options& options, std::unique_ptr<KernelLog>
 
 Checker::~Checker() = default;
 
+std::string Checker::kernel_log_news() {
+  if (!log_) return "";
+  std::lock_guard lock(log_mu_);
+  auto troubles = log_->since_mark();
+  if (!troubles) return "; kernel log unreadable: " + troubles.error().describe();
+  if (troubles->empty()) return "";
+  std::string news =
+      fmt::format("; kernel log: {} trouble line(s) during this check", troubles->size());
+  for (std::size_t i = 0; i < std::min(troubles->size(), kQuotedTroubles); ++i)
+    news += fmt::format("; [{}] {}", (*troubles)[i].kind, (*troubles)[i].message);
+  return news;
+}
+
 void Checker::add(std::string id, std::string_view group, Verdict v, std::string detail) {
-  if (log_) {
-    auto troubles = log_->since_mark();
-    if (!troubles) {
-      v = Verdict::kFail;
-      detail += "; kernel log unreadable: " + troubles.error().describe();
-    } else if (!troubles->empty()) {
-      v = Verdict::kFail;
-      detail += fmt::format("; kernel log: {} trouble line(s) during this check", troubles->size());
-      for (std::size_t i = 0; i < std::min(troubles->size(), kQuotedTroubles); ++i)
-        detail += fmt::format("; [{}] {}", (*troubles)[i].kind, (*troubles)[i].message);
-    }
+  if (auto news = kernel_log_news(); !news.empty()) {
+    v = Verdict::kFail;
+    detail += news;
   }
   std::lock_guard lock(report_mu_);
   report_.checks.push_back({std::move(id), std::string(group), v, std::move(detail)});
@@ -154,8 +159,8 @@ Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLo
     partial.checks.push_back(
         {"watchdog/kernel-hang", std::string(kWatchdog), Verdict::kFail,
          fmt::format("kernel-hang: {} did not return within {}{}; its thread is abandoned and the "
-                     "device not touched again, so no later check ran",
-                     what, seconds_text(limit), after)});
+                     "device not touched again, so no later check ran{}",
+                     what, seconds_text(limit), after, run->checker.kernel_log_news())});
     partial.device_abandoned = true;
     lock.unlock();
     worker.detach();

@@ -215,6 +215,10 @@ class Checker {
   Report run();
   // The checks recorded so far, in the order they ran; safe from another thread.
   Report snapshot() const;
+  // Kernel trouble logged since the previous check, as a detail suffix ("; kernel log: N trouble
+  // line(s) ..."), or "" when there is none or no log is watched; safe from another thread (the
+  // watchdog's verdict quotes what a stuck call made the kernel log).
+  std::string kernel_log_news();
 
   static std::size_t rank(std::string_view group);
 
@@ -399,6 +403,7 @@ class Checker {
   std::vector<std::byte> buf_;
   std::uint64_t flags_ = 0;
   std::unique_ptr<KernelLog> log_;
+  std::mutex log_mu_;             // log_ from add() and from the watchdog
   mutable std::mutex report_mu_;  // add() against snapshot() from the watchdog
   Report report_;
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
