@@ -102,7 +102,10 @@ std::string signal_name(int sig) {
 
 std::string StuckThread::describe() const {
   std::string s = fmt::format("thread {} (state {})", tid, state);
-  s += syscall.empty() ? " not in a system call" : " in " + syscall;
+  if (on_cpu)
+    s += " running on a CPU (its call cannot be read while it runs)";
+  else
+    s += syscall.empty() ? " not in a system call" : " in " + syscall;
   if (!file.empty()) s += " on " + file;
   if (!wchan.empty() && wchan != "0") s += ", waiting in " + wchan;
   return s;
@@ -140,7 +143,9 @@ std::vector<StuckThread> stuck_threads(pid_t pid) {
     t.state = stat[paren + 2];
     if (t.state == 'Z' || t.state == 'X') continue;  // gone but for its exit status
     // "NR arg1 ... arg6 sp pc", "-1 sp pc" outside a call, or "running".
-    std::istringstream sc(read_text(dir + "/syscall"));
+    const std::string call = read_text(dir + "/syscall");
+    t.on_cpu = call.starts_with("running");
+    std::istringstream sc(call);
     long nr = -1;
     std::string arg0;
     if (sc >> nr && nr >= 0) {

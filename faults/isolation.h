@@ -32,6 +32,7 @@ struct StuckThread {
   pid_t tid = 0;
   char state = '?';     // /proc/PID/task/TID/stat: D (uninterruptible), R (spinning in the kernel)
   std::string syscall;  // "ioctl", "read", ... or "syscall 321"; empty when not in one
+  bool on_cpu = false;  // running now: /proc cannot name its call (a kernel loop spins so)
   std::string file;     // the fd argument's target (readlink /proc/.../fd/N), when it has one
   std::string wchan;    // the kernel function it waits in
   std::string describe() const;

@@ -18,6 +18,15 @@ matrix MIN_CASES JSON...
     MIN_CASES cases, none failed, crashed, timed out, hung or not run, and every case's fault
     fired (on real devices the previous case's leftovers can skip a step). Prints one line per file
     and every failing case (id, its first problems, reproduction); exit 1 on a failure or a missing file.
+
+hang JSON RESULT DMESG
+    Judges the real kernel hang (tests/kernel/hang): conform's JSON has a failed
+    watchdog/kernel-hang check naming SET SC->PC or SC->PCP and quoting the soft lockup, and "ok"
+    false; RESULT (the guest's record) has a non-zero exit code that reached the shell within
+    HANG_BOUND_S seconds while a vfio-mig thread still spins (state R), and the supervisor's
+    line naming the process it left behind (cli/supervisor.h); DMESG has the soft lockup
+    of that thread in vfio_mig_get_next_state and no other kernel trouble. Prints what it found;
+    exit 1 on a failure.
 """
 import argparse
 import base64
@@ -25,6 +34,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+import dmesg_check
 
 NAMES = {"conform.json": "conform-real.json", "real-mtty.stream": "real-mtty.stream",
          "dmesg": "dmesg.txt"}
@@ -186,6 +197,77 @@ def matrix(min_cases: int, files) -> int:
     return 1 if bad else 0
 
 
+# From conform's start to its exit code at the shell: the watchdog's 6 s, the checks before the
+# arc (about 1 s in the guest) and the supervisor's 2 s for the child to end, with room for a
+# loaded host.
+HANG_BOUND_S = 60.0
+
+
+def hang(json_path: Path, result_path: Path, dmesg_path: Path) -> int:
+    problems = []
+    detail = ""
+    try:
+        doc, _ = load(json_path)
+        check = next((c for c in doc["checks"] if c["id"] == "watchdog/kernel-hang"), None)
+        if check is None or check["verdict"] != "fail":
+            problems.append(f"no failed watchdog/kernel-hang check in {json_path.name}")
+        else:
+            detail = check["detail"]
+        if doc.get("ok") is not False:
+            problems.append(f"{json_path.name} says ok: {doc.get('ok')}")
+    except (OSError, ValueError) as e:
+        problems.append(f"no conform JSON: {e}")
+    arc = re.search(r"SET MIG_DEVICE_STATE (SC->PCP?) did not return within [\d.]+ s(, after [^;]*)?",
+                    detail)
+    if detail and not arc:
+        problems.append(f"the kernel-hang check names no SC->PC/SC->PCP arc: {detail}")
+    elif arc:
+        print(f"hang: watchdog/kernel-hang: {arc.group(0)}")
+    if detail and "[soft lockup]" not in detail:
+        problems.append("conform's verdict does not quote the soft lockup (kernel-log oracle)")
+
+    result = result_path.read_text() if result_path.exists() else ""
+    code = re.search(r"^exit (\S+)$", result, re.M)
+    secs = re.search(r"^seconds ([\d.]+)$", result, re.M)
+    tasks = re.findall(r"^task (\d+) (\d+) (\S) ?(.*)$", result, re.M)
+    spinning = [t for t in tasks if t[2] == "R"]
+    if not code or code.group(1) in ("none", "0"):
+        problems.append(f"conform's exit code at its shell: {code.group(1) if code else 'none'}")
+    elif not secs or float(secs.group(1)) > HANG_BOUND_S:
+        problems.append(f"the exit code took {secs.group(1) if secs else '?'} s (bound {HANG_BOUND_S} s)")
+    else:
+        left = "; ".join(f"process {p} task {t} {st}" for p, t, st, _ in tasks)
+        print(f"hang: exit {code.group(1)} at the shell {secs.group(1)} s after the start; "
+              f"left: {left or 'nothing'}")
+    if not spinning:
+        problems.append("no vfio-mig thread left spinning (state R): the arc did not hang")
+    left_behind = re.search(r"^vfio-mig conform: process \d+ \(the device work\) cannot end; "
+                            r"thread \d+ \(state R\).*$", result, re.M)
+    if not left_behind:
+        problems.append("the supervisor did not name the process it left behind")
+    else:
+        print(f"hang: {left_behind.group(0)}")
+
+    text = dmesg_path.read_text(errors="replace") if dmesg_path.exists() else ""
+    lockups = [ln for ln in text.splitlines() if "soft lockup" in ln]
+    tids = {t for _, t, _, _ in spinning}
+    ours = [ln for ln in lockups if any(f"[vfio-mig:{t}]" in ln for t in tids)]
+    rip = re.search(r"RIP: 0010:(vfio_mig_get_next_state\S*)", text)
+    counts, other, _ = dmesg_check.check(text, [(re.compile("soft lockup"), "the hang")])
+    if not ours:
+        problems.append("no soft lockup of the spinning vfio-mig thread in the kernel log")
+    elif not rip:
+        problems.append("the soft lockup is not in vfio_mig_get_next_state")
+    else:
+        print(f"hang: kernel log: {ours[0].split('] ', 1)[-1]} at {rip.group(1)}; "
+              f"{counts['soft lockup']} soft lockup line(s)")
+    # Only the hang's own lines, the soft lockup and its register dump, are expected.
+    problems += [f"other kernel trouble: {ln}" for ln in other[:5]]
+    for p in problems:
+        print(f"hang: FAILED: {p}")
+    return 1 if problems else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -200,7 +282,12 @@ def main() -> int:
     m = sub.add_parser("matrix")
     m.add_argument("min_cases", type=int)
     m.add_argument("json", nargs="+")
+    h = sub.add_parser("hang")
+    for a in ("json", "result", "dmesg"):
+        h.add_argument(a)
     args = p.parse_args()
+    if args.cmd == "hang":
+        return hang(Path(args.json), Path(args.result), Path(args.dmesg))
     if args.cmd == "matrix":
         return matrix(args.min_cases, args.json)
     if args.cmd == "extract":

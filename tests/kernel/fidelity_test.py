@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of the kernel lane's judgement of the fault matrix on real devices (no kernel needed)."""
+"""Tests of the kernel lane's judgements of the fault matrix on real devices and of the real kernel
+hang (no kernel needed)."""
 import contextlib
 import io
 import json
@@ -84,6 +85,95 @@ class MatrixJudgement(unittest.TestCase):
         rc, out = self.judge(1, good, None)
         self.assertEqual(rc, 1)
         self.assertIn("missing", out)
+
+
+# What a real run recorded (tests/kernel/hang on Linux 6.12.95, mtty), trimmed.
+HANG_DETAIL = ("kernel-hang: SET MIG_DEVICE_STATE SC->PC did not return within 6 s, after arc/SC->RP; "
+               "its thread is abandoned and the device not touched again, so no later check ran; "
+               "kernel log: 1 trouble line(s) during this check; [soft lockup] watchdog: BUG: "
+               "soft lockup - CPU#0 stuck for 3s! [vfio-mig:253]")
+HANG_RESULT = """exit 1
+seconds 8.8
+task 252 252 Z -1
+task 252 253 R running
+vfio-mig conform: process 252 (the device work) cannot end; thread 253 (state R) running on a CPU
+"""
+HANG_DMESG = """[    5.4] mtty_dev: mtty_dev_init
+[   11.9] watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [vfio-mig:253]
+[   11.9] Tainted: [O]=OOT_MODULE, [E]=UNSIGNED_MODULE, [L]=SOFTLOCKUP
+[   11.9] RIP: 0010:vfio_mig_get_next_state+0x52/0x80 [vfio]
+[   15.1] watchdog: BUG: soft lockup - CPU#0 stuck for 6s! [vfio-mig:253]
+"""
+
+
+class HangJudgement(unittest.TestCase):
+    def judge(self, detail=HANG_DETAIL, ok=False, result=HANG_RESULT, dmesg=HANG_DMESG):
+        with tempfile.TemporaryDirectory() as d:
+            j, r, m = Path(d) / "hang.json", Path(d) / "hang-result.txt", Path(d) / "dmesg.txt"
+            if detail is not None:
+                checks = [{"id": "arc/SC->RP", "group": "arcs", "verdict": "pass", "detail": ""},
+                          {"id": "watchdog/kernel-hang", "group": "watchdog", "verdict": "fail",
+                           "detail": detail}]
+                j.write_text(json.dumps({"ok": ok, "checks": checks}))
+            r.write_text(result)
+            m.write_text(dmesg)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = fidelity.hang(j, r, m)
+            return rc, out.getvalue()
+
+    def test_the_recorded_hang_passes(self):
+        rc, out = self.judge()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("hang: watchdog/kernel-hang: SET MIG_DEVICE_STATE SC->PC did not return "
+                      "within 6 s, after arc/SC->RP", out)
+        self.assertIn("hang: exit 1 at the shell 8.8 s after the start", out)
+        self.assertIn("soft lockup - CPU#0 stuck for 3s! [vfio-mig:253] at "
+                      "vfio_mig_get_next_state+0x52/0x80; 2 soft lockup line(s)", out)
+
+    def test_no_verdict_or_another_call_fails(self):
+        rc, out = self.judge(detail=None)
+        self.assertEqual(rc, 1)
+        self.assertIn("no conform JSON", out)
+        rc, out = self.judge(detail=HANG_DETAIL.replace("SET MIG_DEVICE_STATE SC->PC",
+                                                        "read(data fd 5, 96 bytes)"))
+        self.assertEqual(rc, 1)
+        self.assertIn("names no SC->PC/SC->PCP arc", out)
+        rc, out = self.judge(ok=True)
+        self.assertEqual(rc, 1)
+        self.assertIn("says ok: True", out)
+
+    def test_a_verdict_without_the_lockup_fails(self):
+        rc, out = self.judge(detail=HANG_DETAIL.split("; kernel log")[0])
+        self.assertEqual(rc, 1)
+        self.assertIn("does not quote the soft lockup", out)
+
+    def test_no_exit_code_a_late_one_or_a_zero_fails(self):
+        for result, want in (("exit none\n", "exit code at its shell: none"),
+                             (HANG_RESULT.replace("exit 1", "exit 0"), "at its shell: 0"),
+                             (HANG_RESULT.replace("seconds 8.8", "seconds 75.0"), "took 75.0 s")):
+            rc, out = self.judge(result=result)
+            self.assertEqual(rc, 1)
+            self.assertIn(want, out)
+
+    def test_no_spinning_thread_or_no_supervisor_line_fails(self):
+        rc, out = self.judge(result=HANG_RESULT.replace("253 R running", "253 S -1"))
+        self.assertEqual(rc, 1)
+        self.assertIn("no vfio-mig thread left spinning", out)
+        rc, out = self.judge(result=HANG_RESULT.split("vfio-mig conform:")[0])
+        self.assertEqual(rc, 1)
+        self.assertIn("did not name the process it left behind", out)
+
+    def test_the_kernel_log_must_show_this_lockup_and_nothing_else(self):
+        rc, out = self.judge(dmesg=HANG_DMESG.replace("vfio-mig:253", "kworker:9"))
+        self.assertEqual(rc, 1)
+        self.assertIn("no soft lockup of the spinning vfio-mig thread", out)
+        rc, out = self.judge(dmesg=HANG_DMESG.replace("vfio_mig_get_next_state", "mtty_read"))
+        self.assertEqual(rc, 1)
+        self.assertIn("not in vfio_mig_get_next_state", out)
+        rc, out = self.judge(dmesg=HANG_DMESG + "[   16.0] WARNING: CPU: 1 PID: 7 at x.c:1 f\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("other kernel trouble: [   16.0] WARNING: CPU: 1 PID: 7 at x.c:1 f", out)
 
 
 if __name__ == "__main__":
