@@ -197,7 +197,7 @@ def matrix(min_cases: int, files) -> int:
     return 1 if bad else 0
 
 
-# From conform's start to its exit code at the shell: the watchdog's 6 s, the checks before the
+# From conform's start to its exit code at the shell: the watchdog's 8 s, the checks before the
 # arc (about 1 s in the guest) and the supervisor's 2 s for the child to end, with room for a
 # loaded host.
 HANG_BOUND_S = 60.0
