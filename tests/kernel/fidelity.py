@@ -41,6 +41,11 @@ NAMES = {"conform.json": "conform-real.json", "real-mtty.stream": "real-mtty.str
          "dmesg": "dmesg.txt"}
 
 
+# A kernel message the console printed into a block (the hang guest's soft lockups keep coming):
+# it starts with its timestamp, which base64 cannot contain, and ends its line.
+KERNEL_MESSAGE = re.compile(r"\[ *\d+\.\d+\] .*")
+
+
 def extract(console: Path, outdir: Path) -> None:
     name, lines = None, []
     for line in console.read_text(errors="replace").splitlines():
@@ -51,7 +56,7 @@ def extract(console: Path, outdir: Path) -> None:
             (outdir / NAMES.get(name, name)).write_bytes(data)
             name = None
         elif name is not None:
-            lines.append(line.strip())
+            lines.append(KERNEL_MESSAGE.sub("", line).strip())
 
 
 def normalise(detail: str) -> str:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the kernel lane's judgements of the fault matrix on real devices and of the real kernel
 hang (no kernel needed)."""
+import base64
 import contextlib
 import io
 import json
@@ -104,6 +105,23 @@ HANG_DMESG = """[    5.4] mtty_dev: mtty_dev_init
 [   11.9] RIP: 0010:vfio_mig_get_next_state+0x52/0x80 [vfio]
 [   15.1] watchdog: BUG: soft lockup - CPU#0 stuck for 6s! [vfio-mig:253]
 """
+
+
+class Extract(unittest.TestCase):
+    def test_kernel_messages_inside_a_block_are_dropped(self):
+        data = json.dumps({"checks": [], "ok": False}).encode() * 3
+        b64 = base64.b64encode(data).decode()
+        # The console's lines of base64, a soft lockup on a line of its own and one that cut a
+        # line in two (the message ends the line; the rest of the base64 follows on the next).
+        chunks = [b64[i:i + 40] for i in range(0, len(b64), 40)]
+        lockup = "[   24.792887] watchdog: BUG: soft lockup - CPU#1 stuck for 12s! [vfio-mig:253]"
+        cut = chunks[1][:17] + lockup, chunks[1][17:]
+        console = "\n".join(["KLANE-BEGIN hang.json", chunks[0], lockup, *cut, *chunks[2:],
+                             "KLANE-END hang.json", ""])
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "console.txt").write_text(console)
+            fidelity.extract(Path(d) / "console.txt", Path(d))
+            self.assertEqual((Path(d) / "hang.json").read_bytes(), data)
 
 
 class HangJudgement(unittest.TestCase):
