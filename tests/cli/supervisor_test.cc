@@ -17,21 +17,31 @@
 namespace vfio::cli {
 namespace {
 
-TEST(Supervisor, ReturnsTheChildsCodeAndReapsIt) {
+// The child's pid, which the work sends through `pids` (the test's own pipe).
+pid_t sent_pid(int pids[2]) {
   pid_t child = 0;
+  EXPECT_EQ(::read(pids[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  ::close(pids[0]);
+  ::close(pids[1]);
+  return child;
+}
+
+void send_pid(int fd) {
+  const pid_t self = ::getpid();
+  (void)!::write(fd, &self, sizeof self);
+}
+
+TEST(Supervisor, ReturnsTheChildsCodeAndReapsIt) {
   int pids[2];
   ASSERT_EQ(::pipe(pids), 0);
   ::testing::internal::CaptureStdout();
   const int code = run_supervised("test", [&] {
-    const pid_t self = ::getpid();
-    (void)!::write(pids[1], &self, sizeof self);
+    send_pid(pids[1]);
     std::printf("from the child\n");
     return 3;
   });
   const std::string out = ::testing::internal::GetCapturedStdout();
-  ASSERT_EQ(::read(pids[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
-  ::close(pids[0]);
-  ::close(pids[1]);
+  const pid_t child = sent_pid(pids);
   EXPECT_EQ(code, 3);
   EXPECT_NE(child, ::getpid());
   EXPECT_EQ(out, "from the child\n");
@@ -58,18 +68,14 @@ TEST(Supervisor, AChildThatCannotEndStillGivesItsVerdict) {
   ASSERT_EQ(::pipe(pids), 0);
   ::testing::internal::CaptureStderr();
   const int code = run_supervised("test", [&] {
-    const pid_t self = ::getpid();
-    (void)!::write(pids[1], &self, sizeof self);
+    send_pid(pids[1]);
     std::atexit([] {
       for (;;) ::pause();
     });
     return kExitFailed;
   });
   const std::string err = ::testing::internal::GetCapturedStderr();
-  pid_t child = 0;
-  ASSERT_EQ(::read(pids[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
-  ::close(pids[0]);
-  ::close(pids[1]);
+  const pid_t child = sent_pid(pids);
   EXPECT_EQ(code, kExitFailed);
   EXPECT_EQ(::waitpid(child, nullptr, WNOHANG), 0) << "the child should still be there";
   EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/fd/1"), "/dev/null");

@@ -1,10 +1,14 @@
 // Every device call runs under the watchdog: a call that does not return is a failed
 // watchdog/kernel-hang check naming it, the checks stop, and the device is never touched again.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -22,11 +26,11 @@ namespace {
 using namespace std::chrono_literals;
 
 // Counts the calls inside the device, so a test knows when an abandoned thread has left it;
-// with `hang_reads`, the first data read blocks until release().
+// with `hang_reads`, the first data read calls `on_hang` and blocks until release().
 class Watched : public Forwarding {
  public:
-  Watched(std::unique_ptr<Device> inner, bool hang_reads)
-      : Forwarding(std::move(inner)), hang_reads_(hang_reads) {}
+  Watched(std::unique_ptr<Device> inner, bool hang_reads, std::function<void()> on_hang = {})
+      : Forwarding(std::move(inner)), hang_reads_(hang_reads), on_hang_(std::move(on_hang)) {}
   Result<> feature(std::span<std::byte> arg) override {
     Inside in(this);
     return Forwarding::feature(arg);
@@ -38,6 +42,7 @@ class Watched : public Forwarding {
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
     Inside in(this);
     if (hang_reads_) {
+      if (on_hang_) on_hang_();
       std::unique_lock lock(mu_);
       released_cv_.wait(lock, [this] { return released_; });
     }
@@ -57,6 +62,7 @@ class Watched : public Forwarding {
     Watched* w;
   };
   bool hang_reads_;
+  std::function<void()> on_hang_;
   std::atomic<int> inside_ = 0;
   std::mutex mu_;
   std::condition_variable released_cv_;
@@ -110,6 +116,30 @@ TEST(Watchdog, AHangingDataReadIsAKernelHang) {
       << report->checks.back().detail;
   dev.release();
   EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
+}
+
+// The verdict on a stuck call quotes what the kernel logged meanwhile (on a real kernel, the soft
+// lockup of the spinning CPU): here a read that logs one and blocks.
+TEST(Watchdog, TheKernelHangVerdictQuotesTheLockup) {
+  const std::string lockup = "watchdog: BUG: soft lockup - CPU#1 stuck for 3s! [vfio-mig:160]";
+  const auto log = std::filesystem::temp_directory_path() /
+                   ("vfio-mig-watchdog-kmsg-" + std::to_string(::getpid()));
+  std::ofstream(log) << "4,1,100,-;WARNING: CPU: 0 PID: 1 at old.c:1 before_conform\n";
+  Watched dev(open_sim("sim:mlx5,size=64K"), /*hang_reads=*/true,
+              [&] { std::ofstream(log, std::ios::app) << "0,901,6000,-;" << lockup << "\n"; });
+  auto o = short_watchdog();
+  o.kernel_log = log.string();
+  auto report = check_device(dev, o);
+  ASSERT_TRUE(report) << report.error().describe();
+  expect_stopped_at_hang(*report, "read(data fd 1000, 1048576 bytes)");
+  EXPECT_NE(report->checks.back().detail.find("so no later check ran; kernel log: 1 trouble "
+                                              "line(s) during this check; [soft lockup] " +
+                                              lockup),
+            std::string::npos)
+      << report->checks.back().detail;
+  dev.release();
+  EXPECT_TRUE(testing::eventually([&] { return dev.inside() == 0; }));
+  std::filesystem::remove(log);
 }
 
 // Calls from several threads (the concurrency checks) are tracked at once: the oldest still in
