@@ -177,15 +177,16 @@ void Checker::check_reset_against_io(State s, std::optional<State> end_by) {
     return add(id, kConcurrency, Verdict::kFail,
                fmt::format("GET after the {}: {}, expected {}", ender,
                            now ? name(*now) : outcome(now), uapi::state_name(after)));
-  const std::string what = fmt::format("{} after {} bytes of {}", ender, race.before, call);
+  // How far the I/O thread got depends on timing: only a failure says it, to debug with.
   if (!race.after || *race.after)
     return add(
         id, kConcurrency, Verdict::kFail,
-        fmt::format("{}; a later {} {}: the fd outlived the {}", what, writing ? "write" : "read",
+        fmt::format("{} after {} bytes of {}; a later {} {}: the fd outlived the {}", ender,
+                    race.before, call, writing ? "write" : "read",
                     race.after ? fmt::format("returned {}", **race.after) : "was not made",
                     end_by ? "session" : "reset"));
   add(id, kConcurrency, Verdict::kPass,
-      fmt::format("{}; later call failed with {}; GET {}", what,
+      fmt::format("{} during {}; a later call failed with {}; GET {}", ender, call,
                   errno_name(race.after->error().code), uapi::state_name(after)));
 }
 
@@ -258,6 +259,7 @@ void Checker::check_two_readers(State s) {
     eof |= r.eof;
   }
   const auto& [a, b] = shared.readers;
+  // How the reads split between the threads depends on timing: only failures say it.
   const std::string counts =
       fmt::format("{} + {} reads, {} bytes", a.chunks.size(), b.chunks.size(), total);
   if (tiles(stream, a.chunks, b.chunks)) {
@@ -265,14 +267,15 @@ void Checker::check_two_readers(State s) {
       return add(id, kConcurrency, Verdict::kFail,
                  fmt::format("{}: end of stream before its {} bytes", counts, stream.size()));
     return add(id, kConcurrency, Verdict::kPass,
-               counts + ": the chunks tile what a single reader gets");
+               fmt::format("two threads read {} bytes in {}-byte reads: the chunks tile what a "
+                           "single reader gets",
+                           total, chunk));
   }
   auto after = session_prefix(s, stream.size());
   if (after && *after != stream)
     return add(id, kConcurrency, Verdict::kDeviation,
-               counts +
-                   ": the device's stream changed between two single-reader sessions (its "
-                   "state moves on its own): not judged");
+               "the device's stream changed between two single-reader sessions (its state "
+               "moves on its own): two readers not judged");
   add(id, kConcurrency, Verdict::kFail,
       counts +
           ": the chunks do not tile what a single reader gets (overlapping, repeated or "

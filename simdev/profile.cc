@@ -16,13 +16,15 @@ constexpr std::uint64_t kAllFlags =
 constexpr std::array kProfiles = {
     Profile{
         .name = "mtty",
-        .description = "kernel sample mtty: 96-byte state, 0 at precopy EOF, EFAULT on bad header",
+        .description =
+            "kernel sample mtty: 96-byte state, header-only precopy, EFAULT on bad header",
         .mig_flags = kAllFlags,
         .default_state_size = 72,
         // Real mtty sets log_ops (no-ops): DMA logging is advertised and argument-checked.
         .dma_logging = true,
         .format = StreamFormat::kMtty,
         .precopy_eof_returns_zero = true,
+        .precopy_header_only = true,
         .bad_header_errno = EFAULT,
         .deferred_reset = true,
         .keeps_state_on_close = true,

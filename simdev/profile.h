@@ -31,6 +31,9 @@ struct Profile {
 
   // Quirks of real drivers.
   bool precopy_eof_returns_zero = false;  // mtty: 0 instead of ENOMSG at temporary precopy EOF
+  // mtty: PRE_COPY offers only the stream header (initial_bytes = its size, dirty_bytes 0); the
+  // body is produced on the move to STOP_COPY, where the session continues after what was read.
+  bool precopy_header_only = false;
   int bad_header_errno = 0;  // write() errno for a malformed header/framing; 0: RS->S EINVAL only
   bool sticky_write_error = false;  // mlx5: after one failed write every later write is ENODEV
   bool nonblock_eagain = false;     // mlx5: O_NONBLOCK reads find no data ready at first

@@ -369,6 +369,13 @@ std::uint64_t SimDevice::initial_left_locked() const {
   return s.piece == SaveSession::Piece::kInitial ? s.initial_length - s.offset : 0;
 }
 
+std::uint64_t SimDevice::initial_end_locked() const {
+  const SaveSession& s = *save_;
+  if (!profile_->precopy_header_only || !is_precopy(state_)) return s.initial_length;
+  const std::uint64_t header = (s.precopy ? kPreambleSize : 0) + stream_header_size(*profile_);
+  return std::min(s.initial_length, header);
+}
+
 DirtyRange SimDevice::next_record_locked() const {
   const SaveSession& s = *save_;
   // Writes up to the end of the record being read are covered already (`sent` moves there only
@@ -412,7 +419,13 @@ Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool
     // The guest keeps writing while the engine reads: the deterministic dirty rate.
     if (precopy && options_.dirty_per_read && image_.size)
       image_.written = std::min(image_.written + options_.dirty_per_read, kMaxCursor);
-    if (s.piece == Piece::kInitial && s.offset == s.initial_length) {
+    auto precopy_eof = [this]() -> Result<std::size_t> {
+      if (!profile_->precopy_eof_returns_zero)
+        return fail(ENOMSG, "read: no more precopy data for now");
+      return 0;
+    };
+    if (s.piece == Piece::kInitial && s.offset == initial_end_locked()) {
+      if (s.offset < s.initial_length) return precopy_eof();  // the body waits for STOP_COPY
       s.piece = Piece::kRecords;
       s.offset = 0;
     }
@@ -422,18 +435,14 @@ Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool
       s.record = next_record_locked();
       s.offset = 0;
       if (!s.record.length) {
-        if (precopy) {
-          if (!profile_->precopy_eof_returns_zero)
-            return fail(ENOMSG, "read: no more precopy data for now");
-          return 0;
-        }
+        if (precopy) return precopy_eof();
         // Stopped: the writes are final. A pre-copy session says where they ended.
         s.piece = s.precopy ? Piece::kTrailer : Piece::kDone;
       }
     }
     if (s.piece == Piece::kTrailer && s.offset == kTrailerSize) s.piece = Piece::kDone;
     if (s.piece == Piece::kDone) return 0;
-    const std::uint64_t limit = s.piece == Piece::kInitial   ? s.initial_length
+    const std::uint64_t limit = s.piece == Piece::kInitial   ? initial_end_locked()
                                 : s.piece == Piece::kRecords ? dirty_record_length(s.record.length)
                                                              : kTrailerSize;
     n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), limit - s.offset));
@@ -501,8 +510,12 @@ Result<> SimDevice::precopy_info(SessionId id, uapi::PrecopyInfo& info) {
     return fail(EINVAL, fmt::format("precopy info: device in {}", uapi::state_name(state_)));
   accrue_locked();
   info.flags = 0;
-  info.initial_bytes = initial_left_locked();
-  info.dirty_bytes = dirty_left_locked();
+  // A body held back for STOP_COPY (precopy_header_only) is no pre-copy data, and the dirty
+  // records behind it cannot be read either. Reads stop before it, so the session is still in
+  // its initial piece.
+  const std::uint64_t held = save_->initial_length - initial_end_locked();
+  info.initial_bytes = initial_left_locked() - held;
+  info.dirty_bytes = held ? 0 : dirty_left_locked();
   return {};
 }
 

@@ -177,6 +177,9 @@ class SimDevice {
   void accrue_locked();
   // Initial bytes left, and dirty bytes (current record and writes not cut yet) of save_.
   std::uint64_t initial_left_locked() const;
+  // Where reading the initial data stops for now: its end, or in pre-copy on a
+  // precopy_header_only profile the end of the stream header.
+  std::uint64_t initial_end_locked() const;
   std::uint64_t dirty_left_locked() const;
   // The next record of writes not yet cut; length 0 when there are none.
   DirtyRange next_record_locked() const;

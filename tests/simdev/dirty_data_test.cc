@@ -161,8 +161,10 @@ TEST(DirtyData, DirtyBytesCountTheRecordBeingReadOnce) {
 }
 
 TEST(DirtyData, PrecopySendsInitialDataThenWhatWasWrittenSince) {
-  for (auto name : {"plain", "mlx5", "mtty"}) {
-    Dev src(name, opts(name == std::string_view("mtty") ? 72 : 64 << 10));
+  // mtty holds everything after its header for STOP_COPY
+  // (SimDevicePrecopy.MttyWithGuestWritesSendsEverythingAfterTheHeaderInStopCopy).
+  for (auto name : {"plain", "mlx5"}) {
+    Dev src(name, opts(64 << 10));
     const Image before = src.model->image();
     const int fd = src.set(State::kPreCopy);
     auto info = src.info(fd);

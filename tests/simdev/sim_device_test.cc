@@ -366,7 +366,9 @@ TEST(SimDevicePrecopy, TemporaryEofIsEnomsgOrZeroForMtty) {
     std::vector<std::byte> all(dev.stream_size() + 10);
     auto n = dev.read(*fd, all, false);
     ASSERT_TRUE(n);
-    EXPECT_EQ(*n, dev.stream_size());
+    const std::uint64_t precopy_bytes =
+        p.precopy_header_only ? stream_header_size(p) : dev.stream_size();
+    EXPECT_EQ(*n, precopy_bytes) << name;
     for (int i = 0; i < 2; ++i) {
       auto eof = dev.read(*fd, all, false);
       if (p.precopy_eof_returns_zero) {
@@ -376,12 +378,79 @@ TEST(SimDevicePrecopy, TemporaryEofIsEnomsgOrZeroForMtty) {
         EXPECT_EQ(err(eof), ENOMSG) << name;
       }
     }
-    // STOP_COPY continues the same session: nothing left, so a final 0.
+    // STOP_COPY continues the same session: what pre-copy held back, then a final 0.
     auto sc = set_state(dev, State::kStopCopy);
     ASSERT_TRUE(sc);
     EXPECT_EQ(*sc, -1);
-    EXPECT_EQ(*dev.read(*fd, all, false), 0u);
+    EXPECT_EQ(read_all(dev, *fd).size(), dev.stream_size() - precopy_bytes) << name;
   }
+}
+
+TEST(SimDevicePrecopy, MttyOffersOnlyItsHeaderInPrecopy) {
+  // As samples/vfio-mdev/mtty.c: PRE_COPY fills the 24-byte header, the move to STOP_COPY
+  // appends the port registers to the same file, and reads carry on where they stopped.
+  const Profile& p = *find_profile("mtty");
+  ASSERT_TRUE(p.precopy_header_only);
+  for (const bool read_header_first : {true, false}) {
+    SimDevice dev(p, {});
+    const auto whole = rendered(p, dev.image());
+    ASSERT_EQ(whole.size(), 96u);
+    auto fd = set_state(dev, State::kPreCopy);
+    ASSERT_TRUE(fd);
+    uapi::PrecopyInfo info{sizeof(info), 0, 0, 0};
+    ASSERT_TRUE(dev.precopy_info(*fd, info));
+    EXPECT_EQ(info.initial_bytes, 24u);
+    EXPECT_EQ(info.dirty_bytes, 0u);
+    std::vector<std::byte> got;
+    if (read_header_first) {
+      got = read_all(dev, *fd, 5);  // ends at the temporary end: 0, as mtty
+      EXPECT_EQ(got, std::vector(whole.begin(), whole.begin() + 24));
+      ASSERT_TRUE(dev.precopy_info(*fd, info));
+      EXPECT_EQ(info.initial_bytes, 0u);
+      EXPECT_EQ(info.dirty_bytes, 0u);
+    }
+    EXPECT_EQ(data_size(dev), 96u - got.size());  // the session's rest, body included
+    auto sc = set_state(dev, State::kStopCopy);
+    ASSERT_TRUE(sc);
+    EXPECT_EQ(*sc, -1);  // the same file goes on
+    auto rest = read_all(dev, *fd);
+    EXPECT_EQ(rest.size(), read_header_first ? 72u : 96u);
+    got.insert(got.end(), rest.begin(), rest.end());
+    EXPECT_EQ(got, whole);
+  }
+  // Other profiles offer the whole stream in pre-copy.
+  SimDevice plain(*find_profile("plain"), small());
+  auto fd = set_state(plain, State::kPreCopy);
+  ASSERT_TRUE(fd);
+  uapi::PrecopyInfo info{sizeof(info), 0, 0, 0};
+  ASSERT_TRUE(plain.precopy_info(*fd, info));
+  EXPECT_EQ(info.initial_bytes, plain.stream_size());
+}
+
+TEST(SimDevicePrecopy, MttyWithGuestWritesSendsEverythingAfterTheHeaderInStopCopy) {
+  const Profile& p = *find_profile("mtty");
+  SimOptions writes;
+  writes.dirty_per_read = 10;
+  SimDevice src(p, writes);
+  auto fd = set_state(src, State::kPreCopy);
+  ASSERT_TRUE(fd);
+  auto pre = read_all(src, *fd);
+  EXPECT_EQ(pre.size(), kPreambleSize + 24);  // preamble and header; no record before the body
+  uapi::PrecopyInfo info{sizeof(info), 0, 0, 0};
+  ASSERT_TRUE(src.precopy_info(*fd, info));
+  EXPECT_EQ(info.initial_bytes, 0u);
+  EXPECT_EQ(info.dirty_bytes, 0u);  // the records wait behind the body
+  ASSERT_TRUE(set_state(src, State::kStopCopy));
+  auto rest = read_all(src, *fd);
+  pre.insert(pre.end(), rest.begin(), rest.end());
+  ASSERT_GT(src.image().written, 0u);
+
+  SimDevice dst(p, {});
+  auto in = set_state(dst, State::kResuming);
+  ASSERT_TRUE(in);
+  write_all(dst, *in, pre, 7);
+  ASSERT_TRUE(set_state(dst, State::kStop));
+  EXPECT_EQ(dst.image(), src.image());
 }
 
 TEST(SimDevicePrecopy, StopCopyContinuesFromThePrecopyOffset) {
