@@ -179,12 +179,11 @@ void Checker::check_reset_against_io(State s, std::optional<State> end_by) {
                            now ? name(*now) : outcome(now), uapi::state_name(after)));
   // How far the I/O thread got depends on timing: only a failure says it, to debug with.
   if (!race.after || *race.after)
-    return add(
-        id, kConcurrency, Verdict::kFail,
-        fmt::format("{} after {} bytes of {}; a later {} {}: the fd outlived the {}", ender,
-                    race.before, call, writing ? "write" : "read",
-                    race.after ? fmt::format("returned {}", **race.after) : "was not made",
-                    end_by ? "session" : "reset"));
+    return add(id, kConcurrency, Verdict::kFail,
+               fmt::format("{} after {} bytes of {}; a later {} {}: the fd outlived the {}", ender,
+                           race.before, call, writing ? "write" : "read",
+                           race.after ? fmt::format("returned {}", **race.after) : "was not made",
+                           end_by ? "session" : "reset"));
   add(id, kConcurrency, Verdict::kPass,
       fmt::format("{} during {}; a later call failed with {}; GET {}", ender, call,
                   errno_name(race.after->error().code), uapi::state_name(after)));
