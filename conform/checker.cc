@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <condition_variable>
-#include <thread>
 
 #include "conform/checker_context.h"
 #include "core/kernel_log.h"
@@ -112,16 +110,14 @@ std::size_t Checker::rank(std::string_view group) {
 
 namespace {
 
-// One run of the checks on a thread of its own, so that the caller's thread can watch the
-// device calls it makes. Shared with that thread, which may outlive check_device (a hang).
+// One run of the checks, watched from the caller's thread. Shared with the checks' thread, which
+// may outlive check_device (a hang).
 struct Run {
   Run(Device& dev, const Options& options, std::unique_ptr<KernelLog> log)
       : current(dev), watched(current), checker(watched, options, std::move(log), &current) {}
   CurrentDevice current;  // under the watchdog, so that a reopened device is watched too
   WatchedDevice watched;
   Checker checker;
-  std::mutex mu;
-  std::condition_variable done_cv;
   std::optional<Report> report;
 };
 
@@ -131,44 +127,20 @@ std::string seconds_text(std::chrono::milliseconds d) {
 
 }  // namespace
 
-// Waits for the checks, waking at the deadline of the oldest call in flight (the checks may call
-// from several threads): a call still in flight then, the same one, is a kernel hang.
 Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLog> log) {
-  using Clock = WatchedDevice::Clock;
   auto run = std::make_shared<Run>(dev, options, std::move(log));
-  std::thread worker([run] {
-    Report r = run->checker.run();
-    std::lock_guard lock(run->mu);
-    run->report = std::move(r);
-    run->done_cv.notify_all();
-  });
   const auto limit = options.call_timeout;
-  std::unique_lock lock(run->mu);
-  while (!run->report) {
-    const auto call = run->watched.oldest_in_flight();
-    // Between calls: any call starting now ends its limit within 1.25 limits of this wait.
-    const auto deadline = call ? call->since + limit : Clock::now() + limit / 4;
-    if (run->done_cv.wait_until(lock, deadline, [&] { return run->report.has_value(); })) break;
-    // Calls start in seq order, so a call still in flight is still the oldest.
-    const auto still = run->watched.oldest_in_flight();
-    if (!call || !still || still->seq != call->seq) continue;
-    const std::string& what = call->what;
-    run->watched.abandon();
-    Report partial = run->checker.snapshot();
-    const std::string after = partial.checks.empty() ? "" : ", after " + partial.checks.back().id;
-    partial.checks.push_back(
-        {"watchdog/kernel-hang", std::string(kWatchdog), Verdict::kFail,
-         fmt::format("kernel-hang: {} did not return within {}{}; its thread is abandoned and the "
-                     "device not touched again, so no later check ran{}",
-                     what, seconds_text(limit), after, run->checker.kernel_log_news())});
-    partial.device_abandoned = true;
-    lock.unlock();
-    worker.detach();
-    return sorted(std::move(partial));
-  }
-  lock.unlock();
-  worker.join();
-  return std::move(*run->report);
+  const auto hung = run_watching(run->watched, limit, [run] { run->report = run->checker.run(); });
+  if (!hung) return std::move(*run->report);
+  Report partial = run->checker.snapshot();
+  const std::string after = partial.checks.empty() ? "" : ", after " + partial.checks.back().id;
+  partial.checks.push_back(
+      {"watchdog/kernel-hang", std::string(kWatchdog), Verdict::kFail,
+       fmt::format("kernel-hang: {} did not return within {}{}; its thread is abandoned and the "
+                   "device not touched again, so no later check ran{}",
+                   hung->what, seconds_text(limit), after, run->checker.kernel_log_news())});
+  partial.device_abandoned = true;
+  return sorted(std::move(partial));
 }
 
 }  // namespace detail

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
 
 namespace vfio {
 namespace {
@@ -173,6 +175,44 @@ std::string WatchedDevice::describe(const Call& c) {
       return fmt::format("config write({} bytes at {:#x})", c.size, c.arg);
   }
   return "a device call";
+}
+
+// Waits for `body`, waking at the deadline of the oldest call in flight: a call still in flight
+// then, the same one, is a hang.
+std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
+                                                    std::chrono::milliseconds limit,
+                                                    std::function<void()> body) {
+  using Clock = WatchedDevice::Clock;
+  // Shared with the body's thread, which may outlive this call.
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto done = std::make_shared<Done>();
+  std::thread worker([done, body = std::move(body)] {
+    body();
+    std::lock_guard lock(done->mu);
+    done->done = true;
+    done->cv.notify_all();
+  });
+  std::unique_lock lock(done->mu);
+  while (!done->done) {
+    const auto call = dev.oldest_in_flight();
+    // Between calls: any call starting now ends its limit within 1.25 limits of this wait.
+    const auto deadline = call ? call->since + limit : Clock::now() + limit / 4;
+    if (done->cv.wait_until(lock, deadline, [&] { return done->done; })) break;
+    // Calls start in seq order, so a call still in flight is still the oldest.
+    const auto still = dev.oldest_in_flight();
+    if (!call || !still || still->seq != call->seq) continue;
+    dev.abandon();
+    lock.unlock();
+    worker.detach();
+    return call;
+  }
+  lock.unlock();
+  worker.join();
+  return std::nullopt;
 }
 
 }  // namespace vfio

@@ -1,13 +1,14 @@
 // A Device that forwards each call and keeps a record of the calls in flight (one per calling
 // thread: conform's concurrency checks call from several), so that a watchdog on another thread
 // can tell a call that never returns (a kernel hang) and name it; once abandoned it never
-// touches the device again, failing every call at once. Used by conform's checks and by the
-// benchmark on named devices.
+// touches the device again, failing every call at once. Used by conform's checks, fuzz-resume
+// (both under run_watching) and by the benchmark on named devices.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -89,5 +90,13 @@ class WatchedDevice final : public Device {
   std::map<std::thread::id, Active> active_;  // a thread makes one call at a time
   std::optional<uapi::State> known_;          // the state the last GET, SET or reset left
 };
+
+// Runs `body` on a thread of its own while this thread watches the calls it makes through `dev`:
+// nullopt once `body` returned, or the call still in flight `limit` after it started. Then `dev`
+// is abandoned and `body`'s thread detached, still inside that call: whatever it uses must stay
+// alive (the callers keep it in shared state, or leak it).
+std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
+                                                    std::chrono::milliseconds limit,
+                                                    std::function<void()> body);
 
 }  // namespace vfio
