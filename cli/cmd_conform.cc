@@ -109,10 +109,7 @@ int check_and_report(const ParsedArgs& args, conform::Options options) {
     return kExitFailed;
   }
   if (report->device_abandoned) {
-    // A thread is still inside a call on the device: it must outlive this command, so it is
-    // kept for the life of the process (the atexit handlers abort a FUSE mount's connection).
-    static auto* abandoned = new std::vector<OpenedDevice>;
-    abandoned->push_back(std::move(*opened.device));
+    keep_for_process(std::move(*opened.device));
     print_error("conform", "a device call did not return (kernel-hang); the device was abandoned");
   }
   print_table(*report, args.has("quiet"));

@@ -53,6 +53,11 @@ OpenOutcome open_arg(std::string_view text, std::size_t index) {
   return {open_device(*arg, index), false};
 }
 
+void keep_for_process(OpenedDevice device) {
+  static auto* kept = new std::vector<OpenedDevice>;
+  kept->push_back(std::move(device));
+}
+
 namespace {
 
 // What an interrupted command leaves behind, in one line.

@@ -45,6 +45,11 @@ struct DevicePair {
 Summary migrate_and_verify(std::span<const DevicePair> pairs, TransferSetup& setup, bool verify,
                            std::string command);
 
+// Keeps a device for the life of the process: a thread is still inside a call on it (a kernel
+// hang), so it must never be closed or destroyed (the atexit handlers abort a FUSE mount's
+// connection).
+void keep_for_process(OpenedDevice device);
+
 // Prints the summary, writes --json when asked, and returns the exit code.
 int finish(const Summary& summary, const ParsedArgs& args);
 

@@ -17,12 +17,27 @@ bool ProgressLine::stderr_is_terminal() {
   return ::isatty(STDERR_FILENO) == 1;
 }
 
-void ProgressLine::update(const Progress& p) {
-  if (!enabled_) return;
-  auto now = std::chrono::steady_clock::now();
-  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+bool ProgressLine::due() {
+  if (!enabled_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return false;
   last_draw_ = now;
   drawn_ = true;
+  return true;
+}
+
+void ProgressLine::show(std::string_view line) {
+  if (due()) draw(line);
+}
+
+void ProgressLine::draw(std::string_view line) {
+  fmt::print(stderr, "\r\033[K{}", line);
+  std::fflush(stderr);
+}
+
+void ProgressLine::update(const Progress& p) {
+  if (!due()) return;
+  const auto now = last_draw_;
   double seconds = std::chrono::duration<double>(now - start_).count();
   double rate = seconds > 0 ? static_cast<double>(p.device_bytes) / seconds : 0;
   constexpr int kWidth = 30;
@@ -37,9 +52,8 @@ void ProgressLine::update(const Progress& p) {
   std::string precopy;
   if (p.phase == Phase::kPrecopy)
     precopy = fmt::format(" iteration {} estimate {}", p.iteration, format_size(p.pending));
-  fmt::print(stderr, "\r\033[K{}{:<9} {} {}/s{}", bar, phase_name(p.phase),
-             format_size(p.device_bytes), format_size(static_cast<std::uint64_t>(rate)), precopy);
-  std::fflush(stderr);
+  draw(fmt::format("{}{:<9} {} {}/s{}", bar, phase_name(p.phase), format_size(p.device_bytes),
+                   format_size(static_cast<std::uint64_t>(rate)), precopy));
 }
 
 void ProgressLine::finish() {
