@@ -74,16 +74,20 @@ Result<std::vector<std::byte>> save_state(Device& dev, const SessionOptions& opt
   return std::move(out.data());
 }
 
-// The device's own state, saved and loaded back: the device is healthy.
-Result<> round_trip(Device& dev, const FuzzResumeOptions& o) {
-  auto saved = save_state(dev, quiet(o.session));
-  if (!saved) return fail(saved.error().code, "its save failed: " + saved.error().describe());
-  MemoryChannel in(std::move(*saved));
+Result<> load_state(Device& dev, const FuzzResumeOptions& o, std::vector<std::byte> stream) {
+  MemoryChannel in(std::move(stream));
   Session session(quiet(o.session));
   session.add_device(dev, dev.name(), o.config_restore);
   if (auto r = session.load(in); !r)
     return fail(r.error().code, "it refused its own saved state: " + r.error().describe());
   return {};
+}
+
+// The device's own state, saved and loaded back: the device is healthy.
+Result<> round_trip(Device& dev, const FuzzResumeOptions& o) {
+  auto saved = save_state(dev, quiet(o.session));
+  if (!saved) return fail(saved.error().code, "its save failed: " + saved.error().describe());
+  return load_state(dev, o, std::move(*saved));
 }
 
 // RUNNING -> RESUMING, the input, RESUMING -> STOP. An error when the device would not even enter
@@ -177,7 +181,9 @@ class Fuzzer {
         if (!health(i)) return finish(start);
       }
     }
-    if (since_health) (void)health(std::nullopt);
+    // The last check loads the state the device had before the first input (accepted inputs may
+    // have left it any state), so that fuzzing leaves it as it was.
+    (void)health(std::nullopt, original_);
     finish(start);
   }
 
@@ -190,6 +196,7 @@ class Fuzzer {
                         "the first save of the device failed: " + saved.error().describe()});
     auto own = read_payload_stream(*saved);
     if (!own) return stop_with(own.error());
+    original_ = std::move(*saved);
     run_.config = own->config;
     seeds_ = o_.corpus.empty() ? std::vector<SavedPayload>{std::move(*own)} : o_.corpus;
     for (const auto& s : seeds_) layouts_.push_back(recognize_payload(s.data));
@@ -238,22 +245,24 @@ class Fuzzer {
     return true;
   }
 
-  bool health(std::optional<std::uint64_t> after) {
+  // A save and load round trip, or with `restore`, a load of that stream.
+  bool health(std::optional<std::uint64_t> after, std::vector<std::byte> restore = {}) {
+    const bool restoring = !restore.empty();
     run_.record([&](FuzzResumeReport&, Current& c) {
       c.input.reset();
-      c.doing = "the health round trip";
+      c.doing = restoring ? "the load of the device's first save" : "the health round trip";
     });
-    auto ok = round_trip(dev_, o_);
+    auto ok = restoring ? load_state(dev_, o_, std::move(restore)) : round_trip(dev_, o_);
     run_.record([&](FuzzResumeReport& r, Current& c) {
       ++r.health_checks;
-      c.doing.clear();
       if (!ok) {
         FuzzFinding f{"unrecovered", after, "", "", ""};
-        f.detail = fmt::format("the health round trip{} failed: {}",
+        f.detail = fmt::format("{}{} failed: {}", c.doing,
                                after ? fmt::format(" after input {}", *after) : "",
                                ok.error().describe());
         r.findings.push_back(std::move(f));
       }
+      c.doing.clear();
     });
     return ok.has_value();
   }
@@ -304,6 +313,7 @@ class Fuzzer {
   Run& run_;
   const FuzzResumeOptions& o_;
   Device& dev_;
+  std::vector<std::byte> original_;  // the first save's stream
   std::vector<SavedPayload> seeds_;
   std::vector<PayloadLayout> layouts_;
 };
