@@ -229,9 +229,9 @@ int run_fuzz_resume(const ParsedArgs& args) {
   const std::string log = args.value("kernel-log").value_or(opened.device->model ? "none" : kKmsg);
   if (log != "none") options.kernel_log = log;
 
-  std::atomic<bool> cancel = false;
-  options.cancel = &cancel;
-  interrupt::OnInterrupt on_signal([&cancel] { cancel = true; });
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  options.cancel = cancel;
+  interrupt::OnInterrupt on_signal([cancel] { *cancel = true; });
   auto progress = setup->progress;
   options.on_progress = [progress](const faults::FuzzProgress& p) {
     progress->show(fmt::format("fuzz-resume {:.0f} s: {} inputs, {} accepted, {} refused, {} "

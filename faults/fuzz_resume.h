@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,7 +58,8 @@ struct FuzzResumeOptions {
   SessionOptions session;                  // the saves and loads (reset_first, config...)
   ConfigRestore config_restore = ConfigRestore::kExact;  // the device's, for loads
   std::function<void(const FuzzProgress&)> on_progress;  // after each input, fuzzing thread
-  const std::atomic<bool>* cancel = nullptr;             // set: stop after the current input
+  // Set: stop after the current input. Shared: a hung run's thread may outlive the caller.
+  std::shared_ptr<const std::atomic<bool>> cancel;
 };
 
 struct FuzzResumeReport {

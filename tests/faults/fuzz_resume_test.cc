@@ -397,5 +397,29 @@ TEST_F(FuzzResumeTest, ADeviceNotRunningIsRefusedUnlessResetFirst) {
   EXPECT_TRUE(fuzz_resume(*dev.device, o));
 }
 
+// A cancel (the CLI's on SIGINT) stops after the current input; the device still gets its first
+// state back.
+TEST_F(FuzzResumeTest, ACancelStopsTheRunCleanly) {
+  auto sim = open("sim:mtty,transport=direct");
+  const auto before = own_payload(*sim.device);
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  struct CancelsAtFive : CountsResumes {
+    using CountsResumes::CountsResumes;
+    std::shared_ptr<std::atomic<bool>> cancel;
+    void on_resume(int n) override {
+      if (n == 5) *cancel = true;
+    }
+  } dev(std::move(sim.device));
+  dev.cancel = cancel;
+  auto o = options(100);
+  o.cancel = cancel;
+  auto r = fuzz_resume(dev, o);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_TRUE(r->cancelled);
+  EXPECT_EQ(r->inputs, 5u);
+  EXPECT_TRUE(r->findings.empty());
+  EXPECT_EQ(own_payload(dev), before);
+}
+
 }  // namespace
 }  // namespace vfio::faults
