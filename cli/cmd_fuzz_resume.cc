@@ -61,9 +61,10 @@ std::string summary_line(const FuzzResumeReport& r) {
       "fuzz-resume: {} inputs in {:.1f} s ({:.0f}/s), seed {}: {} accepted (corrupted), {}, {}, "
       "{} hangs; {} findings; {} health round trips, {} resets",
       r.inputs, s, s > 0 ? static_cast<double>(r.inputs) / s : 0.0, r.seed,
-      count(r, ResumeOutcome::kAccepted), with(count(r, ResumeOutcome::kRefused), "refused", r.refused_errnos),
-      with(count(r, ResumeOutcome::kWriteRefused), "write refused", r.write_errnos), count(r, ResumeOutcome::kHang),
-      r.findings.size(), r.health_checks, r.resets);
+      count(r, ResumeOutcome::kAccepted),
+      with(count(r, ResumeOutcome::kRefused), "refused", r.refused_errnos),
+      with(count(r, ResumeOutcome::kWriteRefused), "write refused", r.write_errnos),
+      count(r, ResumeOutcome::kHang), r.findings.size(), r.health_checks, r.resets);
 }
 
 void print_finding(std::FILE* out, const FuzzFinding& f, const std::string& device_arg) {
@@ -90,7 +91,8 @@ std::string json_findings(const std::vector<FuzzFinding>& findings) {
 
 std::string json_counts(const std::map<std::string, std::uint64_t>& m) {
   std::string out;
-  for (const auto& [name, n] : m) out += fmt::format("{}{}: {}", out.empty() ? "" : ", ", json_quote(name), n);
+  for (const auto& [name, n] : m)
+    out += fmt::format("{}{}: {}", out.empty() ? "" : ", ", json_quote(name), n);
   return "{" + out + "}";
 }
 
@@ -100,7 +102,8 @@ Result<> write_report_json(const FuzzResumeReport& r, const std::string& path) {
   const std::string out = fmt::format(
       "{{\n  \"command\": \"fuzz-resume\",\n  \"device\": {},\n  \"layout\": {},\n"
       "  \"seed\": {},\n  \"seeds\": {},\n  \"ok\": {},\n  \"inputs\": {},\n"
-      "  \"outcomes\": {{\"accepted\": {}, \"refused\": {}, \"write-refused\": {}, \"hang\": {}}},\n"
+      "  \"outcomes\": {{\"accepted\": {}, \"refused\": {}, \"write-refused\": {}, \"hang\": "
+      "{}}},\n"
       "  \"refused_errnos\": {},\n  \"write_errnos\": {},\n  \"accepted_corrupt\": {},\n"
       "  \"health_checks\": {},\n  \"resets\": {},\n  \"device_abandoned\": {},\n"
       "  \"cancelled\": {},\n  \"findings\": {},\n  \"accepted\": {},\n"
@@ -234,10 +237,10 @@ int run_fuzz_resume(const ParsedArgs& args) {
   interrupt::OnInterrupt on_signal([cancel] { *cancel = true; });
   auto progress = setup->progress;
   options.on_progress = [progress](const faults::FuzzProgress& p) {
-    progress->show(fmt::format("fuzz-resume {:.0f} s: {} inputs, {} accepted, {} refused, {} "
-                               "write refused, {} findings",
-                               seconds(p.elapsed), p.inputs, p.accepted, p.refused,
-                               p.write_refused, p.findings));
+    progress->show(fmt::format(
+        "fuzz-resume {:.0f} s: {} inputs, {} accepted, {} refused, {} "
+        "write refused, {} findings",
+        seconds(p.elapsed), p.inputs, p.accepted, p.refused, p.write_refused, p.findings));
   };
 
   auto report = faults::fuzz_resume(*opened.device->device, std::move(options));
@@ -257,8 +260,9 @@ int run_fuzz_resume(const ParsedArgs& args) {
   if (report->accepted_corrupt)
     fmt::print(text, "accepted corrupted inputs: {} ({} with a reproducer{})\n",
                report->accepted_corrupt, report->accepted.size(),
-               report->accepted.empty() ? "" : fmt::format(", the first: {}",
-                                                           report->accepted.front().reproducer));
+               report->accepted.empty()
+                   ? ""
+                   : fmt::format(", the first: {}", report->accepted.front().reproducer));
   fmt::print(text, "{}\n", summary_line(*report));
   if (json) {
     if (auto w = write_report_json(*report, *json); !w) {
@@ -267,9 +271,10 @@ int run_fuzz_resume(const ParsedArgs& args) {
     }
   }
   if (interrupt::received())
-    return interrupt::report(kCommand, report->device_abandoned
-                                           ? "a device call had not returned; the device was abandoned"
-                                           : "stopped after the current input; the device runs");
+    return interrupt::report(kCommand,
+                             report->device_abandoned
+                                 ? "a device call had not returned; the device was abandoned"
+                                 : "stopped after the current input; the device runs");
   return report->findings.empty() ? kExitOk : kExitFailed;
 }
 

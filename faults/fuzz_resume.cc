@@ -38,7 +38,8 @@ struct Current {
 // Shared with the fuzzing thread, which may outlive fuzz_resume (a hang). Once `abandoned`, that
 // thread records nothing more.
 struct Run {
-  Run(Device& dev, FuzzResumeOptions o) : watched(dev), options(std::move(o)), mutator(options.seed) {}
+  Run(Device& dev, FuzzResumeOptions o)
+      : watched(dev), options(std::move(o)), mutator(options.seed) {}
   WatchedDevice watched;
   FuzzResumeOptions options;
   ResumeMutator mutator;
@@ -124,9 +125,11 @@ Result<bool> recover(Device& dev) {
   auto state = query_device_state(dev);
   if (state && *state == State::kRunning) return false;
   if (state && *state == State::kStop && request_device_state(dev, State::kRunning)) return false;
-  if (auto r = dev.reset(); !r) return fail(r.error().code, "reset failed: " + r.error().describe());
+  if (auto r = dev.reset(); !r)
+    return fail(r.error().code, "reset failed: " + r.error().describe());
   state = query_device_state(dev);
-  if (!state) return fail(state.error().code, "after a reset, GET failed: " + state.error().describe());
+  if (!state)
+    return fail(state.error().code, "after a reset, GET failed: " + state.error().describe());
   if (*state != State::kRunning)
     return fail(EIO, fmt::format("after a reset the device is in {}, not RUNNING",
                                  uapi::state_name(*state)));
@@ -192,8 +195,8 @@ class Fuzzer {
   bool prepare() {
     auto saved = save_state(dev_, o_.session);
     if (!saved)
-      return stop_with({saved.error().code,
-                        "the first save of the device failed: " + saved.error().describe()});
+      return stop_with(
+          {saved.error().code, "the first save of the device failed: " + saved.error().describe()});
     auto own = read_payload_stream(*saved);
     if (!own) return stop_with(own.error());
     original_ = std::move(*saved);
@@ -228,14 +231,16 @@ class Fuzzer {
     run_.record([&](FuzzResumeReport& r, Current&) {
       ++r.inputs;
       ++r.outcomes[attempt->outcome];
-      if (attempt->outcome == ResumeOutcome::kRefused) ++r.refused_errnos[errno_name(attempt->error)];
+      if (attempt->outcome == ResumeOutcome::kRefused)
+        ++r.refused_errnos[errno_name(attempt->error)];
       if (attempt->outcome == ResumeOutcome::kWriteRefused)
         ++r.write_errnos[errno_name(attempt->error)];
       if (attempt->outcome == ResumeOutcome::kAccepted) {
         ++r.accepted_corrupt;
         if (r.accepted.size() < o_.accepted_reproducers)
-          r.accepted.push_back(finding("accepted-corrupt", i, mutant,
-                                       "RESUMING -> STOP succeeded: the device took it as its state"));
+          r.accepted.push_back(
+              finding("accepted-corrupt", i, mutant,
+                      "RESUMING -> STOP succeeded: the device took it as its state"));
       }
     });
     check_kernel_log(i, mutant);
@@ -257,9 +262,9 @@ class Fuzzer {
       ++r.health_checks;
       if (!ok) {
         FuzzFinding f{"unrecovered", after, "", "", ""};
-        f.detail = fmt::format("{}{} failed: {}", c.doing,
-                               after ? fmt::format(" after input {}", *after) : "",
-                               ok.error().describe());
+        f.detail =
+            fmt::format("{}{} failed: {}", c.doing,
+                        after ? fmt::format(" after input {}", *after) : "", ok.error().describe());
         r.findings.push_back(std::move(f));
       }
       c.doing.clear();
@@ -271,9 +276,9 @@ class Fuzzer {
     if (!run_.log) return;
     auto troubles = run_.log->since_mark();
     if (troubles && troubles->empty()) return;
-    std::string detail = troubles ? quote_troubles(*troubles)
-                                  : "kernel log unreadable, no longer watched: " +
-                                        troubles.error().describe();
+    std::string detail =
+        troubles ? quote_troubles(*troubles)
+                 : "kernel log unreadable, no longer watched: " + troubles.error().describe();
     if (!troubles) run_.log.reset();
     run_.record([&](FuzzResumeReport& r, Current&) {
       r.findings.push_back(finding("kernel-log", i, mutant, detail));
@@ -358,9 +363,10 @@ Result<FuzzResumeReport> fuzz_resume(Device& dev, FuzzResumeOptions options) {
   FuzzResumeReport r = run->report;
   const Current& c = run->current;
   FuzzFinding f{"hang", c.input, c.mutation, "", ""};
-  f.detail = fmt::format("{} did not return within {:g} s, during {}; its thread is abandoned and "
-                         "the device not touched again",
-                         hung->what, static_cast<double>(o.call_timeout.count()) / 1000, c.doing);
+  f.detail = fmt::format(
+      "{} did not return within {:g} s, during {}; its thread is abandoned and "
+      "the device not touched again",
+      hung->what, static_cast<double>(o.call_timeout.count()) / 1000, c.doing);
   if (c.input) {
     ++r.inputs;
     ++r.outcomes[ResumeOutcome::kHang];

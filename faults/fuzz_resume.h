@@ -45,17 +45,17 @@ struct FuzzProgress {
 
 struct FuzzResumeOptions {
   std::uint64_t seed = 1;
-  std::uint64_t max_inputs = 0;            // 0: no limit
-  std::chrono::milliseconds duration{0};   // 0: no limit (one of the two must be set)
-  std::uint64_t health_every = 100;        // a save/load round trip after every N inputs
+  std::uint64_t max_inputs = 0;           // 0: no limit
+  std::chrono::milliseconds duration{0};  // 0: no limit (one of the two must be set)
+  std::uint64_t health_every = 100;       // a save/load round trip after every N inputs
   std::chrono::milliseconds call_timeout{10'000};
-  std::size_t buffer_size = 1 << 20;       // bytes per write into the data fd
-  std::vector<SavedPayload> corpus;        // the seeds; empty: a fresh save of the device
-  std::string out_dir;                     // where reproducers go; empty: none are written
-  std::size_t accepted_reproducers = 20;   // the first N accepted-corrupt inputs get one
-  std::optional<std::string> kernel_log;   // /dev/kmsg-format log to watch (core/kernel_log.h)
+  std::size_t buffer_size = 1 << 20;      // bytes per write into the data fd
+  std::vector<SavedPayload> corpus;       // the seeds; empty: a fresh save of the device
+  std::string out_dir;                    // where reproducers go; empty: none are written
+  std::size_t accepted_reproducers = 20;  // the first N accepted-corrupt inputs get one
+  std::optional<std::string> kernel_log;  // /dev/kmsg-format log to watch (core/kernel_log.h)
   std::optional<std::string> kernel_log_ignore;
-  SessionOptions session;                  // the saves and loads (reset_first, config...)
+  SessionOptions session;  // the saves and loads (reset_first, config...)
   ConfigRestore config_restore = ConfigRestore::kExact;  // the device's, for loads
   std::function<void(const FuzzProgress&)> on_progress;  // after each input, fuzzing thread
   // Set: stop after the current input. Shared: a hung run's thread may outlive the caller.

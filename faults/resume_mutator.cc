@@ -57,8 +57,8 @@ PayloadLayout recognize_payload(std::span<const std::byte> p) {
   };
   PayloadLayout l;
   const std::uint64_t ports = le(16, 4);
-  if (le(0, 8) == sim::kMttyMagic && le(8, 4) == kMttyMajor && le(20, 4) == 0 &&
-      ports <= 64 && p.size() == kMttyHeader + ports * kMttyPort) {
+  if (le(0, 8) == sim::kMttyMagic && le(8, 4) == kMttyMajor && le(20, 4) == 0 && ports <= 64 &&
+      p.size() == kMttyHeader + ports * kMttyPort) {
     l.name = "mtty";
     add(l, "magic", 0, 8);
     add(l, "major_ver", 8, 4);
@@ -127,14 +127,30 @@ std::string ResumeMutator::mutate_field(std::vector<std::byte>& b, const Payload
   const std::uint64_t old = get_le(b, f.offset, f.size);
   std::uint64_t v = 0;
   switch (below(8)) {
-    case 0: v = 0; break;
-    case 1: v = max; break;
-    case 2: v = max >> 1; break;
-    case 3: v = (max >> 1) + 1; break;
-    case 4: v = old + 1 + below(16); break;
-    case 5: v = old - 1 - below(16); break;
-    case 6: v = old ^ (1ULL << below(8 * f.size)); break;
-    default: v = next(); break;
+    case 0:
+      v = 0;
+      break;
+    case 1:
+      v = max;
+      break;
+    case 2:
+      v = max >> 1;
+      break;
+    case 3:
+      v = (max >> 1) + 1;
+      break;
+    case 4:
+      v = old + 1 + below(16);
+      break;
+    case 5:
+      v = old - 1 - below(16);
+      break;
+    case 6:
+      v = old ^ (1ULL << below(8 * f.size));
+      break;
+    default:
+      v = next();
+      break;
   }
   v &= max;
   if (v == old) v = old ^ 1;
@@ -142,8 +158,8 @@ std::string ResumeMutator::mutate_field(std::vector<std::byte>& b, const Payload
   return fmt::format("{} {:#x} -> {:#x}", f.name, old, v);
 }
 
-std::string ResumeMutator::mutate_bytes(std::vector<std::byte>& b,
-                                        std::span<const std::byte> other, std::size_t limit) {
+std::string ResumeMutator::mutate_bytes(std::vector<std::byte>& b, std::span<const std::byte> other,
+                                        std::size_t limit) {
   const std::size_t n = b.size();
   const std::size_t room = limit > n ? limit - n : 0;
   const std::uint64_t op = n == 0 ? 4 : below(10);

@@ -42,8 +42,8 @@ class ResumeMutator {
   Mutant mutate(std::span<const std::byte> base, const PayloadLayout& layout,
                 std::span<const std::byte> other);
 
-  std::uint64_t next();                   // splitmix64
-  std::uint64_t below(std::uint64_t n);   // in [0, n), n > 0
+  std::uint64_t next();                  // splitmix64
+  std::uint64_t below(std::uint64_t n);  // in [0, n), n > 0
 
  private:
   std::string mutate_field(std::vector<std::byte>& b, const PayloadField& f);

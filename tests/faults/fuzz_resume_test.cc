@@ -40,7 +40,8 @@ std::optional<State> set_target(std::span<const std::byte> arg) {
   if (arg.size() < sizeof(h) + sizeof(m)) return std::nullopt;
   std::memcpy(&h, arg.data(), sizeof(h));
   std::memcpy(&m, arg.data() + sizeof(h), sizeof(m));
-  if ((h.flags & uapi::kFeatureMask) != static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) ||
+  if ((h.flags & uapi::kFeatureMask) !=
+          static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState) ||
       !(h.flags & uapi::kFeatureSet) || (h.flags & uapi::kFeatureProbe))
     return std::nullopt;
   return static_cast<State>(m.device_state);
