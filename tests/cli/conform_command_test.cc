@@ -16,13 +16,10 @@ namespace vfio::cli {
 namespace {
 
 using testing::run;
+using testing::slurp;
 
 class ConformCommand : public testing::TempDirTest {
  protected:
-  static std::string slurp(const std::string& p) {
-    std::ifstream in(p);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
   static std::size_t occurrences(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;

@@ -12,13 +12,10 @@ namespace vfio::cli {
 namespace {
 
 using testing::run;
+using testing::slurp;
 
 class FuzzResumeCommand : public testing::TempDirTest {
  protected:
-  static std::string slurp(const std::string& p) {
-    std::ifstream in(p);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
   // The JSON without its timing line, the one part that differs between equal runs.
   static std::string untimed(std::string json) {
     const auto at = json.find("  \"timing\"");
