@@ -178,6 +178,7 @@ class Fuzzer {
         break;
       }
       if (!one_input(i)) return finish(start);
+      last_input_ = i;
       if (o_.on_progress) o_.on_progress(progress(Clock::now() - start));
       if (o_.health_every && ++since_health == o_.health_every) {
         since_health = 0;
@@ -191,7 +192,7 @@ class Fuzzer {
   }
 
  private:
-  // The seeds, the device's config blob for reproducers, and the kernel log's mark.
+  // The seeds, and the device's config blob for reproducers.
   bool prepare() {
     auto saved = save_state(dev_, o_.session);
     if (!saved)
@@ -243,7 +244,7 @@ class Fuzzer {
                       "RESUMING -> STOP succeeded: the device took it as its state"));
       }
     });
-    check_kernel_log(i, mutant);
+    check_kernel_log(i, &mutant);
     auto back = recover(dev_);
     if (!back) return unrecovered(i, mutant, "not back in RUNNING: " + back.error().describe());
     if (*back) run_.record([](FuzzResumeReport& r, Current&) { ++r.resets; });
@@ -258,6 +259,7 @@ class Fuzzer {
       c.doing = restoring ? "the load of the device's first save" : "the health round trip";
     });
     auto ok = restoring ? load_state(dev_, o_, std::move(restore)) : round_trip(dev_, o_);
+    if (last_input_) check_kernel_log(*last_input_, nullptr);
     run_.record([&](FuzzResumeReport& r, Current& c) {
       ++r.health_checks;
       if (!ok) {
@@ -272,7 +274,8 @@ class Fuzzer {
     return ok.has_value();
   }
 
-  void check_kernel_log(std::uint64_t i, const ResumeMutator::Mutant& mutant) {
+  // Trouble since the last look: after input `i` (with its reproducer), or during a health check.
+  void check_kernel_log(std::uint64_t i, const ResumeMutator::Mutant* mutant) {
     if (!run_.log) return;
     auto troubles = run_.log->since_mark();
     if (troubles && troubles->empty()) return;
@@ -280,8 +283,12 @@ class Fuzzer {
         troubles ? quote_troubles(*troubles)
                  : "kernel log unreadable, no longer watched: " + troubles.error().describe();
     if (!troubles) run_.log.reset();
-    run_.record([&](FuzzResumeReport& r, Current&) {
-      r.findings.push_back(finding("kernel-log", i, mutant, detail));
+    run_.record([&](FuzzResumeReport& r, Current& c) {
+      if (mutant)
+        r.findings.push_back(finding("kernel-log", i, *mutant, detail));
+      else
+        r.findings.push_back({"kernel-log", std::nullopt, "",
+                              fmt::format("during {} after input {}: {}", c.doing, i, detail), ""});
     });
   }
 
@@ -319,6 +326,7 @@ class Fuzzer {
   const FuzzResumeOptions& o_;
   Device& dev_;
   std::vector<std::byte> original_;  // the first save's stream
+  std::optional<std::uint64_t> last_input_;
   std::vector<SavedPayload> seeds_;
   std::vector<PayloadLayout> layouts_;
 };

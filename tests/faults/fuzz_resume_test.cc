@@ -314,28 +314,30 @@ TEST_F(FuzzResumeTest, TheHealthRoundTripCatchesADeviceThatCannotSaveAnyMore) {
       << r->findings[0].detail;
 }
 
-// Logs a kernel WARNING (a line in /dev/kmsg's record format) as it enters RESUMING a second time
-// (input 1).
-class WarnsOnSecondResume : public CountsResumes {
+// Logs a kernel WARNING (a line in /dev/kmsg's record format) as it enters RESUMING the `when`th
+// time.
+class WarnsOnResume : public CountsResumes {
  public:
-  WarnsOnSecondResume(std::unique_ptr<Device> inner, std::filesystem::path log)
-      : CountsResumes(std::move(inner)), log_(std::move(log)) {}
+  WarnsOnResume(std::unique_ptr<Device> inner, std::filesystem::path log, int when)
+      : CountsResumes(std::move(inner)), log_(std::move(log)), when_(when) {}
 
  protected:
   void on_resume(int n) override {
-    if (n == 2)
+    if (n == when_)
       std::ofstream(log_, std::ios::app)
           << "4,900,5000,-;WARNING: CPU: 0 PID: 7 at mtty.c:99 mtty_load_state\n";
   }
 
  private:
   std::filesystem::path log_;
+  int when_;
 };
 
 TEST_F(FuzzResumeTest, KernelTroubleDuringAnInputIsAFindingWithItsReproducer) {
   const auto log = dir_.parent_path() / fmt::format("vfio-mig-fuzz-kmsg-{}", ::getpid());
   std::ofstream(log) << "4,1,100,-;WARNING: CPU: 0 PID: 1 at old.c:1 before_the_run\n";
-  WarnsOnSecondResume dev(std::move(open("sim:mtty,transport=direct").device), log);
+  // Resume 2 is input 1's.
+  WarnsOnResume dev(std::move(open("sim:mtty,transport=direct").device), log, 2);
   auto o = options(20);
   o.kernel_log = log.string();
   auto r = fuzz_resume(dev, o);
@@ -349,6 +351,26 @@ TEST_F(FuzzResumeTest, KernelTroubleDuringAnInputIsAFindingWithItsReproducer) {
             std::string::npos)
       << r->findings[0].detail;
   EXPECT_TRUE(std::filesystem::exists(dir_ / "kernel-log-000001.vfio-mig"));
+}
+
+TEST_F(FuzzResumeTest, KernelTroubleDuringAHealthCheckIsAFindingWithoutAnInput) {
+  const auto log = dir_.parent_path() / fmt::format("vfio-mig-fuzz-kmsg-h-{}", ::getpid());
+  std::ofstream(log) << "";
+  // Inputs 0-9 are resumes 1-10; resume 11 is the load of the round trip after input 9.
+  WarnsOnResume dev(std::move(open("sim:mtty,transport=direct").device), log, 11);
+  auto o = options(20);
+  o.kernel_log = log.string();
+  auto r = fuzz_resume(dev, o);
+  std::filesystem::remove(log);
+  ASSERT_TRUE(r) << r.error().describe();
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].kind, "kernel-log");
+  EXPECT_FALSE(r->findings[0].input);
+  EXPECT_EQ(r->findings[0].detail.rfind("during the health round trip after input 9: 1 kernel log "
+                                        "trouble line(s); [warning] WARNING",
+                                        0),
+            0u)
+      << r->findings[0].detail;
 }
 
 // The same seed gives the same inputs and verdicts; another seed other inputs.
