@@ -26,6 +26,11 @@ std::string temp_name(const std::string& path) {
   return dir + "." + base + ".vfio-mig-" + std::to_string(::getpid()) + ".tmp";
 }
 
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return fd >= 0 && ::poll(&p, 1, 0) > 0;
+}
+
 Result<> close_checked(int fd, const std::string& what) {
   // Linux releases the fd even when close() fails; retrying could close another thread's.
   if (::close(fd) < 0 && errno != EINTR) return fail_errno(what + ": close");
@@ -34,11 +39,12 @@ Result<> close_checked(int fd, const std::string& what) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(int fd, std::string path, std::string temp)
-    : fd_(fd), path_(std::move(path)), temp_(std::move(temp)) {}
+AtomicFile::AtomicFile(int fd, std::string path, std::string temp, int cancel_fd)
+    : fd_(fd), cancel_fd_(cancel_fd), path_(std::move(path)), temp_(std::move(temp)) {}
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
+      cancel_fd_(other.cancel_fd_),
       path_(std::move(other.path_)),
       temp_(std::exchange(other.temp_, {})) {}
 
@@ -50,7 +56,7 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
   if (path == "-") {
     const int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
     if (fd < 0) return fail_errno("stdout");
-    return AtomicFile(fd, "stdout", {});
+    return AtomicFile(fd, "stdout", {}, cancel_fd);
   }
   struct stat st;
   const bool exists = ::stat(path.c_str(), &st) == 0;
@@ -79,7 +85,7 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
       ::close(fd);
       return err;
     }
-    return AtomicFile(fd, path, {});
+    return AtomicFile(fd, path, {}, cancel_fd);
   }
   const std::string temp = temp_name(path);
   const mode_t mode = exists ? (st.st_mode & 07777) : 0666;  // umask applies to a new file
@@ -96,7 +102,7 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, int cancel_fd) {
     ::unlink(temp.c_str());
     return err;
   }
-  return AtomicFile(fd, path, temp);
+  return AtomicFile(fd, path, temp, cancel_fd);
 }
 
 Result<> AtomicFile::commit() {
@@ -106,6 +112,8 @@ Result<> AtomicFile::commit() {
   Result<> r;
   if (::fsync(fd) < 0) r = fail_errno(temp_ + ": fsync");
   if (auto c = close_checked(fd, temp_); r && !c) r = c;
+  // The last moment a cancel can keep the old file; after the rename the output is final.
+  if (r && readable(cancel_fd_)) r = fail(ECANCELED, path_ + ": cancelled; the old file is kept");
   if (r && ::rename(temp_.c_str(), path_.c_str()) < 0)
     r = fail_errno("cannot rename " + temp_ + " to " + path_);
   if (!r) {

@@ -4,10 +4,11 @@
 // A regular file (or a name that does not exist yet) is written to a temporary file in the same
 // directory, `.<name>.vfio-mig-<pid>.tmp`, created with O_EXCL and mode 0666 & ~umask (an
 // existing target's permission bits are kept); commit() fsyncs it, renames it over the target
-// and fsyncs the directory. Without commit() the temporary file is removed. A process killed
-// by SIGKILL may leave one behind, recognisable by that name. "-" (stdout) and targets that are
-// not regular files (a FIFO, /dev/null, a character device) are written directly: not atomic
-// ("-" through a duplicate of fd 1).
+// and fsyncs the directory, unless the cancel fd became readable before the rename. Without
+// commit() the temporary file is removed. A process killed by SIGKILL may leave one behind,
+// recognisable by that name. "-" (stdout) and targets that are not regular files (a FIFO,
+// /dev/null, a character device) are written directly: not atomic ("-" through a duplicate
+// of fd 1).
 #pragma once
 
 #include <string>
@@ -19,7 +20,8 @@ namespace vfio {
 
 class AtomicFile {
  public:
-  // Waiting for a FIFO's reader ends with ECANCELED once `cancel_fd` is readable.
+  // Once `cancel_fd` is readable, waiting for a FIFO's reader ends with ECANCELED, and so does
+  // a commit that has not renamed yet (the fsync of a large file can take seconds).
   static Result<AtomicFile> create(const std::string& path, int cancel_fd = -1);
   AtomicFile(AtomicFile&& other) noexcept;
   AtomicFile& operator=(AtomicFile&&) = delete;
@@ -37,8 +39,8 @@ class AtomicFile {
   void discard();
 
  private:
-  AtomicFile(int fd, std::string path, std::string temp);
-  int fd_;
+  AtomicFile(int fd, std::string path, std::string temp, int cancel_fd);
+  int fd_, cancel_fd_;
   std::string path_, temp_;
 };
 

@@ -143,6 +143,23 @@ TEST_F(AtomicFileTest, WaitingForAFifoReaderIsCancellable) {
   ::close(cancel[1]);
 }
 
+TEST_F(AtomicFileTest, ACancelBeforeTheRenameKeepsTheOldFile) {
+  write(path("out"), "old");
+  int cancel[2];
+  ASSERT_EQ(::pipe(cancel), 0);
+  auto f = AtomicFile::create(path("out"), cancel[0]);
+  ASSERT_TRUE(f);
+  put(*f, "new content");
+  ASSERT_EQ(::write(cancel[1], "!", 1), 1);  // the signal arrives while the save finishes
+  auto r = f->commit();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ECANCELED);
+  EXPECT_EQ(read(path("out")), "old");
+  EXPECT_EQ(entries(), 1u);  // no temporary file either
+  ::close(cancel[0]);
+  ::close(cancel[1]);
+}
+
 TEST(FdChannelCancel, BlockedReadAndWriteEndWithEcanceled) {
   auto pipe = make_pipe_channel();
   ASSERT_TRUE(pipe);
