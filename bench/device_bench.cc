@@ -5,10 +5,8 @@
 #include <sys/utsname.h>
 
 #include <bit>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 
 #include "bench/bench_support.h"
 #include "bench/migrate_bench.h"
@@ -146,26 +144,17 @@ void register_device_benchmarks(std::vector<NamedDevice>& devices) {
   if (devices.size() == 2) register_migrate_sweep(devices[0], devices[1]);
 }
 
-CallWatchdog::CallWatchdog(std::vector<WatchedDevice*> devices, std::chrono::milliseconds limit)
-    : thread_([devices = std::move(devices), limit](std::stop_token stop) {
-        std::mutex mu;
-        std::condition_variable_any wake;
-        std::unique_lock lock(mu);
-        while (!wake.wait_for(lock, stop, limit / 10 + std::chrono::milliseconds(1), [] {
-          return false;
-        }) && !stop.stop_requested()) {
-          for (WatchedDevice* dev : devices) {
-            auto call = dev->oldest_in_flight();
-            if (!call || WatchedDevice::Clock::now() - call->since < limit) continue;
-            for (WatchedDevice* d : devices) d->abandon();
-            fmt::print(stderr,
-                       "vfio_mig_bench: FAILED: {}: {} has not returned in {:g} s: stuck in the "
-                       "kernel (the kernel log may say why); the device is left as it is\n",
-                       dev->name(), call->what, std::chrono::duration<double>(limit).count());
-            std::fflush(stderr);
-            std::_Exit(1);
-          }
-        }
-      }) {}
+int run_watching_devices(std::span<WatchedDevice* const> devices, std::chrono::milliseconds limit,
+                         const std::function<int()>& body) {
+  int code = 0;
+  const auto hang = run_watching(devices, limit, [&code, &body] { code = body(); });
+  if (!hang) return code;
+  fmt::print(stderr,
+             "vfio_mig_bench: FAILED: {}: {} has not returned in {:g} s: stuck in the kernel (the "
+             "kernel log may say why); the device is left as it is\n",
+             hang->device->name(), hang->call.what, std::chrono::duration<double>(limit).count());
+  std::fflush(stderr);
+  std::_Exit(1);  // the body's thread is still inside the call, using `code` and the devices
+}
 
 }  // namespace vfio::bench

@@ -7,10 +7,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <stop_token>
+#include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/watched_device.h"
@@ -47,15 +47,11 @@ Result<> expect_running(Device& dev, std::string_view when);
 // puts each device's spec, driver and state size and the kernel release into the JSON's context.
 void register_device_benchmarks(std::vector<NamedDevice>& devices);
 
-// While it lives, a thread checks the devices' calls in flight: one older than `limit` is taken
-// for a kernel hang; the devices are abandoned, the call is named on stderr, and the process
-// exits 1 (a thread stuck in the kernel cannot be recovered from user space).
-class CallWatchdog {
- public:
-  CallWatchdog(std::vector<WatchedDevice*> devices, std::chrono::milliseconds limit);
-
- private:
-  std::jthread thread_;
-};
+// Runs `body` (core's run_watching) and returns its exit code, unless one of the devices' calls
+// is in flight longer than `limit`: that is taken for a kernel hang; the devices are abandoned,
+// the call is named on stderr, and the process exits 1 (a thread stuck in the kernel cannot be
+// recovered from user space).
+int run_watching_devices(std::span<WatchedDevice* const> devices, std::chrono::milliseconds limit,
+                         const std::function<int()>& body);
 
 }  // namespace vfio::bench

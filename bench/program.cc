@@ -42,21 +42,9 @@ int usage(std::string_view why) {
   return kExitUsage;
 }
 
-// The sweep on named devices: refused unless each is RUNNING; each is RUNNING after, or the
-// run fails saying which is not.
-int run_on_devices(const Options& o) {
-  std::vector<NamedDevice> devices;
-  for (const auto& spec : o.devices) {
-    auto dev = open_named_device(spec, devices.size());
-    if (!dev) {
-      fmt::print(stderr, "vfio_mig_bench: {}\n", dev.error().describe());
-      return kExitUsage;
-    }
-    devices.push_back(std::move(*dev));
-  }
-  std::vector<WatchedDevice*> watched;
-  for (auto& d : devices) watched.push_back(d.watched.get());
-  CallWatchdog watchdog(watched, o.call_timeout);
+// The run on opened devices: refused unless each is RUNNING; each is RUNNING after, or the run
+// fails saying which is not.
+int run_checked(std::vector<NamedDevice>& devices) {
   for (auto& d : devices) {
     if (auto ok = expect_running(*d.watched, "before the benchmark"); !ok) {
       fmt::print(stderr, "vfio_mig_bench: {}\n", ok.error().describe());
@@ -92,6 +80,22 @@ int run_on_devices(const Options& o) {
     code = kExitFailed;
   }
   return code;
+}
+
+// The sweep on named devices, every call into them watched for a kernel hang.
+int run_on_devices(const Options& o) {
+  std::vector<NamedDevice> devices;
+  for (const auto& spec : o.devices) {
+    auto dev = open_named_device(spec, devices.size());
+    if (!dev) {
+      fmt::print(stderr, "vfio_mig_bench: {}\n", dev.error().describe());
+      return kExitUsage;
+    }
+    devices.push_back(std::move(*dev));
+  }
+  std::vector<WatchedDevice*> watched;
+  for (auto& d : devices) watched.push_back(d.watched.get());
+  return run_watching_devices(watched, o.call_timeout, [&] { return run_checked(devices); });
 }
 
 }  // namespace

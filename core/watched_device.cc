@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 namespace vfio {
 namespace {
@@ -177,11 +178,10 @@ std::string WatchedDevice::describe(const Call& c) {
   return "a device call";
 }
 
-// Waits for `body`, waking at the deadline of the oldest call in flight: a call still in flight
-// then, the same one, is a hang.
-std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
-                                                    std::chrono::milliseconds limit,
-                                                    std::function<void()> body) {
+// Waits for `body`, waking at the earliest deadline of the devices' oldest calls in flight: a
+// call still in flight then, the same one, is a hang.
+std::optional<Hang> run_watching(std::span<WatchedDevice* const> devices,
+                                 std::chrono::milliseconds limit, std::function<void()> body) {
   using Clock = WatchedDevice::Clock;
   // Shared with the body's thread, which may outlive this call.
   struct Done {
@@ -196,23 +196,40 @@ std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
     done->done = true;
     done->cv.notify_all();
   });
+  std::vector<std::optional<WatchedDevice::InFlight>> calls(devices.size());
   std::unique_lock lock(done->mu);
   while (!done->done) {
-    const auto call = dev.oldest_in_flight();
     // Between calls: any call starting now ends its limit within 1.25 limits of this wait.
-    const auto deadline = call ? call->since + limit : Clock::now() + limit / 4;
+    auto deadline = Clock::now() + limit / 4;
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      calls[i] = devices[i]->oldest_in_flight();
+      if (calls[i]) deadline = std::min(deadline, calls[i]->since + limit);
+    }
     if (done->cv.wait_until(lock, deadline, [&] { return done->done; })) break;
-    // Calls start in seq order, so a call still in flight is still the oldest.
-    const auto still = dev.oldest_in_flight();
-    if (!call || !still || still->seq != call->seq) continue;
-    dev.abandon();
-    lock.unlock();
-    worker.detach();
-    return call;
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      if (!calls[i] || calls[i]->since + limit > now) continue;
+      // Calls start in seq order, so a call still in flight is still the oldest.
+      const auto still = devices[i]->oldest_in_flight();
+      if (!still || still->seq != calls[i]->seq) continue;
+      for (WatchedDevice* d : devices) d->abandon();
+      lock.unlock();
+      worker.detach();
+      return Hang{devices[i], *calls[i]};
+    }
   }
   lock.unlock();
   worker.join();
   return std::nullopt;
+}
+
+std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
+                                                    std::chrono::milliseconds limit,
+                                                    std::function<void()> body) {
+  WatchedDevice* devices[] = {&dev};
+  auto hang = run_watching(devices, limit, std::move(body));
+  if (!hang) return std::nullopt;
+  return hang->call;
 }
 
 }  // namespace vfio

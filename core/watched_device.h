@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -91,10 +92,17 @@ class WatchedDevice final : public Device {
   std::optional<uapi::State> known_;          // the state the last GET, SET or reset left
 };
 
-// Runs `body` on a thread of its own while this thread watches the calls it makes through `dev`:
-// nullopt once `body` returned, or the call still in flight `limit` after it started. Then `dev`
-// is abandoned and `body`'s thread detached, still inside that call: whatever it uses must stay
-// alive (the callers keep it in shared state, or leak it).
+// Runs `body` on a thread of its own while this thread watches the calls it makes through
+// `devices`: nullopt once `body` returned, or the device and its call still in flight `limit`
+// after it started. Then every device is abandoned and `body`'s thread detached, still inside
+// that call: whatever it uses must stay alive (the callers keep it in shared state, or leak it).
+struct Hang {
+  WatchedDevice* device = nullptr;
+  WatchedDevice::InFlight call;
+};
+std::optional<Hang> run_watching(std::span<WatchedDevice* const> devices,
+                                 std::chrono::milliseconds limit, std::function<void()> body);
+// The same for one device: the call that hung.
 std::optional<WatchedDevice::InFlight> run_watching(WatchedDevice& dev,
                                                     std::chrono::milliseconds limit,
                                                     std::function<void()> body);

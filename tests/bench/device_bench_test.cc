@@ -197,13 +197,16 @@ TEST(DeviceBenchPieces, TheWatchdogNamesACallThatDoesNotReturn) {
   auto stuck = [] {
     auto model = testing::linux_6_12_mtty(1);
     SlowReads dev(std::make_unique<sim::DirectDevice>(model, "slow-mtty"));
-    WatchedDevice watched(dev);
-    CallWatchdog watchdog({&watched}, std::chrono::milliseconds(300));
-    auto fd = request_device_state(watched, State::kStop);
-    fd = request_device_state(watched, State::kStopCopy);
-    std::array<std::byte, 64> buf;
-    (void)watched.read(*fd, buf);
-    std::exit(0);  // not reached: the watchdog ends the process first
+    sim::DirectDevice other(testing::linux_6_12_mtty(2), "idle-mtty");
+    WatchedDevice idle(other), watched(dev);
+    WatchedDevice* devices[] = {&idle, &watched};
+    std::exit(run_watching_devices(devices, std::chrono::milliseconds(300), [&] {
+      auto fd = request_device_state(watched, State::kStop);
+      fd = request_device_state(watched, State::kStopCopy);
+      std::array<std::byte, 64> buf;
+      (void)watched.read(*fd, buf);
+      return 0;  // not reached: the watchdog ends the process first
+    }));
   };
   EXPECT_EXIT(stuck(), ::testing::ExitedWithCode(1),
               "vfio_mig_bench: FAILED: slow-mtty: read\\(data fd [0-9]+, 64 bytes\\) has not "
