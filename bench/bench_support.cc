@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <string>
@@ -40,6 +44,18 @@ std::uint64_t peak_rss() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
   }
   return 0;
+}
+
+std::chrono::duration<double> process_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+unsigned usable_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(CPU_COUNT(&set), 1));
 }
 
 Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -64,6 +65,11 @@ std::uint64_t peak_rss();
 // iteration under way and skip the rest, so that a device is left as the engine leaves it.
 void stop_on_signals();
 bool stop_requested();
+
+// CPU time used so far by all of this process's threads (the FUSE servers of simulated devices
+// included), and the CPUs this process may run on: what CPU-bound stages can share.
+std::chrono::duration<double> process_cpu_time();
+unsigned usable_cpus();
 
 // A simulated device through the same spec parser the CLI uses, e.g. transport "direct".
 Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,

@@ -22,9 +22,11 @@ struct Stage {
   const char* name;
   std::uint64_t bytes = 0;  // device bytes this stage alone moved in `elapsed`
   Seconds elapsed{};
+  Seconds cpu{};  // the process's CPU time in `elapsed`
   double rate() const {
     return elapsed.count() > 0 ? static_cast<double>(bytes) / elapsed.count() : 0;
   }
+  double cpu_per_byte() const { return bytes ? cpu.count() / static_cast<double>(bytes) : 0; }
 };
 
 // `vfio-mig migrate --buffer-size <buffer>`: what transfer_setup and precopy_setup make of it.
@@ -39,6 +41,7 @@ SessionOptions migrate_options(std::uint64_t buffer) {
 struct Migrated {
   LocalMigrationReport report;
   Seconds elapsed;  // both sides, from the first device query to the destination's start
+  Seconds cpu;      // the process's CPU time in `elapsed`
 };
 
 Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDevice& dst,
@@ -47,15 +50,17 @@ Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDe
   source.add_device(src, src.name());
   destination.add_device(dst, dst.name(), pair.destination.config_restore);
   const auto start = std::chrono::steady_clock::now();
+  const auto cpu_start = process_cpu_time();
   auto r = migrate_locally(source, destination);
   const Seconds elapsed = std::chrono::steady_clock::now() - start;
+  const Seconds cpu = process_cpu_time() - cpu_start;
   if (!r) return std::unexpected(r.error());
   if (pair.source.model && pair.destination.model &&
       pair.source.model->image() != pair.destination.model->image())
     return fail(EIO, "the destination's state differs from the source's");
   // The source is stopped (the VM moved); the next iteration starts from RUNNING again.
   if (auto resumed = source.resume_vm(); !resumed) return std::unexpected(resumed.error());
-  return Migrated{*r, elapsed};
+  return Migrated{*r, elapsed, cpu};
 }
 
 void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint64_t buffer) {
@@ -81,13 +86,14 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
 
   std::array<Stage, 3> stages{Stage{"read"}, Stage{"pipe"}, Stage{"write"}};
   std::uint64_t bytes = 0;
-  Seconds migrating{};
+  Seconds migrating{}, migrating_cpu{};
   for (auto _ : state) {
     auto m = migrate_once(*pair, src_calls, dst_calls, buffer);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
     const Report& sent = m->report.source;
     state.SetIterationTime(m->elapsed.count());
     migrating += m->elapsed;
+    migrating_cpu += m->cpu;
     bytes += sent.device_bytes;
     // Each ceiling in device bytes per second. The pipe carries the framing too, in the
     // stream writer's and reader's pieces: blocks gathered up to the stream buffer, larger
@@ -101,10 +107,13 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
       if (!*p) return state.SkipWithError(p->error().describe().c_str());
     stages[0].bytes += read->bytes;
     stages[0].elapsed += read->elapsed;
+    stages[0].cpu += read->cpu;
     stages[1].bytes += sent.device_bytes;
     stages[1].elapsed += pipe->elapsed;
+    stages[1].cpu += pipe->cpu;
     stages[2].bytes += write->bytes;
     stages[2].elapsed += write->elapsed;
+    stages[2].cpu += write->cpu;
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   // Both devices' calls (data-fd reads and writes, state changes) per MiB migrated.
@@ -114,10 +123,12 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
             : 0;
   const Stage* slowest = &stages[0];
   double seconds_per_byte = 0;  // the stages one after another
+  double cpu_per_byte = 0;      // the stages' CPU work, wherever it runs
   for (const auto& s : stages) {
     state.counters[fmt::format("{}_GiBps", s.name)] = s.rate() / kGiB;
     if (s.rate() < slowest->rate()) slowest = &s;
     seconds_per_byte += s.rate() > 0 ? 1 / s.rate() : 0;
+    cpu_per_byte += s.cpu_per_byte();
   }
   const double rate = migrating.count() > 0 ? static_cast<double>(bytes) / migrating.count() : 0;
   auto share = [rate](double ceiling) { return ceiling > 0 ? rate / ceiling : 0; };
@@ -126,6 +137,18 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   const double serial = seconds_per_byte > 0 ? 1 / seconds_per_byte : 0;
   state.counters["serial_GiBps"] = serial / kGiB;
   state.counters["of_serial"] = share(serial);
+  // The stages' own CPU work spread over every CPU this process may use: no migration of them
+  // can go faster on this machine, however well they overlap.
+  const unsigned cpus = usable_cpus();
+  const double cpu_bound = cpu_per_byte > 0 ? cpus / cpu_per_byte : 0;
+  state.counters["cpus"] = cpus;
+  state.counters["cpu_bound_GiBps"] = cpu_bound / kGiB;
+  state.counters["of_cpu_bound"] = share(cpu_bound);
+  // Migrate's CPU per byte against the stages' sum: above 1 is work the engine adds.
+  state.counters["cpu_of_stages"] =
+      bytes && cpu_per_byte > 0
+          ? migrating_cpu.count() / static_cast<double>(bytes) / cpu_per_byte
+          : 0;
   state.SetLabel(fmt::format("slowest stage: {}", slowest->name));
 }
 

@@ -27,7 +27,10 @@ using PairFactory = std::function<Result<MigratePair>()>;
 // stage's ceiling in GiB/s (read_GiBps, pipe_GiBps, write_GiBps), the slowest of them
 // (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it. The stages overlap
 // only where there are CPUs to spare; serial_GiBps is the rate with none (each byte costs the
-// sum of the stages' times) and of_serial migrate's share of that.
+// sum of the stages' times) and of_serial migrate's share of that. Each stage's CPU time (all
+// threads of the process, FUSE servers included) gives cpu_bound_GiBps: the stages' CPU work
+// spread over the `cpus` this process may use, a bound however well they overlap; of_cpu_bound
+// is migrate's share of it and cpu_of_stages migrate's CPU per byte over the stages' sum.
 // `after`, when given, runs at the end of each run of the benchmark, failed or not (the named
 // devices' check that both are RUNNING).
 using AfterMigrate = std::function<void(benchmark::State&)>;

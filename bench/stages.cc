@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "bench/bench_support.h"
 #include "core/channel.h"
 #include "core/feature.h"
 
@@ -32,6 +33,7 @@ Result<StagePass> read_stage(Device& dev, std::span<std::byte> block,
   if (!fd) return std::unexpected(fd.error());
   StagePass pass;
   const auto start = Clock::now();
+  const auto cpu_start = process_cpu_time();
   for (;;) {
     auto n = dev.read(*fd, block);
     ++pass.calls;
@@ -44,6 +46,7 @@ Result<StagePass> read_stage(Device& dev, std::span<std::byte> block,
     if (capture) capture->insert(capture->end(), block.begin(), block.begin() + *n);
   }
   pass.elapsed = Clock::now() - start;
+  pass.cpu = process_cpu_time() - cpu_start;
   if (auto r = back_to_running(dev, *fd); !r) return std::unexpected(r.error());
   return pass;
 }
@@ -53,6 +56,7 @@ Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std:
   if (!fd) return std::unexpected(fd.error());
   StagePass pass;
   const auto start = Clock::now();
+  const auto cpu_start = process_cpu_time();
   for (auto rest = data; !rest.empty();) {
     auto n = dev.write(*fd, rest.first(std::min(buffer, rest.size())));
     ++pass.calls;
@@ -67,6 +71,7 @@ Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std:
   // RESUMING -> STOP is where the device takes the data: part of the stage.
   auto judged = request_device_state(dev, State::kStop);
   pass.elapsed = Clock::now() - start;
+  pass.cpu = process_cpu_time() - cpu_start;
   if (!judged) {
     (void)dev.reset();
     (void)dev.close(*fd);
@@ -83,6 +88,7 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
   std::vector<std::byte> out(write_size, std::byte{7}), in(read_size);
   StagePass pass;
   const auto start = Clock::now();
+  const auto cpu_start = process_cpu_time();
   std::thread producer([&] {
     for (std::uint64_t sent = 0; sent < total;) {
       auto chunk =
@@ -101,6 +107,7 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
   reader.close();  // a reader that failed must not leave the writer blocked on a full pipe
   producer.join();
   pass.elapsed = Clock::now() - start;
+  pass.cpu = process_cpu_time() - cpu_start;
   if (!n) return std::unexpected(n.error());
   if (pass.bytes != total) return fail(EIO, "pipe: the reader got fewer bytes than were sent");
   return pass;

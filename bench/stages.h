@@ -18,6 +18,7 @@ struct StagePass {
   std::uint64_t bytes = 0;
   std::uint64_t calls = 0;  // data-fd reads or writes
   std::chrono::duration<double> elapsed{};
+  std::chrono::duration<double> cpu{};  // the process's CPU time in `elapsed`, all threads
 };
 
 // RUNNING -> STOP -> STOP_COPY, read() into `block` until the end of data, close, -> RUNNING.

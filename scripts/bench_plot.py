@@ -216,9 +216,11 @@ def write_table(path, series, baselines, rss, ceilings, context):
                 "Each migrate row's stages measured alone on its own devices, between its "
                 "iterations (GiB/s): read the source's data fd, the pipe, write the "
                 "destination's data fd; serial: the three one after another, the bound when "
-                "they cannot overlap for want of CPUs.\n\n"
-                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "they cannot overlap for want of CPUs; CPU bound: the stages' CPU time (all "
+                "threads) spread over the process's CPUs, the bound however well they overlap; "
+                "CPU / stages: migrate's CPU per byte over the stages' sum.\n\n"
+                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
@@ -227,7 +229,26 @@ def write_table(path, series, baselines, rss, ceilings, context):
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
                     + " | ".join(f"{v:.2f}" for v in stages.values())
                     + f" | {slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
-                    f"{100 * b['of_serial']:.0f}% |\n")
+                    f"{100 * b['of_serial']:.0f}% | {b.get('cpu_bound_GiBps', 0):.2f} | "
+                    f"{100 * b.get('of_cpu_bound', 0):.0f}% | {b.get('cpu_of_stages', 0):.2f} |\n")
+
+        buffers = sorted({buf for (_, _, _, buf) in ceilings})
+        if buffers:
+            f.write("\n## Migrate at every buffer size\n\nGiB/s, and in brackets the share of "
+                    "the slowest stage (its name's initial: r, p, w).\n\n"
+                    "| transport | profile | state | " + " | ".join(human(x) + "B" for x in buffers)
+                    + " |\n|---|---|---|" + "---|" * len(buffers) + "\n")
+            for key in sorted({k[:3] for k in ceilings}):
+                cells = []
+                for buf in buffers:
+                    b = ceilings.get(key + (buf,))
+                    if b is None:
+                        cells.append("")
+                        continue
+                    stages = {x: b[f"{x}_GiBps"] for x in ("read", "pipe", "write")}
+                    slowest = min(stages, key=stages.get)
+                    cells.append(f"{b['bytes_per_second'] / GIB:.2f} ({100 * b['of_ceiling']:.0f}% {slowest[0]})")
+                f.write(f"| {key[0]} | {key[1]} | {human(key[2])}B | " + " | ".join(cells) + " |\n")
 
 
 def write_device_table(f, benchmarks, context):

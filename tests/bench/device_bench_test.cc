@@ -30,6 +30,7 @@ namespace vfio::bench {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::ContainsRegex;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using uapi::State;
@@ -128,6 +129,10 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   EXPECT_THAT(doc, HasSubstr("\"save/dev2/state:96/buffer:128/real_time\""));
   EXPECT_THAT(doc, HasSubstr("\"migrate/dev1/state:96/buffer:128/manual_time\""));
   EXPECT_THAT(doc, HasSubstr("of_ceiling"));
+  // The stages' CPU time was measured: a bound above zero, and migrate's CPU against it.
+  EXPECT_THAT(doc, ContainsRegex("\"cpu_bound_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"cpu_of_stages\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"cpus\": [1-9]"));
   EXPECT_EQ(doc.find("error_occurred"), std::string::npos) << doc;
   EXPECT_EQ(a.model->state(), State::kRunning);
   EXPECT_EQ(b.model->state(), State::kRunning);
