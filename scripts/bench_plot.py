@@ -149,6 +149,7 @@ set grid
 plot {plots}
 """
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.remove(stem + ".dat")
 
 
 def write_downtime_chart(benchmarks, out, machine):
