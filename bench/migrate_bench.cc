@@ -146,9 +146,8 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   state.counters["of_cpu_bound"] = share(cpu_bound);
   // Migrate's CPU per byte against the stages' sum: above 1 is work the engine adds.
   state.counters["cpu_of_stages"] =
-      bytes && cpu_per_byte > 0
-          ? migrating_cpu.count() / static_cast<double>(bytes) / cpu_per_byte
-          : 0;
+      bytes && cpu_per_byte > 0 ? migrating_cpu.count() / static_cast<double>(bytes) / cpu_per_byte
+                                : 0;
   state.SetLabel(fmt::format("slowest stage: {}", slowest->name));
 }
 
