@@ -147,6 +147,12 @@ class HangsOnThirdResume : public CountsResumes {
     released_ = true;
     cv_.notify_all();
   }
+  Result<> feature(std::span<std::byte> arg) override {
+    return leaving(CountsResumes::feature(arg));
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    return leaving(CountsResumes::write(fd, buf));
+  }
 
  protected:
   void in_resume(int n) override {
@@ -155,10 +161,17 @@ class HangsOnThirdResume : public CountsResumes {
     if (entered_) return;
     entered_ = true;
     cv_.wait(lock, [&] { return released_; });
-    returned_ = true;
   }
 
  private:
+  // The hung call has left the object only once the forwarded call behind in_resume returned
+  // too: marked any earlier, the destructor could free the inner device under it.
+  template <class R>
+  R leaving(R r) {
+    std::lock_guard lock(mu_);
+    if (entered_ && released_) returned_ = true;
+    return r;
+  }
   std::mutex mu_;
   std::condition_variable cv_;
   bool entered_ = false, released_ = false, returned_ = false;
