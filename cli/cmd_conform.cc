@@ -55,9 +55,10 @@ Result<> write_report_json(const conform::Report& r, const std::string& path) {
   std::string checks;
   for (const auto& c : r.checks) {
     if (!checks.empty()) checks += ",\n";
-    checks += fmt::format("    {{\"id\": {}, \"group\": {}, \"verdict\": {}, \"detail\": {}}}",
-                          json_quote(c.id), json_quote(c.group),
-                          json_quote(conform::verdict_name(c.verdict)), json_quote(c.detail));
+    checks += fmt::format(
+        "    {{\"id\": {}, \"group\": {}, \"verdict\": {}, \"detail\": {}, \"seconds\": {:.6f}}}",
+        json_quote(c.id), json_quote(c.group), json_quote(conform::verdict_name(c.verdict)),
+        json_quote(c.detail), std::chrono::duration<double>(c.elapsed).count());
   }
   const auto n = r.counts();
   const std::string out = fmt::format(

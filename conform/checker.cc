@@ -54,7 +54,17 @@ void Checker::add(std::string id, std::string_view group, Verdict v, std::string
     detail += news;
   }
   std::lock_guard lock(report_mu_);
-  report_.checks.push_back({std::move(id), std::string(group), v, std::move(detail)});
+  const auto now = std::chrono::steady_clock::now();
+  report_.checks.push_back(
+      {std::move(id), std::string(group), v, std::move(detail),
+       std::chrono::duration_cast<std::chrono::microseconds>(now - last_added_)});
+  last_added_ = now;
+}
+
+std::chrono::microseconds Checker::since_last_check() const {
+  std::lock_guard lock(report_mu_);
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                               last_added_);
 }
 
 Report Checker::snapshot() const {
@@ -138,7 +148,8 @@ Report run_watched(Device& dev, const Options& options, std::unique_ptr<KernelLo
       {"watchdog/kernel-hang", std::string(kWatchdog), Verdict::kFail,
        fmt::format("kernel-hang: {} did not return within {}{}; its thread is abandoned and the "
                    "device not touched again, so no later check ran{}",
-                   hung->what, seconds_text(limit), after, run->checker.kernel_log_news())});
+                   hung->what, seconds_text(limit), after, run->checker.kernel_log_news()),
+       run->checker.since_last_check()});
   partial.device_abandoned = true;
   return sorted(std::move(partial));
 }

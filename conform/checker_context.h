@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -219,6 +220,8 @@ class Checker {
   // line(s) ..."), or "" when there is none or no log is watched; safe from another thread (the
   // watchdog's verdict quotes what a stuck call made the kernel log).
   std::string kernel_log_news();
+  // Wall time since the last check was recorded; safe from another thread.
+  std::chrono::microseconds since_last_check() const;
 
   static std::size_t rank(std::string_view group);
 
@@ -406,6 +409,7 @@ class Checker {
   std::mutex log_mu_;             // log_ from add() and from the watchdog
   mutable std::mutex report_mu_;  // add() against snapshot() from the watchdog
   Report report_;
+  std::chrono::steady_clock::time_point last_added_ = std::chrono::steady_clock::now();
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
   Error saved_error_{EIO, "no STOP_COPY stream"};
 };

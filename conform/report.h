@@ -2,6 +2,7 @@
 // summary line and JSON report show.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -25,6 +26,9 @@ struct Check {
   std::string group;
   Verdict verdict = Verdict::kSkip;
   std::string detail;  // expected vs got, errno names
+  // Wall time since the previous check was recorded (the first: since the checks began): the
+  // setup a check shares with the ones after it counts to the first of them.
+  std::chrono::microseconds elapsed{};
 };
 
 struct Counts {
