@@ -286,24 +286,25 @@ class Checker {
   }
 
   // Reads until read() returns 0 or fails; appends to `keep` while it stays under
-  // max_saved_stream (clearing it and setting `*kept` false beyond).
+  // max_saved_stream (clearing it and setting `*kept` false beyond). Kept bytes are read straight
+  // into `keep`: reserve it, and a whole stream costs no copy.
   ReadEnd read_until_end(int fd, std::vector<std::byte>* keep = nullptr, bool* kept = nullptr) {
     ReadEnd end;
     while (end.bytes < opt_.stream_limit) {
-      auto n = dev_.read(fd, buf_);
+      const bool keeping = keep && *kept;
+      const std::size_t at = keeping ? keep->size() : 0;
+      if (keeping) keep->resize(at + buf_.size());
+      auto n = dev_.read(fd, keeping ? std::span(*keep).subspan(at) : std::span(buf_));
+      if (keeping) keep->resize(at + (n ? *n : 0));
       if (!n) {
         end.error = n.error();
         return end;
       }
       if (*n == 0) return end;
       end.bytes += *n;
-      if (keep && *kept) {
-        if (keep->size() + *n > opt_.max_saved_stream) {
-          *kept = false;
-          std::vector<std::byte>().swap(*keep);
-        } else {
-          keep->insert(keep->end(), buf_.begin(), buf_.begin() + *n);
-        }
+      if (keeping && keep->size() > opt_.max_saved_stream) {
+        *kept = false;
+        std::vector<std::byte>().swap(*keep);
       }
     }
     end.over_limit = true;
@@ -388,8 +389,24 @@ class Checker {
   void check_overflow();
   // Closes the device and opens it again (Options::reopen); every DataFd must be gone.
   Result<> reopen();
-  // Reads `fd` with `chunk` bytes per read() until read() returns 0, or `cap` bytes are in.
-  Result<SavedStream> read_stream(int fd, std::size_t chunk, std::uint64_t cap);
+  // Reads `fd` with `chunk` bytes per read() until read() returns 0 (with `precopy`, or fails
+  // ENOMSG: pre-copy data's temporary end), or `cap` bytes are in.
+  Result<SavedStream> read_stream(int fd, std::size_t chunk, std::uint64_t cap,
+                                  bool precopy = false);
+  // The same, read straight onto the end of `out` until it holds `cap` bytes; true when the end
+  // came.
+  Result<bool> append_stream(int fd, std::size_t chunk, std::uint64_t cap,
+                             std::vector<std::byte>& out, bool precopy = false);
+  // The room for a whole stream other than saved_, emptied: one buffer reused by the checks that
+  // keep a second stream, since fresh memory costs a page fault per page, more than the reads.
+  std::vector<std::byte>& scratch() {
+    scratch_.clear();
+    if (saved_) scratch_.reserve(saved_->size() + opt_.buffer_size);
+    return scratch_;
+  }
+  // Whether `fd` reads back as `want`, then 0: read buffer_size bytes per read() and compared as
+  // they come, so that a big stream costs no copy (at most want.size() + 1 bytes are read).
+  Result<bool> reads_as(int fd, std::span<const std::byte> want, std::uint64_t& bytes);
   // Resumes `stream` into a fresh device, written chunks[0], chunks[1], ... bytes per write()
   // (cycling), and ends with RS->S; the device is then in STOP.
   Result<> resume_stream(std::span<const std::byte> stream, std::span<const std::size_t> chunks);
@@ -412,6 +429,7 @@ class Checker {
   std::chrono::steady_clock::time_point last_added_ = std::chrono::steady_clock::now();
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
   Error saved_error_{EIO, "no STOP_COPY stream"};
+  std::vector<std::byte> scratch_;  // scratch()
 };
 
 }  // namespace vfio::conform::detail

@@ -29,7 +29,7 @@ void Checker::check_reopen() {
   } else if (auto r = dev_.reset(); !r) {
     skip("reopen/precopy-cycles", kReopen, r.error());
   } else {
-    auto migrate = [&]() -> Result<std::vector<std::byte>> {
+    auto migrate = [&]() -> Result<std::span<const std::byte>> {
       for (int i = 0; i < kPrecopyCycles; ++i) {
         auto fd = request_device_state(dev_, State::kPreCopy);
         if (!fd)
@@ -49,25 +49,19 @@ void Checker::check_reopen() {
         return fail(fd.error().code,
                     "full migration: R->PC failed with " + errno_name(fd.error().code));
       DataFd held(dev_, *fd);
-      std::vector<std::byte> stream;
-      for (;;) {  // pre-copy data up to its (temporary) end
-        auto n = dev_.read(held.get(), buf_);
-        if (!n && n.error().code == ENOMSG) break;
-        if (!n)
-          return fail(n.error().code, fmt::format("full migration: pre-copy read failed with {}",
-                                                  errno_name(n.error().code)));
-        if (*n == 0) break;
-        stream.insert(stream.end(), buf_.begin(), buf_.begin() + *n);
-        if (stream.size() > opt_.max_saved_stream)
-          return fail(EFBIG, "full migration: pre-copy data beyond the bytes kept");
-      }
+      std::vector<std::byte>& stream = scratch();
+      const std::uint64_t cap = opt_.max_saved_stream + 1;
+      // Pre-copy data up to its (temporary) end, then the rest in STOP_COPY.
+      auto ended = append_stream(held.get(), opt_.buffer_size, cap, stream, /*precopy=*/true);
+      if (!ended)
+        return fail(ended.error().code, "full migration: pre-copy " + ended.error().message);
+      if (!*ended) return fail(EFBIG, "full migration: pre-copy data beyond the bytes kept");
       if (auto r = request_device_state(dev_, State::kStopCopy); !r)
         return fail(r.error().code,
                     "full migration: PC->SC failed with " + errno_name(r.error().code));
-      auto rest = read_stream(held.get(), opt_.buffer_size, opt_.max_saved_stream + 1);
-      if (!rest) return std::unexpected(rest.error());
-      if (!rest->complete) return fail(EFBIG, "full migration: stream beyond the bytes kept");
-      stream.insert(stream.end(), rest->bytes.begin(), rest->bytes.end());
+      ended = append_stream(held.get(), opt_.buffer_size, cap, stream);
+      if (!ended) return std::unexpected(ended.error());
+      if (!*ended) return fail(EFBIG, "full migration: stream beyond the bytes kept");
       return stream;
     };
     auto stream = migrate();
@@ -113,21 +107,22 @@ void Checker::check_reopen() {
       return fail(fd.error().code, fmt::format("second save: SET STOP_COPY {} failed with {}", how,
                                                errno_name(fd.error().code)));
     DataFd held(dev_, *fd);
-    auto again = read_stream(held.get(), opt_.buffer_size, opt_.max_saved_stream + 1);
-    if (!again) return fail(again.error().code, "second save: " + again.error().message);
-    if (!again->complete) return fail(EFBIG, "second save: stream beyond the bytes kept");
-    if (again->bytes.empty())
+    std::vector<std::byte>& again = scratch();
+    auto ended = append_stream(held.get(), opt_.buffer_size, opt_.max_saved_stream + 1, again);
+    if (!ended) return fail(ended.error().code, "second save: " + ended.error().message);
+    if (!*ended) return fail(EFBIG, "second save: stream beyond the bytes kept");
+    if (again.empty())
       return fail(ENODATA, fmt::format("second save ({}): an empty stream after a {}-byte first "
                                        "one",
                                        how, first->size()));
-    if (auto r = resume_stream(again->bytes, std::array{opt_.buffer_size}); !r)
+    if (auto r = resume_stream(again, std::array{opt_.buffer_size}); !r)
       return fail(r.error().code,
-                  fmt::format("second stream ({} bytes, first {}) does not load: {}",
-                              again->bytes.size(), first->size(), r.error().message));
+                  fmt::format("second stream ({} bytes, first {}) does not load: {}", again.size(),
+                              first->size(), r.error().message));
     return fmt::format(
         "first stream {} bytes, resumed; reopened; second stream ({}) {} bytes, "
         "resumed",
-        first->size(), how, again->bytes.size());
+        first->size(), how, again.size());
   }();
   if (second)
     add("reopen/second-stream", kReopen, Verdict::kPass, *second);

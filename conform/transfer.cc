@@ -16,21 +16,45 @@ Result<> Checker::reopen() {
   return {};
 }
 
-Result<SavedStream> Checker::read_stream(int fd, std::size_t chunk, std::uint64_t cap) {
+Result<SavedStream> Checker::read_stream(int fd, std::size_t chunk, std::uint64_t cap,
+                                         bool precopy) {
   SavedStream out;
-  std::vector<std::byte> buf(chunk);
-  while (out.bytes.size() < cap) {
-    auto n = dev_.read(fd, buf);
+  auto complete = append_stream(fd, chunk, cap, out.bytes, precopy);
+  if (!complete) return std::unexpected(complete.error());
+  out.complete = *complete;
+  return out;
+}
+
+Result<bool> Checker::append_stream(int fd, std::size_t chunk, std::uint64_t cap,
+                                    std::vector<std::byte>& out, bool precopy) {
+  const std::size_t start = out.size();
+  while (out.size() < cap) {
+    const std::size_t at = out.size();
+    out.resize(at + chunk);
+    auto n = dev_.read(fd, std::span(out).subspan(at));
+    out.resize(at + (n ? *n : 0));
+    if (!n && precopy && n.error().code == ENOMSG) return true;
     if (!n)
       return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
-                                              chunk, errno_name(n.error().code), out.bytes.size()));
-    if (*n == 0) {
-      out.complete = true;
-      break;
-    }
-    out.bytes.insert(out.bytes.end(), buf.begin(), buf.begin() + *n);
+                                              chunk, errno_name(n.error().code), at - start));
+    if (*n == 0) return true;
   }
-  return out;
+  return false;
+}
+
+Result<bool> Checker::reads_as(int fd, std::span<const std::byte> want, std::uint64_t& bytes) {
+  bool same = true;
+  for (bytes = 0; bytes <= want.size();) {
+    auto n = dev_.read(fd, buf_);
+    if (!n)
+      return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
+                                              buf_.size(), errno_name(n.error().code), bytes));
+    if (*n == 0) return same && bytes == want.size();
+    same = same && bytes + *n <= want.size() &&
+           std::ranges::equal(std::span(buf_).first(*n), want.subspan(bytes, *n));
+    bytes += *n;
+  }
+  return false;  // more than `want`
 }
 
 Result<> Checker::resume_stream(std::span<const std::byte> stream,
