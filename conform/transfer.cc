@@ -2,6 +2,8 @@
 // overflow groups.
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "conform/checker_context.h"
 
 namespace vfio::conform::detail {
@@ -51,7 +53,7 @@ Result<bool> Checker::reads_as(int fd, std::span<const std::byte> want, std::uin
                                               buf_.size(), errno_name(n.error().code), bytes));
     if (*n == 0) return same && bytes == want.size();
     same = same && bytes + *n <= want.size() &&
-           std::ranges::equal(std::span(buf_).first(*n), want.subspan(bytes, *n));
+           std::memcmp(buf_.data(), want.data() + bytes, *n) == 0;
     bytes += *n;
   }
   return false;  // more than `want`

@@ -58,6 +58,8 @@ TEST_F(ConformCommand, PassesWithTableSummaryAndJson) {
 
   const std::string json = slurp(path("c.json"));
   EXPECT_EQ(occurrences(json, "\"id\": "), n.checks) << json;
+  // Each check's wall time, to see where a run's time goes.
+  EXPECT_EQ(occurrences(json, ", \"seconds\": "), n.checks) << json;
   EXPECT_NE(json.find("\"ok\": true"), std::string::npos);
   EXPECT_NE(json.find("\"failed\": 0"), std::string::npos);
   EXPECT_NE(json.find("\"deviations\": 1"), std::string::npos);

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <set>
+#include <thread>
+#include <utility>
 
 #include "core/feature.h"
 #include "core/state_machine.h"
@@ -285,6 +288,40 @@ TEST(Conformance, SmallBuffersGiveTheSameVerdicts) {
   auto report = check_device(*dev, options);
   ASSERT_TRUE(report);
   EXPECT_EQ(report->counts().failed, 0u) << failures(*report);
+}
+
+// Answers its first call (GET MIGRATION) only after a pause.
+class SlowToAnswer : public Forwarding {
+ public:
+  SlowToAnswer(std::unique_ptr<Device> inner, std::chrono::milliseconds pause)
+      : Forwarding(std::move(inner)), pause_(pause) {}
+  Result<> feature(std::span<std::byte> arg) override {
+    if (std::exchange(first_, false)) std::this_thread::sleep_for(pause_);
+    return Forwarding::feature(arg);
+  }
+
+ private:
+  std::chrono::milliseconds pause_;
+  bool first_ = true;
+};
+
+// Each check carries the wall time since the one before: the first the pause, and together no
+// more than the whole run.
+TEST(Conformance, EachCheckCarriesItsWallTime) {
+  using namespace std::chrono_literals;
+  SlowToAnswer dev(open_sim("sim:mlx5,size=64K"), 50ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto report = run_checks(dev);
+  const auto whole = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(report.checks.empty());
+  EXPECT_EQ(report.checks.front().id, "migration/flags");
+  EXPECT_GE(report.checks.front().elapsed, 50ms);
+  std::chrono::microseconds sum{};
+  for (const auto& c : report.checks) {
+    EXPECT_GE(c.elapsed.count(), 0) << c.id;
+    sum += c.elapsed;
+  }
+  EXPECT_LE(sum, whole);
 }
 
 }  // namespace

@@ -83,6 +83,7 @@ void expect_stopped_at_hang(const Report& r, const std::string& call) {
   const Check& hang = r.checks.back();
   EXPECT_EQ(hang.id, "watchdog/kernel-hang");
   EXPECT_EQ(hang.verdict, Verdict::kFail);
+  EXPECT_GE(hang.elapsed, 200ms);  // the stuck call's wait, at least the limit
   EXPECT_NE(hang.detail.find("kernel-hang: " + call + " did not return within 0.2 s"),
             std::string::npos)
       << hang.detail;
