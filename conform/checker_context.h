@@ -18,6 +18,7 @@
 #include "core/feature.h"
 
 #include "conform/checker.h"
+#include "conform/room.h"
 #include "conform/uapi_arcs.h"
 
 namespace vfio {
@@ -393,15 +394,28 @@ class Checker {
   // ENOMSG: pre-copy data's temporary end), or `cap` bytes are in.
   Result<SavedStream> read_stream(int fd, std::size_t chunk, std::uint64_t cap,
                                   bool precopy = false);
-  // The same, read straight onto the end of `out` until it holds `cap` bytes; true when the end
-  // came.
-  Result<bool> append_stream(int fd, std::size_t chunk, std::uint64_t cap,
-                             std::vector<std::byte>& out, bool precopy = false);
-  // The room for a whole stream other than saved_, emptied: one buffer reused by the checks that
-  // keep a second stream, since fresh memory costs a page fault per page, more than the reads.
-  std::vector<std::byte>& scratch() {
-    scratch_.clear();
-    if (saved_) scratch_.reserve(saved_->size() + opt_.buffer_size);
+  // The same, read straight onto the end of `out` (a byte vector or a Room) until it holds `cap`
+  // bytes; true when the end came.
+  template <class Bytes>
+  Result<bool> append_stream(int fd, std::size_t chunk, std::uint64_t cap, Bytes& out,
+                             bool precopy = false) {
+    const std::size_t start = out.size();
+    while (out.size() < cap) {
+      const std::size_t at = out.size();
+      out.resize(at + chunk);
+      auto n = dev_.read(fd, std::span(out.data() + at, chunk));
+      out.resize(at + (n ? *n : 0));
+      if (!n && precopy && n.error().code == ENOMSG) return true;
+      if (!n)
+        return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
+                                                chunk, errno_name(n.error().code), at - start));
+      if (*n == 0) return true;
+    }
+    return false;
+  }
+  // The room for a whole stream besides saved_, emptied (conform/room.h).
+  Room& scratch() {
+    scratch_.resize(0);
     return scratch_;
   }
   // Whether `fd` reads back as `want`, then 0: read buffer_size bytes per read() and compared as
@@ -429,7 +443,7 @@ class Checker {
   std::chrono::steady_clock::time_point last_added_ = std::chrono::steady_clock::now();
   std::optional<std::vector<std::byte>> saved_;  // the STOP_COPY stream, for resume
   Error saved_error_{EIO, "no STOP_COPY stream"};
-  std::vector<std::byte> scratch_;  // scratch()
+  Room scratch_;  // scratch()
 };
 
 }  // namespace vfio::conform::detail

@@ -1,8 +1,6 @@
 // conform: Overflowing resume. Bytes past what the device's state can hold are refused with an
 // errno (the uAPI names ENOMEM for a stream larger than expected), and a reset recovers the
 // device: a driver that trusts the writer's lengths overruns its buffers.
-#include <sys/mman.h>
-
 #include <fmt/format.h>
 
 #include "conform/checker_context.h"
@@ -17,27 +15,6 @@ constexpr std::byte kJunk{0xff};
 constexpr std::uint64_t kOverflowBytes = 16 << 20;
 // The single huge write: the stream, then this much more in the same write().
 constexpr std::uint64_t kHugeExtra = 1ULL << 30;
-
-// A zero-filled anonymous mapping: pages never written cost no memory, so a 1 GiB write
-// costs only what the device copies of it.
-class Mapping {
- public:
-  explicit Mapping(std::size_t size)
-      : size_(size),
-        at_(::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) {}
-  ~Mapping() {
-    if (at_ != MAP_FAILED) ::munmap(at_, size_);
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  bool ok() const { return at_ != MAP_FAILED; }
-  std::span<std::byte> bytes() { return {static_cast<std::byte*>(at_), size_}; }
-
- private:
-  std::size_t size_;
-  void* at_;
-};
 
 }  // namespace
 
@@ -98,13 +75,16 @@ void Checker::check_overflow() {
         kIds[0], ref, junk, kOverflowBytes,
         fmt::format("the stream, then {} junk bytes {} per write()", kOverflowBytes, junk.size()));
   }
-  if (Mapping huge(ref.size() + kHugeExtra); !huge.ok()) {
-    skip(kIds[1], kOverflow, Error{errno, "cannot map the huge write's buffer"});
+  // In the scratch room: it keeps its pages for reopen's streams, and the 1 GiB after the stream
+  // reads as zeros without costing memory. One junk page right after the stream.
+  Room& huge = scratch();
+  if (!huge.try_resize(ref.size() + kHugeExtra)) {
+    skip(kIds[1], kOverflow, Error{ENOMEM, "cannot map the huge write's buffer"});
   } else {
-    std::copy(ref.begin(), ref.end(), huge.bytes().begin());
-    // One junk page after the stream; the rest reads as zeros without costing memory.
-    std::fill_n(huge.bytes().begin() + ref.size(), kPageSize, kJunk);
-    overflow(kIds[1], {}, huge.bytes(), huge.bytes().size(),
+    std::copy(ref.begin(), ref.end(), huge.data());
+    std::fill_n(huge.data() + ref.size(), kPageSize, kJunk);
+    huge.zero_from(ref.size() + kPageSize);
+    overflow(kIds[1], {}, huge.bytes(), huge.size(),
              fmt::format("one write() of the stream then {} more bytes", kHugeExtra));
   }
 

@@ -29,7 +29,7 @@ void Checker::check_reopen() {
   } else if (auto r = dev_.reset(); !r) {
     skip("reopen/precopy-cycles", kReopen, r.error());
   } else {
-    auto migrate = [&]() -> Result<std::span<const std::byte>> {
+    auto migrate = [&]() -> Result<std::span<std::byte>> {
       for (int i = 0; i < kPrecopyCycles; ++i) {
         auto fd = request_device_state(dev_, State::kPreCopy);
         if (!fd)
@@ -49,7 +49,7 @@ void Checker::check_reopen() {
         return fail(fd.error().code,
                     "full migration: R->PC failed with " + errno_name(fd.error().code));
       DataFd held(dev_, *fd);
-      std::vector<std::byte>& stream = scratch();
+      Room& stream = scratch();
       const std::uint64_t cap = opt_.max_saved_stream + 1;
       // Pre-copy data up to its (temporary) end, then the rest in STOP_COPY.
       auto ended = append_stream(held.get(), opt_.buffer_size, cap, stream, /*precopy=*/true);
@@ -62,7 +62,7 @@ void Checker::check_reopen() {
       ended = append_stream(held.get(), opt_.buffer_size, cap, stream);
       if (!ended) return std::unexpected(ended.error());
       if (!*ended) return fail(EFBIG, "full migration: stream beyond the bytes kept");
-      return stream;
+      return stream.bytes();
     };
     auto stream = migrate();
     auto loaded = stream ? resume_stream(*stream, std::array{opt_.buffer_size})
@@ -107,7 +107,7 @@ void Checker::check_reopen() {
       return fail(fd.error().code, fmt::format("second save: SET STOP_COPY {} failed with {}", how,
                                                errno_name(fd.error().code)));
     DataFd held(dev_, *fd);
-    std::vector<std::byte>& again = scratch();
+    Room& again = scratch();
     auto ended = append_stream(held.get(), opt_.buffer_size, opt_.max_saved_stream + 1, again);
     if (!ended) return fail(ended.error().code, "second save: " + ended.error().message);
     if (!*ended) return fail(EFBIG, "second save: stream beyond the bytes kept");
@@ -115,7 +115,7 @@ void Checker::check_reopen() {
       return fail(ENODATA, fmt::format("second save ({}): an empty stream after a {}-byte first "
                                        "one",
                                        how, first->size()));
-    if (auto r = resume_stream(again, std::array{opt_.buffer_size}); !r)
+    if (auto r = resume_stream(again.bytes(), std::array{opt_.buffer_size}); !r)
       return fail(r.error().code,
                   fmt::format("second stream ({} bytes, first {}) does not load: {}", again.size(),
                               first->size(), r.error().message));

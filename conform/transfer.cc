@@ -27,23 +27,6 @@ Result<SavedStream> Checker::read_stream(int fd, std::size_t chunk, std::uint64_
   return out;
 }
 
-Result<bool> Checker::append_stream(int fd, std::size_t chunk, std::uint64_t cap,
-                                    std::vector<std::byte>& out, bool precopy) {
-  const std::size_t start = out.size();
-  while (out.size() < cap) {
-    const std::size_t at = out.size();
-    out.resize(at + chunk);
-    auto n = dev_.read(fd, std::span(out).subspan(at));
-    out.resize(at + (n ? *n : 0));
-    if (!n && precopy && n.error().code == ENOMSG) return true;
-    if (!n)
-      return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
-                                              chunk, errno_name(n.error().code), at - start));
-    if (*n == 0) return true;
-  }
-  return false;
-}
-
 Result<bool> Checker::reads_as(int fd, std::span<const std::byte> want, std::uint64_t& bytes) {
   bool same = true;
   for (bytes = 0; bytes <= want.size();) {
@@ -52,8 +35,8 @@ Result<bool> Checker::reads_as(int fd, std::span<const std::byte> want, std::uin
       return fail(n.error().code, fmt::format("read of {} bytes failed with {} after {} bytes",
                                               buf_.size(), errno_name(n.error().code), bytes));
     if (*n == 0) return same && bytes == want.size();
-    same = same && bytes + *n <= want.size() &&
-           std::memcmp(buf_.data(), want.data() + bytes, *n) == 0;
+    same =
+        same && bytes + *n <= want.size() && std::memcmp(buf_.data(), want.data() + bytes, *n) == 0;
     bytes += *n;
   }
   return false;  // more than `want`
