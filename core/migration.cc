@@ -307,6 +307,7 @@ Result<> Migration::load_setup() {
 
 void Migration::load_cleanup() {
   close_data_fd();
+  config_blob_ = std::vector<std::byte>();  // not committed by now: its load failed
 }
 
 Result<> Migration::commit_config() {

@@ -90,6 +90,7 @@ class Migration {
   // Writes the held config blob into the device: called once the whole stream is verified,
   // so that no unchecked byte reaches the config space.
   Result<> commit_config();
+  // Closes the data fd and drops a config blob that was never committed (a failed load's).
   void load_cleanup();
 
   // The VM's run state is about to change (vfio_vmstate_change_prepare, P2P devices only): to

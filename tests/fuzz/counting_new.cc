@@ -12,6 +12,8 @@ namespace {
 std::atomic<bool> counting{false};
 std::atomic<std::size_t> largest{0};
 std::atomic<std::size_t> count{0};
+std::atomic<std::size_t> aligned{0};
+std::atomic<std::size_t> released{0};
 // Signed: memory allocated before counting began may be freed during it.
 std::atomic<std::int64_t> live{0};
 std::atomic<std::int64_t> peak{0};
@@ -45,8 +47,10 @@ void* allocate_aligned(std::size_t alignment, std::size_t n) {
 }
 
 void release(void* p) noexcept {
-  if (p && counting.load(std::memory_order_relaxed))
+  if (p && counting.load(std::memory_order_relaxed)) {
     live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)));
+    released.fetch_add(1, std::memory_order_relaxed);
+  }
   std::free(p);
 }
 
@@ -89,6 +93,7 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
 // not seen (replacing free would fight the sanitizers), so they count as never released:
 // the heap-growth figure errs high, never low.
 extern "C" void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
+  if (counting.load(std::memory_order_relaxed)) aligned.fetch_add(1, std::memory_order_relaxed);
   return allocate_aligned(alignment, n);
 }
 
@@ -97,6 +102,8 @@ namespace vfio::fuzz {
 AllocationCounter::AllocationCounter() {
   largest = 0;
   count = 0;
+  aligned = 0;
+  released = 0;
   live = 0;
   peak = 0;
   counting = true;
@@ -107,7 +114,7 @@ AllocationCounter::~AllocationCounter() {
 }
 
 AllocationStats AllocationCounter::stats() const {
-  return {largest.load(), peak.load(), count.load()};
+  return {largest.load(), peak.load(), count.load(), aligned.load(), released.load()};
 }
 
 }  // namespace vfio::fuzz

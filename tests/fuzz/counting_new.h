@@ -14,6 +14,8 @@ struct AllocationStats {
   std::size_t largest = 0;       // the largest single request
   std::int64_t peak_growth = 0;  // the highest live heap above the level at start()
   std::size_t count = 0;
+  std::size_t aligned = 0;   // of `count`, from aligned_alloc: their frees are not seen
+  std::size_t released = 0;  // operator delete calls, of blocks from before the start too
 };
 
 class AllocationCounter {

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -54,9 +53,9 @@ struct Sim {
 
 // A destination for run_stream: one Session over pooled devices of these profiles.
 struct Destination {
-  std::vector<const sim::Profile*> profiles;
   std::vector<Sim*> sims;
   std::unique_ptr<Session> session;
+  std::uint64_t last_used = 0;
 };
 
 // Devices are reused across inputs (building one per input was a third of the section
@@ -66,15 +65,18 @@ struct Destination {
 // input's outcome never depends on the inputs before it.
 struct Pool {
   std::map<std::pair<const sim::Profile*, std::size_t>, Sim> sims;
-  std::list<Destination> destinations;  // the most recently used first
-  // Enough for the id lists an input and its mutations go back and forth between.
-  static constexpr std::size_t kMaxDestinations = 32;
+  // By the profiles a stream's ids name, in order.
+  std::map<std::vector<const sim::Profile*>, Destination> destinations;
+  std::uint64_t clock = 0;
+  // Enough for every profile list of a corpus (a few hundred inputs name about a hundred):
+  // a destination built anew leaves more allocations than it frees, and libFuzzer runs every
+  // such input twice, suspecting a leak.
+  static constexpr std::size_t kMaxDestinations = 512;
 };
 Pool& pool() {
   static Pool pool;
   return pool;
 }
-
 // The device of `profile` at position `slot` of a stream (tells apart the devices of one
 // multi-device stream), restored to its state as created.
 Sim& pooled(const sim::Profile& profile, std::size_t slot) {
@@ -103,27 +105,39 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
 // names for its devices are the devices' (a loader only counts the stream's ids), so one
 // destination serves every id list naming the same profiles.
 Destination& destination(const std::vector<std::string>& ids) {
-  std::vector<const sim::Profile*> profiles;
+  // Reused: the key is built on every input.
+  static std::vector<const sim::Profile*> profiles;
+  profiles.clear();
   for (const auto& id : ids) profiles.push_back(sim::find_profile(profile_for_id(id)));
-  auto& list = pool().destinations;
-  auto it = std::find_if(list.begin(), list.end(),
-                         [&](const Destination& d) { return d.profiles == profiles; });
-  if (it != list.end()) {
-    list.splice(list.begin(), list, it);
+  Pool& p = pool();
+  auto it = p.destinations.find(profiles);
+  if (it != p.destinations.end()) {
     for (std::size_t i = 0; i < profiles.size(); ++i) pooled(*profiles[i], i);
-    return list.front();
+  } else {
+    if (p.destinations.size() == Pool::kMaxDestinations) {
+      p.destinations.erase(std::min_element(
+          p.destinations.begin(), p.destinations.end(),
+          [](const auto& a, const auto& b) { return a.second.last_used < b.second.last_used; }));
+    }
+    it = p.destinations.try_emplace(profiles).first;
+    Destination& d = it->second;
+    SessionOptions options;
+    options.stream_buffer_size = kStreamBufferSize;
+    d.session = std::make_unique<Session>(options);
+    for (std::size_t i = 0; i < profiles.size(); ++i) {
+      d.sims.push_back(&pooled(*profiles[i], i));
+      d.session->add_device(*d.sims[i]->device, d.sims[i]->device->name());
+    }
   }
-  if (list.size() == Pool::kMaxDestinations) list.pop_back();
-  Destination& d = list.emplace_front();
-  SessionOptions options;
-  options.stream_buffer_size = kStreamBufferSize;
-  d.session = std::make_unique<Session>(options);
-  for (std::size_t i = 0; i < profiles.size(); ++i) {
-    d.sims.push_back(&pooled(*profiles[i], i));
-    d.session->add_device(*d.sims[i]->device, d.sims[i]->device->name());
-  }
-  d.profiles = std::move(profiles);
-  return d;
+  it->second.last_used = ++p.clock;
+  return it->second;
+}
+
+// What a load leaves in a device for the next input to clear: its account of the latest
+// refusal. Cleared at once, so that an input frees what it allocated (libFuzzer reruns one
+// that does not as a leak suspect).
+void settle(const std::vector<Sim*>& sims) {
+  for (Sim* s : sims) (void)s->model->take_refusal(0);
 }
 
 // After any load, accepted or not, a device is RUNNING with no data session left open; the
@@ -249,10 +263,14 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
                                 report->stream_bytes, input.size());
   }
   if (out.violation.empty()) check_devices(sims, result, out);
+  settle(sims);
   // Reused only when left as a new one would be: every device RUNNING with no data session
   // (check_devices), none broken by a failed reset. Anything else is built again.
-  if (!out.violation.empty() || (!result && result.error().fatal))
-    pool().destinations.pop_front();  // `dst`: destination() just put it first
+  if (!out.violation.empty() || (!result && result.error().fatal)) {
+    auto& all = pool().destinations;
+    all.erase(
+        std::find_if(all.begin(), all.end(), [&](const auto& d) { return &d.second == &dst; }));
+  }
   return out;
 }
 
@@ -296,6 +314,7 @@ Outcome run_section(std::span<const std::uint8_t> input) {
     if (!a && !a.error().fatal) out.violation = "abandon failed: " + a.error().describe();
   }
   if (out.violation.empty()) check_devices({&sim}, result, out);
+  settle({&sim});
   // Reused only in the state a fresh one would have; anything else is rebuilt.
   if (m.device_state() != uapi::State::kRunning || m.data_fd() != -1 || m.broken())
     sim.migration.reset();
