@@ -114,19 +114,20 @@ Bytes multi_device(const std::vector<Stream>& singles, bool by_device = false) {
 }
 
 void stream_seeds(Writer& w) {
-  // Real streams: every profile, empty to a few hundred KiB.
+  // Real streams: every profile, empty to 4 KiB (a buffer's worth: the harness reads through a
+  // 4 KiB stream buffer). Larger ones only cost time: every execution of a seed or of a mutant
+  // copies, checksums and validates all of its bytes, and seeds of up to 256 KiB made most of the
+  // corpus's bytes without reaching a single edge more.
   for (const auto& p : sim::all_profiles()) {
     for (std::uint64_t size : {0, 1, 100, 4096})
       w.put(fmt::format("{}-{}", p.name, size), saved_stream(p.name, size, 7));
     MigrationOptions small_buffer;
-    small_buffer.data_buffer_size = 4096;  // several DATA chunks per complete section
-    w.put(fmt::format("{}-20000-chunked", p.name), saved_stream(p.name, 20000, 8, small_buffer));
+    small_buffer.data_buffer_size = 64;  // ten DATA chunks in the complete section
+    w.put(fmt::format("{}-600-chunked", p.name), saved_stream(p.name, 600, 8, small_buffer));
     MigrationOptions no_config;
     no_config.config_state = false;  // CONFIG with length 0
     w.put(fmt::format("{}-100-no-config", p.name), saved_stream(p.name, 100, 9, no_config));
   }
-  w.put("mtty-70000", saved_stream("mtty", 70000, 10));
-  w.put("mlx5-262144", saved_stream("mlx5", 256 << 10, 11));
 
   Stream base = parsed(saved_stream("mlx5", 100, 7));
   // Sections by type, not position: pre-copy may add iterate sections before complete.
@@ -142,15 +143,17 @@ void stream_seeds(Writer& w) {
   };
   Bytes good = write_stream(base);
 
-  // Several devices, up to the format's limit.
+  // Several devices. Not up to the format's limit of 64: such a stream costs as much as 64
+  // single-device ones on every execution (each device is set up, resumed and checked), the
+  // scheduler favours it for its rare loop counts, and its mutants took most of the fuzzer's
+  // time without an edge that 2 and 5 devices (and count-65) do not reach. The mutator still
+  // grows streams a device at a time up to 64.
   w.put("multi-2",
         multi_device({parsed(saved_stream("mlx5", 100, 1)), parsed(saved_stream("mtty", 50, 2))}));
   {
     std::vector<Stream> all;
     for (const auto& p : sim::all_profiles()) all.push_back(parsed(saved_stream(p.name, 40, 3)));
     w.put("multi-5", multi_device(all));
-    std::vector<Stream> many(container::kMaxDevices, parsed(saved_stream("mtty", 8, 4)));
-    w.put("multi-64", multi_device(many));
   }
 
   // Framing edge cases.
