@@ -77,6 +77,7 @@ Pool& pool() {
   static Pool pool;
   return pool;
 }
+
 // The device of `profile` at position `slot` of a stream (tells apart the devices of one
 // multi-device stream), restored to its state as created.
 Sim& pooled(const sim::Profile& profile, std::size_t slot) {
@@ -105,8 +106,7 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
 // names for its devices are the devices' (a loader only counts the stream's ids), so one
 // destination serves every id list naming the same profiles.
 Destination& destination(const std::vector<std::string>& ids) {
-  // Reused: the key is built on every input.
-  static std::vector<const sim::Profile*> profiles;
+  static std::vector<const sim::Profile*> profiles;  // the key; reused, so as not to allocate it
   profiles.clear();
   for (const auto& id : ids) profiles.push_back(sim::find_profile(profile_for_id(id)));
   Pool& p = pool();
