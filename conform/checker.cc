@@ -105,6 +105,11 @@ Report Checker::run() {
   check_positional();
   check_concurrency();
   check_accounting();
+  check_stale_fds();
+  check_fd_direction();
+  check_size_estimate();
+  check_set_invalid();
+  check_precopy_info();
   check_reopen();      // last: it replaces the device
   (void)dev_.reset();  // leave the device running, with no session open
   return sorted(snapshot());
@@ -112,9 +117,10 @@ Report Checker::run() {
 
 std::size_t Checker::rank(std::string_view group) {
   static constexpr std::array kOrder = {
-      kMigration,  kArcs,        kStream,     kPrecopy,   kDataSize, kResume,
-      kReset,      kHeader,      kDma,        kDmaReport, kChunked,  kOverflow,
-      kPositional, kConcurrency, kAccounting, kReopen,    kWatchdog};
+      kMigration,    kArcs,        kStream,      kPrecopy,   kDataSize, kResume,
+      kReset,        kHeader,      kDma,         kDmaReport, kChunked,  kOverflow,
+      kPositional,   kConcurrency, kAccounting,  kReopen,    kStaleFd,  kFdDirection,
+      kSizeEstimate, kSetInvalid,  kPrecopyInfo, kWatchdog};
   return std::find(kOrder.begin(), kOrder.end(), group) - kOrder.begin();
 }
 

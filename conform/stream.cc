@@ -56,19 +56,9 @@ void Checker::check_stop_copy() {
   } else if (!end.zero()) {
     skip("data-size/stop-copy-estimate", kDataSize, Error{EIO, "stream length unknown"});
   } else {
-    const std::uint64_t actual = end.bytes, est = *estimate;
-    const std::uint64_t diff = est > actual ? est - actual : actual - est;
-    const auto allowed = std::max<std::uint64_t>(
-        kSizeSlack, static_cast<std::uint64_t>(static_cast<double>(actual) * opt_.size_tolerance));
-    // A VMM plans the switchover from this estimate: 0 (or far off) while the device has data
-    // makes it stop the guest for a stop-copy it thinks is free (an mlx5 bug class).
-    std::string why;
-    if (est == 0 && actual > 0)
-      why = ": 0 while the device has data to send";
-    else if (diff > allowed)
-      why = fmt::format(": off by {} bytes, beyond the tolerance of {}", diff, allowed);
+    const std::string why = estimate_problem(*estimate, end.bytes);
     add("data-size/stop-copy-estimate", kDataSize, why.empty() ? Verdict::kPass : Verdict::kFail,
-        fmt::format("estimate {} bytes, stream {} bytes{}", est, actual, why));
+        fmt::format("estimate {} bytes, stream {} bytes{}", *estimate, end.bytes, why));
   }
 
   if (auto r = request_device_state(dev_, State::kStop); !r) {
