@@ -106,12 +106,17 @@ void Checker::check_stale_fds() {
          Error{fresh.error().code, "SET R->RS failed with " + errno_name(fresh.error().code)});
   } else {
     DataFd held(dev_, *fresh);
+    // The saved stream's first bytes: what the new session would take, were they to reach it.
     const std::vector<std::byte> junk(kProbe, std::byte{0xff});
-    auto n = dev_.write(old->get(), junk);
-    const std::string what = "write on the resume fd of the session before a reset and R->RS";
+    const std::span<const std::byte> data =
+        saved_ ? std::span(*saved_).first(std::min(saved_->size(), kProbe)) : std::span(junk);
+    auto n = dev_.write(old->get(), data);
+    const std::string what =
+        fmt::format("write of the {} on the resume fd of the session before a reset and R->RS",
+                    saved_ ? "saved stream's start" : "0xff bytes");
     if (n)
       add("stale-fd/write-old-RS", kStaleFd, Verdict::kFail,
-          fmt::format("{}: expected an error, {} of {} bytes taken", what, *n, junk.size()));
+          fmt::format("{}: expected an error, {} of {} bytes taken", what, *n, data.size()));
     else
       expect_error("stale-fd/write-old-RS", kStaleFd, std::unexpected(n.error()), what);
   }
