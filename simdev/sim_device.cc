@@ -407,7 +407,8 @@ Result<std::size_t> SimDevice::read(SessionId id, std::span<std::byte> buf, bool
   {
     std::lock_guard lock(mu_);
     if (auto ok = check_session_locked(id, "read"); !ok) return std::unexpected(ok.error());
-    if (!save_ || save_->id != id) return fail(EINVAL, "read: resume sessions are write-only");
+    // The kernel's resume files are O_WRONLY: the VFS refuses a read before the driver sees it.
+    if (!save_ || save_->id != id) return fail(EBADF, "read: resume sessions are write-only");
     SaveSession& s = *save_;
     if (s.not_ready) {
       s.not_ready = false;  // a blocking read would have waited for it
@@ -480,7 +481,7 @@ Result<std::size_t> SimDevice::write_call(SessionId id, std::span<const std::byt
   std::lock_guard lock(mu_);
   if (auto ok = check_session_locked(id, "write"); !ok) return std::unexpected(ok.error());
   if (!resume_ || resume_->id != id)
-    return refuse<std::size_t>(EINVAL, "write: save sessions are read-only");
+    return refuse<std::size_t>(EBADF, "write: save sessions are read-only");  // O_RDONLY files
   ResumeSession& r = *resume_;
   if (r.write_failed && profile_->sticky_write_error)
     return refuse<std::size_t>(ENODEV, "write: an earlier write failed");
@@ -503,9 +504,10 @@ Result<std::size_t> SimDevice::write_call(SessionId id, std::span<const std::byt
 Result<> SimDevice::precopy_info(SessionId id, uapi::PrecopyInfo& info) {
   std::lock_guard lock(mu_);
   if (auto ok = check_session_locked(id, "precopy info"); !ok) return std::unexpected(ok.error());
+  // The drivers' resume files have no ioctl handler: ENOTTY before anything is looked at.
+  if (!save_ || save_->id != id) return fail(ENOTTY, "precopy info: not a save session");
   if (info.argsz < sizeof(uapi::PrecopyInfo))
     return fail(EINVAL, fmt::format("precopy info: argsz {} < 24", info.argsz));
-  if (!save_ || save_->id != id) return fail(EINVAL, "precopy info: not a save session");
   if (!is_precopy(state_))
     return fail(EINVAL, fmt::format("precopy info: device in {}", uapi::state_name(state_)));
   accrue_locked();

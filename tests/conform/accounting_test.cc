@@ -98,7 +98,9 @@ TEST(PrecopyAccounting, HoldsWithDirtyData) {
 TEST(PrecopyAccounting, GrowingInitialBytesFail) {
   InitialCountsCurrentBuffer dev(open_sim(kSim));
   auto report = run_checks(dev);
-  EXPECT_EQ(failed_ids(report), std::set<std::string>{kIds[0]}) << failures(report);
+  // A figure that grows with reads alone grows under a concurrent asker too.
+  EXPECT_EQ(failed_ids(report), (std::set<std::string>{kIds[0], "precopy-info/during-reads"}))
+      << failures(report);
   EXPECT_NE(report.find(kIds[0])->detail.find("grew from"), std::string::npos);
 }
 

@@ -52,9 +52,9 @@ class WatchesSets : public OpenedIn {
 };
 
 // Broken: PRECOPY_INFO taken while a read is in flight counts the chunk being read twice (moved
-// to the staging buffer, still counted where it came from). The first read of a PRE_COPY fd made
-// on another thread than the one asking PRECOPY_INFO waits (at most 10 s) for a call to overlap
-// it, so the race happens whatever the timing.
+// to the staging buffer, still counted where it came from). The first read of a PRE_COPY fd that
+// another thread is asking PRECOPY_INFO about waits (at most 10 s) for a call to overlap it, so
+// the race happens whatever the timing.
 class CountsReadInFlight : public OpenedIn {
  public:
   using OpenedIn::OpenedIn;

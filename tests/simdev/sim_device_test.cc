@@ -319,17 +319,18 @@ TEST(SimDeviceSave, ClosingTheSaveFdKeepsTheState) {
   EXPECT_TRUE(set_state(dev, State::kRunning));
 }
 
-TEST(SimDeviceSave, WrongDirectionIsEinval) {
+// As the kernel's O_RDONLY save and O_WRONLY resume files: the VFS answers EBADF.
+TEST(SimDeviceSave, WrongDirectionIsEbadf) {
   SimDevice dev(*find_profile("plain"), small());
   auto save = set_state(dev, State::kStopCopy);
   ASSERT_TRUE(save);
   const std::byte b[4] = {};
-  EXPECT_EQ(err(dev.write(*save, b)), EINVAL);
+  EXPECT_EQ(err(dev.write(*save, b)), EBADF);
   ASSERT_TRUE(set_state(dev, State::kStop));
   auto resume = set_state(dev, State::kResuming);
   ASSERT_TRUE(resume);
   std::vector<std::byte> buf(4);
-  EXPECT_EQ(err(dev.read(*resume, buf, false)), EINVAL);
+  EXPECT_EQ(err(dev.read(*resume, buf, false)), EBADF);
 }
 
 TEST(SimDeviceSave, SessionSnapshotsTheImage) {
@@ -492,7 +493,7 @@ TEST(SimDevicePrecopy, PrecopyInfoRules) {
   EXPECT_EQ(err(dev.precopy_info(*fd, info)), ENODEV);  // stale
   auto resume = set_state(dev, State::kResuming);
   ASSERT_TRUE(resume);
-  EXPECT_EQ(err(dev.precopy_info(*resume, info)), EINVAL);
+  EXPECT_EQ(err(dev.precopy_info(*resume, info)), ENOTTY);  // resume files have no ioctl
 }
 
 TEST(SimDevicePrecopy, PrecopyEndsWithRunning) {
