@@ -76,20 +76,22 @@ void Checker::check_precopy_info() {
     }
     done = true;
     asker.join();
-    const std::string walk =
-        fmt::format("{} calls while this thread read {} bytes in reads of up to {}", asked.calls,
+    // How many calls overlapped depends on scheduling: only a failure's detail says it.
+    const std::string reads =
+        fmt::format("another thread asking while this one read {} bytes in reads of up to {}",
                     read_total, chunk);
     if (asked.error)
       add(kIds[0], kPrecopyInfo, Verdict::kFail,
-          fmt::format("PRECOPY_INFO failed with {} after {}", errno_name(asked.error->code), walk));
+          fmt::format("PRECOPY_INFO failed with {} at call {}, {}", errno_name(asked.error->code),
+                      asked.calls + 1, reads));
     else if (asked.grew)
       add(kIds[0], kPrecopyInfo, Verdict::kFail,
-          fmt::format("initial_bytes grew from {} to {} at call {} of {}", asked.grew->first,
-                      asked.grew->second, asked.grew_at, walk));
+          fmt::format("initial_bytes grew from {} to {} at call {} of {}, {}", asked.grew->first,
+                      asked.grew->second, asked.grew_at, asked.calls, reads));
     else
       add(kIds[0], kPrecopyInfo, Verdict::kPass,
-          fmt::format("initial_bytes {} -> {}, never growing, over {}", first->initial_bytes,
-                      asked.last, walk));
+          fmt::format("initial_bytes {} -> {}, never growing, {}", first->initial_bytes, asked.last,
+                      reads));
   }
 
   if (!has(uapi::kMigrationP2p)) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
 
 #include "tests/conform/support.h"
 
@@ -16,11 +17,13 @@ class MisreportsPrecopy : public Forwarding {
   using Forwarding::Forwarding;
   Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
     auto r = Forwarding::read(fd, buf);
+    std::lock_guard lock(mu_);  // precopy-info/during-reads asks from another thread
     if (r) read_[fd] += *r;
     return r;
   }
   Result<> precopy_info(int fd, uapi::PrecopyInfo& info) override {
     auto r = Forwarding::precopy_info(fd, info);
+    std::lock_guard lock(mu_);
     if (r) info.initial_bytes = initial(info.initial_bytes, read_[fd]);
     return r;
   }
@@ -29,6 +32,7 @@ class MisreportsPrecopy : public Forwarding {
   virtual std::uint64_t initial(std::uint64_t truth, std::uint64_t read) const = 0;
 
  private:
+  std::mutex mu_;
   std::map<int, std::uint64_t> read_;
 };
 
@@ -98,9 +102,12 @@ TEST(PrecopyAccounting, HoldsWithDirtyData) {
 TEST(PrecopyAccounting, GrowingInitialBytesFail) {
   InitialCountsCurrentBuffer dev(open_sim(kSim));
   auto report = run_checks(dev);
-  // A figure that grows with reads alone grows under a concurrent asker too.
-  EXPECT_EQ(failed_ids(report), (std::set<std::string>{kIds[0], "precopy-info/during-reads"}))
-      << failures(report);
+  // A figure that grows with reads alone grows under a concurrent asker too, which sees it when
+  // it happens to ask on both sides of a buffer boundary.
+  auto failed = failed_ids(report);
+  EXPECT_TRUE(failed.contains(kIds[0])) << failures(report);
+  failed.erase("precopy-info/during-reads");
+  EXPECT_EQ(failed, std::set<std::string>{kIds[0]}) << failures(report);
   EXPECT_NE(report.find(kIds[0])->detail.find("grew from"), std::string::npos);
 }
 
