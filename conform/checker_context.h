@@ -464,6 +464,20 @@ class Checker {
   // (the device's state moves by itself): a deviation then (conform/intact.cc).
   void judge_intact(std::string id, std::string_view group, State s, int fd,
                     std::span<const std::byte> reference, std::string_view after);
+  // A call that must fail: any success fails the check, saying what came back.
+  template <class T>
+  void expect_refused(std::string id, std::string_view group, const Result<T>& r,
+                      std::string_view what) {
+    if (!r) return expect_error(std::move(id), group, status(r), what);
+    add(std::move(id), group, Verdict::kFail,
+        fmt::format("{}: expected an error, got {}", what, returned(*r)));
+  }
+  static std::string returned(std::size_t n) {
+    return n ? fmt::format("{} bytes", n) : "0 (end of file)";
+  }
+  static std::string returned(const uapi::PrecopyInfo& info) {
+    return fmt::format("initial_bytes {}, dirty_bytes {}", info.initial_bytes, info.dirty_bytes);
+  }
   Result<uapi::PrecopyInfo> precopy_info_of(int fd) {
     uapi::PrecopyInfo info{sizeof(uapi::PrecopyInfo), 0, 0, 0};
     if (auto r = dev_.precopy_info(fd, info); !r) return std::unexpected(r.error());

@@ -17,24 +17,18 @@ constexpr const char* kSim = "sim:mlx5,size=64K,transport=direct";
 constexpr std::array kIds = {"precopy-info/during-reads", "precopy-info/falls-in-PCP",
                              "precopy-info/kept-across-PC->PCP"};
 
-// Remembers the newest PRE_COPY fd and whether the last successful SET asked for `target`.
+// Remembers the newest PRE_COPY fd, and the one whose session a SET PC->PCP continued.
 class WatchesSets : public OpenedIn {
  public:
   using OpenedIn::OpenedIn;
   Result<> feature(std::span<std::byte> arg) override {
     auto r = OpenedIn::feature(arg);
-    uapi::FeatureHeader h;
-    uapi::MigState mig;
-    std::memcpy(&h, arg.data(), sizeof(h));
-    if (!r || arg.size() < sizeof(h) + sizeof(mig) || !(h.flags & uapi::kFeatureSet) ||
-        (h.flags & uapi::kFeatureMask) !=
-            static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState))
-      return r;
-    std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+    const auto mig = set_state_arg(arg);
+    if (!r || !mig) return r;
     std::lock_guard lock(mu_);
-    if (mig.data_fd >= 0 && mig.device_state == static_cast<std::uint32_t>(State::kPreCopy))
-      newest_pc_ = mig.data_fd;
-    if (mig.device_state == static_cast<std::uint32_t>(State::kPreCopyP2p) && mig.data_fd < 0)
+    if (mig->data_fd >= 0 && mig->device_state == static_cast<std::uint32_t>(State::kPreCopy))
+      newest_pc_ = mig->data_fd;
+    if (mig->device_state == static_cast<std::uint32_t>(State::kPreCopyP2p) && mig->data_fd < 0)
       moved_to_pcp_ = newest_pc_;  // PC->PCP: the PRE_COPY session goes on
     return r;
   }
@@ -145,55 +139,33 @@ class EndsSessionOnPcp : public WatchesSets {
   }
 };
 
-template <class Broken>
-std::map<std::string, std::string> failures_with() {
-  return failures(check_spec(kSim, [](std::unique_ptr<Device> d, bool) -> std::unique_ptr<Device> {
-    return std::make_unique<Broken>(std::move(d));
-  }));
-}
-
 TEST(PrecopyInfo, WellBehavedDevicesPass) {
-  for (const char* spec : {kSim, "sim:mlx5,size=64K,transport=fuse", "sim:mtty,transport=direct",
-                           "sim:plain,size=64K,transport=direct"}) {
-    if (std::string(spec).find("fuse") != std::string::npos &&
-        !devices::transport_available(devices::Transport::kFuse))
-      continue;
-    const auto got = verdicts(check_spec(spec), "precopy-info/");
-    EXPECT_EQ(got.size(), kIds.size()) << spec;
-    for (auto id : kIds) EXPECT_EQ(got.at(id), Verdict::kPass) << spec << " " << id;
-  }
+  expect_verdicts({kSim, "sim:mlx5,size=64K,transport=fuse", "sim:mtty,transport=direct",
+                   "sim:plain,size=64K,transport=direct"},
+                  "precopy-info/", kIds);
 }
 
 TEST(PrecopyInfo, SkippedWithoutPrecopy) {
-  for (const char* spec :
-       {"sim:stopcopy,size=64K,transport=direct", "sim:p2p,size=64K,transport=direct"}) {
-    const auto got = verdicts(check_spec(spec), "precopy-info/");
-    for (auto id : kIds) EXPECT_EQ(got.at(id), Verdict::kSkip) << spec << " " << id;
-  }
+  expect_verdicts({"sim:stopcopy,size=64K,transport=direct", "sim:p2p,size=64K,transport=direct"},
+                  "precopy-info/", kIds, Verdict::kSkip);
 }
 
 TEST(PrecopyInfo, AReadInFlightCountedTwiceFails) {
-  const auto failed = failures_with<CountsReadInFlight>();
-  EXPECT_EQ(failed.size(), 1u) << describe(failed);
-  ASSERT_TRUE(failed.contains(kIds[0])) << describe(failed);
-  EXPECT_NE(failed.at(kIds[0]).find("initial_bytes grew"), std::string::npos);
+  EXPECT_NE(
+      only_failure(check_broken<CountsReadInFlight>(kSim), kIds[0]).find("initial_bytes grew"),
+      std::string::npos);
 }
 
 TEST(PrecopyInfo, FiguresFrozenInPreCopyP2pFail) {
-  const auto failed = failures_with<FrozenInPcp>();
-  EXPECT_EQ(failed.size(), 1u) << describe(failed);
-  EXPECT_TRUE(failed.contains(kIds[1])) << describe(failed);
+  EXPECT_NE(only_failure(check_broken<FrozenInPcp>(kSim), kIds[1]).find("after reading"),
+            std::string::npos);
 }
 
 TEST(PrecopyInfo, PcToPcpReArmingOrEndingTheSessionFails) {
-  auto failed = failures_with<RearmsOnPcp>();
-  EXPECT_EQ(failed.size(), 1u) << describe(failed);
-  ASSERT_TRUE(failed.contains(kIds[2])) << describe(failed);
-  EXPECT_NE(failed.at(kIds[2]).find("re-armed"), std::string::npos);
-  failed = failures_with<EndsSessionOnPcp>();
-  EXPECT_EQ(failed.size(), 1u) << describe(failed);
-  ASSERT_TRUE(failed.contains(kIds[2])) << describe(failed);
-  EXPECT_NE(failed.at(kIds[2]).find("did not go on"), std::string::npos);
+  EXPECT_NE(only_failure(check_broken<RearmsOnPcp>(kSim), kIds[2]).find("re-armed"),
+            std::string::npos);
+  EXPECT_NE(only_failure(check_broken<EndsSessionOnPcp>(kSim), kIds[2]).find("did not go on"),
+            std::string::npos);
 }
 
 }  // namespace

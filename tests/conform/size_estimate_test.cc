@@ -46,20 +46,15 @@ class SizeWrongIn : public Decorator {
   double scale_;
 };
 
-std::map<std::string, std::string> failures_with(State s, double scale) {
-  return failures(check_spec(kSim, [=](std::unique_ptr<Device> d, bool) -> std::unique_ptr<Device> {
-    return std::make_unique<SizeWrongIn>(std::move(d), s, scale);
-  }));
-}
-
 TEST(SizeEstimate, WellBehavedDevicesPass) {
-  for (const char* spec :
-       {kSim, "sim:mtty,transport=direct", "sim:plain,size=1M,transport=direct"}) {
-    const auto got = verdicts(check_spec(spec), "size-estimate/");
-    EXPECT_EQ(got.size(), kStates.size()) << spec;
-    for (State s : kStates) EXPECT_EQ(got.at(id_of(s)), Verdict::kPass) << spec << " " << id_of(s);
-  }
-  // Without P2P and PRE_COPY only STOP and RUNNING exist before STOP_COPY.
+  std::vector<std::string> ids;
+  for (State s : kStates) ids.push_back(id_of(s));
+  std::vector<const char*> names;
+  for (const auto& id : ids) names.push_back(id.c_str());
+  expect_verdicts({kSim, "sim:mlx5,size=64K,transport=fuse", "sim:mtty,transport=direct",
+                   "sim:plain,size=1M,transport=direct"},
+                  "size-estimate/", names);
+  // Without P2P and PRE_COPY only STOP and RUNNING come before STOP_COPY.
   const auto got = verdicts(check_spec("sim:stopcopy,size=64K,transport=direct"), "size-estimate/");
   for (State s : kStates)
     EXPECT_EQ(got.at(id_of(s)),
@@ -68,20 +63,19 @@ TEST(SizeEstimate, WellBehavedDevicesPass) {
 }
 
 TEST(SizeEstimate, ZeroInOneStateFailsExactlyThatState) {
-  for (State s : kStates) {
-    const auto failed = failures_with(s, 0);
-    EXPECT_EQ(failed.size(), 1u) << id_of(s) << "\n" << describe(failed);
-    ASSERT_TRUE(failed.contains(id_of(s))) << id_of(s) << "\n" << describe(failed);
-    EXPECT_NE(failed.at(id_of(s)).find("0 while the device has data"), std::string::npos);
-  }
+  for (State s : kStates)
+    EXPECT_NE(only_failure(check_broken<SizeWrongIn>(kSim, s, 0.0), id_of(s))
+                  .find("0 while the device has data"),
+              std::string::npos)
+        << id_of(s);
 }
 
 TEST(SizeEstimate, FarOffFailsAndCloseEnoughPasses) {
-  auto failed = failures_with(State::kRunning, 0.5);
-  EXPECT_EQ(failed.size(), 1u) << describe(failed);
-  ASSERT_TRUE(failed.contains(id_of(State::kRunning))) << describe(failed);
-  EXPECT_NE(failed.at(id_of(State::kRunning)).find("beyond the tolerance"), std::string::npos);
-  EXPECT_TRUE(failures_with(State::kRunning, 1.05).empty());
+  EXPECT_NE(
+      only_failure(check_broken<SizeWrongIn>(kSim, State::kRunning, 0.5), id_of(State::kRunning))
+          .find("beyond the tolerance"),
+      std::string::npos);
+  EXPECT_TRUE(failures(check_broken<SizeWrongIn>(kSim, State::kRunning, 1.05)).empty());
 }
 
 }  // namespace

@@ -4,11 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "conform/checker.h"
@@ -75,6 +78,55 @@ inline std::string describe(const std::map<std::string, std::string>& failed) {
   std::string out;
   for (const auto& [id, detail] : failed) out += id + ": " + detail + "\n";
   return out;
+}
+
+// The payload of `arg` if it is a SET MIG_DEVICE_STATE (as it stands: before the call, the
+// request; after it, what the device wrote back).
+inline std::optional<uapi::MigState> set_state_arg(std::span<const std::byte> arg) {
+  uapi::FeatureHeader h;
+  uapi::MigState mig;
+  if (arg.size() < sizeof(h) + sizeof(mig)) return std::nullopt;
+  std::memcpy(&h, arg.data(), sizeof(h));
+  if (!(h.flags & uapi::kFeatureSet) || (h.flags & uapi::kFeatureProbe) ||
+      (h.flags & uapi::kFeatureMask) != static_cast<std::uint32_t>(uapi::Feature::kMigDeviceState))
+    return std::nullopt;
+  std::memcpy(&mig, arg.data() + sizeof(h), sizeof(mig));
+  return mig;
+}
+
+// Runs conform on `spec` with every open wrapped in Broken(device, args...).
+template <class Broken, class... Args>
+Report check_broken(const std::string& spec, Args... args) {
+  return check_spec(spec, [=](std::unique_ptr<Device> d, bool) -> std::unique_ptr<Device> {
+    return std::make_unique<Broken>(std::move(d), args...);
+  });
+}
+
+// The detail of `id`, which must be the run's only failed check ("" when it is not).
+inline std::string only_failure(const Report& r, const std::string& id) {
+  const auto failed = failures(r);
+  EXPECT_EQ(failed.size(), 1u) << id << "\n" << describe(failed);
+  auto it = failed.find(id);
+  EXPECT_NE(it, failed.end()) << id << "\n" << describe(failed);
+  return it == failed.end() ? "" : it->second;
+}
+
+// Runs conform on each of `specs` (those over FUSE only where FUSE works) and expects exactly
+// the checks `ids` under `prefix`, each with verdict `want`.
+inline void expect_verdicts(std::initializer_list<const char*> specs, std::string_view prefix,
+                            std::span<const char* const> ids, Verdict want = Verdict::kPass) {
+  for (std::string spec : specs) {
+    if (spec.find("transport=fuse") != std::string::npos &&
+        !devices::transport_available(devices::Transport::kFuse))
+      continue;
+    const auto got = verdicts(check_spec(spec), prefix);
+    EXPECT_EQ(got.size(), ids.size()) << spec;
+    for (std::string id : ids) {
+      auto it = got.find(id);
+      ASSERT_NE(it, got.end()) << spec << " " << id;
+      EXPECT_EQ(it->second, want) << spec << " " << id;
+    }
+  }
 }
 
 // Remembers the state each data fd was opened in (SC, PC or RS): a decorator misbehaving on one
