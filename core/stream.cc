@@ -60,7 +60,7 @@ Result<> StreamWriter::flush() {
 }
 
 void StreamWriter::put_buffer(std::span<const std::byte> data) {
-  if (error_) return;
+  if (error_ || data.empty()) return;  // an empty span may hold a null pointer memcpy must not see
   crc_ = crc32c(crc_, data);
   bytes_ += data.size();
   if (used_ + data.size() <= buffer_.size()) {
