@@ -32,6 +32,7 @@ int run_migrate(const ParsedArgs& args);
 int run_faults(const ParsedArgs& args);
 int run_conform(const ParsedArgs& args);
 int run_fuzz_resume(const ParsedArgs& args);
+int run_inspect(const ParsedArgs& args);
 
 // Prints "vfio-mig CMD: message" on stderr, the message made printable (core/untrusted_text.h:
 // it may quote a stream or a device).

@@ -32,14 +32,6 @@ constexpr std::uint16_t kCmdOpenReturnPath = 1;
 constexpr std::uint16_t kCmdPing = 2;
 constexpr std::uint16_t kCmdSwitchoverStart = 11;
 
-std::string_view command_name(std::uint16_t cmd) {
-  static constexpr std::string_view kNames[] = {
-      "INVALID",       "OPEN_RETURN_PATH",  "PING",           "POSTCOPY_ADVISE",
-      "POSTCOPY_LISTEN", "POSTCOPY_RUN",    "POSTCOPY_RAM_DISCARD", "POSTCOPY_RESUME",
-      "PACKAGED",      "RECV_BITMAP",       "ENABLE_COLO",    "SWITCHOVER_START"};
-  return cmd < std::size(kNames) ? kNames[cmd] : "unknown";
-}
-
 // RAM record flags (migration/ram.c), in the low bits of the page address.
 constexpr std::uint64_t kRamZero = 0x02;
 constexpr std::uint64_t kRamMemSize = 0x04;
@@ -53,6 +45,12 @@ constexpr std::uint8_t kXbzrleEncoding = 0x01;
 // Fields the VM description may make the walker visit, over the whole stream: an array of
 // empty structs must not spin.
 constexpr std::uint64_t kDescriptionBudget = 1u << 22;
+
+// Without a VM description (docs/qemu.md): x86's target page size.
+constexpr std::uint64_t kAssumedPageSize = 4096;
+constexpr std::string_view kNoDescription =
+    "no QEMU_VM_VMDESCRIPTION follows at the end of the file (the file is cut short, or QEMU "
+    "left it out with suppress-vmdesc=on): vmstate sections cannot be stepped over without it";
 
 bool is_vfio_idstr(std::string_view idstr) {
   return idstr == "vfio" || idstr.ends_with("/vfio");
@@ -92,7 +90,7 @@ class Walker {
   std::unexpected<Error> truncated(std::string_view what) {
     return stop(pos_, EINVAL,
                 fmt::format("{} is cut off: the {} ends at offset {}", what,
-                            limit_ == in_.size() ? "file" : "stream before its VM description",
+                            desc_ ? "stream before its VM description" : "file",
                             limit_));
   }
 
@@ -174,9 +172,11 @@ class Walker {
   Result<> description() {
     const auto at = find_description(in_);
     if (!at || *at < pos_ + 1) {
-      return stop(in_.size(), ENOTSUP,
-                  "no QEMU_VM_VMDESCRIPTION at the end of the file (QEMU leaves it out with "
-                  "suppress-vmdesc=on): without it vmstate sections cannot be stepped over");
+      // A cut file has none either: read what needs no description, under the common page size.
+      out_.stream.page_size = kAssumedPageSize;
+      out_.stream.page_size_assumed = true;
+      limit_ = in_.size();
+      return {};
     }
     description_at_ = *at;
     const std::uint64_t text_at = *at + 5;
@@ -221,6 +221,7 @@ class Walker {
     s.kind = SectionKind::kEof;
     s.bytes.size = 1;
     out_.stream.sections.push_back(s);
+    if (!desc_) return stop(pos_ - 1, ENOTSUP, "QEMU_VM_EOF " + std::string(kNoDescription));
     if (pos_ != description_at_) {
       return stop(pos_ - 1, EINVAL,
                   fmt::format("QEMU_VM_EOF at offset {}, but the VM description begins at {}",
@@ -339,6 +340,11 @@ class Walker {
 
   // --- vmstate, as the VM description says -------------------------------------------------
   Result<> full_payload(Section& s) {
+    if (!desc_) {
+      return stop(s.bytes.offset, ENOTSUP,
+                  fmt::format("full section {}: its length is not in the stream, and {}",
+                              quoted(s.idstr), kNoDescription));
+    }
     const auto d = described_.find(std::pair(s.idstr, static_cast<std::int64_t>(s.instance_id)));
     if (d == described_.end()) {
       return stop(s.bytes.offset, EINVAL,
@@ -654,6 +660,14 @@ std::string_view kind_name(SectionKind kind) {
   return "?";
 }
 
+std::string_view command_name(std::uint16_t cmd) {
+  static constexpr std::string_view kNames[] = {
+      "INVALID",         "OPEN_RETURN_PATH", "PING",           "POSTCOPY_ADVISE",
+      "POSTCOPY_LISTEN", "POSTCOPY_RUN",     "POSTCOPY_RAM_DISCARD", "POSTCOPY_RESUME",
+      "PACKAGED",        "RECV_BITMAP",      "ENABLE_COLO",    "SWITCHOVER_START"};
+  return cmd < std::size(kNames) ? kNames[cmd] : "UNKNOWN";
+}
+
 std::string_view phase_name(Phase phase) {
   switch (phase) {
     case Phase::kSetup:
@@ -728,7 +742,7 @@ Result<VfioState> vfio_state(const Stream& stream, std::string_view idstr) {
     const Phase phase = s.kind == SectionKind::kStart  ? Phase::kSetup
                         : s.kind == SectionKind::kPart ? Phase::kIterate
                                                        : Phase::kComplete;
-    if (s.kind == SectionKind::kEnd) st.complete = true;
+    if (s.kind == SectionKind::kEnd && s.footer_ok) st.complete = true;
     for (const VfioTag& t : s.vfio) {
       if (t.tag == tag::kDataState) st.data.push_back({{t.offset + 16, t.size}, i, phase});
       if (t.tag == tag::kConfigState) st.config = ByteRange{t.offset + 8, t.size};

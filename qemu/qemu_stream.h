@@ -36,6 +36,9 @@ enum class SectionKind {
 // "start", "part", "end", "full", "configuration", "command", "eof", "vmdescription".
 std::string_view kind_name(SectionKind kind);
 
+// MIG_CMD_* without the prefix: "SWITCHOVER_START" for 11, "UNKNOWN" past the known ones.
+std::string_view command_name(std::uint16_t cmd);
+
 // Bytes of the input: [offset, offset + size).
 struct ByteRange {
   std::uint64_t offset = 0;
@@ -74,7 +77,7 @@ struct Section {
   std::uint32_t instance_id = 0;
   std::uint32_t version_id = 0;
   bool footer_ok = false;      // QEMU_VM_SECTION_FOOTER with this section id followed
-  std::uint16_t command = 0;   // kCommand: MIG_CMD_*
+  std::uint16_t command = 0;   // kCommand: MIG_CMD_* (command_name)
   std::string machine;         // kConfiguration: the machine type ("pc-i440fx-10.0")
   std::optional<RamSummary> ram;  // the "ram" live sections
   std::vector<VfioTag> vfio;      // VFIO device sections, tag by tag
@@ -85,6 +88,7 @@ struct Section {
 struct Stream {
   std::uint32_t version = 0;
   std::uint64_t page_size = 0;  // the target page size, from the VM description
+  bool page_size_assumed = false;  // no VM description: 4096 taken for RAM sections
   std::vector<Section> sections;
 };
 
@@ -120,7 +124,7 @@ struct VfioState {
   std::vector<DataChunk> data;      // in stream order
   std::optional<ByteRange> config;  // DEV_CONFIG_STATE's bytes (vfio-pci's vmstate)
   bool init_data_sent = false;      // a DEV_INIT_DATA_SENT appeared (switchover-ack)
-  bool complete = false;            // an END (stop-copy) section for the device was read
+  bool complete = false;            // an END (stop-copy) section for the device was read whole
 
   std::uint64_t data_bytes() const;
 };

@@ -150,5 +150,30 @@ TEST_F(CorpusStream, VfioStateHoldsMttysNinetySixBytes) {
   EXPECT_TRUE(vfio_state(stream_, "0000:00:04.0/vfio"));
 }
 
+// A file cut short (a migration that died) has no VM description: the live sections before
+// the cut still give the device's data.
+TEST_F(CorpusStream, CutShortStillYieldsTheLiveSections) {
+  const std::vector<std::byte> cut(input_.begin(), input_.begin() + 30000);
+  Walk w = walk(cut);
+  ASSERT_TRUE(w.error);
+  EXPECT_EQ(w.error_offset, 22300u);  // the first full section ('timer')
+  EXPECT_NE(w.error->message.find("full section 'timer'"), std::string::npos) << w.error->message;
+  EXPECT_TRUE(w.stream.page_size_assumed);
+  auto st = vfio_state(w.stream);
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_EQ(st->data_bytes(), 96u);
+  EXPECT_FALSE(st->config);
+  // Cut inside the complete section's DATA: the iterate chunk is there, the complete one not.
+  Walk inside = walk(std::span(input_).first(22250));
+  ASSERT_TRUE(inside.error);
+  EXPECT_NE(inside.error->message.find("DEV_DATA_STATE of 72 bytes runs past"),
+            std::string::npos)
+      << inside.error->message;
+  auto partial = vfio_state(inside.stream);
+  ASSERT_TRUE(partial);
+  EXPECT_EQ(partial->data_bytes(), 24u);
+  EXPECT_FALSE(partial->complete);
+}
+
 }  // namespace
 }  // namespace vfio::qemu

@@ -252,8 +252,22 @@ TEST(QemuStream, UnsupportedConstructsAreNamed) {
 TEST(QemuStream, NoVmDescription) {
   StreamBuilder b;
   b.header().configuration("pc-test");
-  ram_setup(b).u8(0x00);
-  expect_refused(b, "no QEMU_VM_VMDESCRIPTION", b.size());
+  ram_setup(b);
+  vfio_sections(b, 2, kVfio, "it", "complete");
+  Walk live = expect_refused(b, "the file ends at", b.size());
+  EXPECT_TRUE(live.stream.page_size_assumed);
+  EXPECT_EQ(live.stream.page_size, 4096u);
+  ASSERT_EQ(live.stream.sections.size(), 5u);
+  auto st = vfio_state(live.stream);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->data_bytes(), 10u);
+  const std::uint64_t full_at = b.size();
+  vfio_config(b, 2, kVfio);
+  expect_refused(b, "full section '0000:00:04.0/vfio': its length is not in the stream, and no "
+                 "QEMU_VM_VMDESCRIPTION follows", full_at);
+  StreamBuilder eof;
+  eof.header().u8(0x00);
+  expect_refused(eof, "QEMU_VM_EOF no QEMU_VM_VMDESCRIPTION follows", 8);
 }
 
 TEST(QemuStream, DescriptionMustFollowTheEof) {
