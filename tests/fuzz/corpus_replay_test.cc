@@ -15,6 +15,7 @@
 
 #include "tests/fuzz/counting_new.h"
 #include "tests/fuzz/harness.h"
+#include "tests/fuzz/qemu_harness.h"
 #include "tests/fuzz/stream_model.h"
 
 namespace vfio::fuzz {
@@ -174,6 +175,19 @@ TEST(CorpusReplay, SectionTarget) {
       EXPECT_NE(out.error.find(reason), std::string::npos) << name << ": " << out.error;
     }
   }
+}
+
+// Every file through the QEMU stream reader: the real QEMU streams and the seeds built from
+// them (corpus/qemu/) are read whole; every other file is arbitrary bytes to survive.
+TEST(CorpusReplay, QemuTarget) {
+  std::size_t qemu = 0;
+  for (const auto& file : corpus_files()) {
+    Outcome out = replay(run_qemu, file);
+    if (!belongs_to(file.path, "qemu")) continue;
+    ++qemu;
+    EXPECT_TRUE(out.accepted) << file.path << ": " << out.error;
+  }
+  EXPECT_GE(qemu, 1u);
 }
 
 // The targets reuse devices and destinations between inputs; an input's outcome must not

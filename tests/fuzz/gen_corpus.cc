@@ -17,9 +17,12 @@
 
 #include "core/container.h"
 #include "core/migration.h"
+#include "core/payload.h"
+#include "qemu/qemu_stream.h"
 #include "simdev/profile.h"
 #include "tests/fuzz/harness.h"
 #include "tests/fuzz/stream_model.h"
+#include "tests/qemu/stream_builder.h"
 
 namespace vfio::fuzz {
 namespace {
@@ -392,6 +395,89 @@ void dictionary(const fs::path& path) {
   }
 }
 
+Bytes as_bytes_vector(const std::vector<std::byte>& b) {
+  Bytes out(b.size());
+  std::transform(b.begin(), b.end(), out.begin(), [](std::byte c) { return std::uint8_t(c); });
+  return out;
+}
+
+// The real QEMU stream cut down to what the reader decodes itself: the configuration, the VFIO
+// device's sections and the commands, with a VM description of the VFIO device alone. RAM and
+// the other devices' vmstate go (the reader would only step over them), so an input costs a
+// fraction of the 136 KB original.
+Bytes minimised_qemu_stream(const fs::path& real) {
+  std::ifstream f(real, std::ios::binary);
+  std::vector<std::byte> in;
+  for (char c; f.get(c);) in.push_back(std::byte(c));
+  auto stream = qemu::read_stream(in);
+  if (!stream) die(real.string() + ": " + stream.error().message);
+  const Bytes all = as_bytes_vector(in);
+  Bytes out(all.begin(), all.begin() + 8);
+  auto keep = [&](const qemu::ByteRange& r) {
+    out.insert(out.end(), all.begin() + r.offset, all.begin() + r.offset + r.size);
+  };
+  std::string devices;
+  for (const qemu::Section& s : stream->sections) {
+    using K = qemu::SectionKind;
+    if (s.kind == K::kConfiguration || s.kind == K::kCommand || s.is_vfio()) keep(s.bytes);
+    if (s.kind == K::kFull && s.is_vfio()) {
+      devices += fmt::format(
+          R"({}{{"name": "{}", "instance_id": {}, "size": {}, "fields": [{{"name": "data", )"
+          R"("type": "buffer", "size": {}}}]}})",
+          devices.empty() ? "" : ", ", s.idstr, s.instance_id, s.payload.size, s.payload.size);
+    }
+  }
+  const std::string json =
+      fmt::format(R"({{"page_size": {}, "devices": [{}]}})", stream->page_size, devices);
+  qemu::testing::StreamBuilder tail;
+  tail.finish(json);
+  const Bytes t = as_bytes_vector(tail.get());
+  out.insert(out.end(), t.begin(), t.end());
+  return out;
+}
+
+// A small stream with what the real one lacks: two VFIO devices, DEV_INIT_DATA_SENT, XBZRLE and
+// normal RAM pages, a multifd flush, a vmstate with a struct array and a subsection.
+Bytes built_qemu_stream() {
+  qemu::testing::StreamBuilder b;
+  b.header().configuration("pc-q35-10.0");
+  b.start(1, "ram", 0, 4).be64(0x4000 | 0x04).name("pc.ram").be64(0x4000).be64(0x10).footer(1);
+  for (std::uint32_t id : {2u, 3u}) {
+    const std::string idstr = fmt::format("0000:00:0{}.0/vfio", id + 2);
+    b.start(id, idstr).tag(tag::kSetupState).tag(tag::kEndOfState).footer(id);
+  }
+  b.part(1).be64(0x0000 | 0x08).name("pc.ram").fill(4096, 0x5a).be64(0x1000 | 0x20 | 0x02).u8(0)
+      .be64(0x2000 | 0x20 | 0x40).u8(1).be16(6).bytes("xbzrle").be64(0x200).be64(0x10).footer(1);
+  b.part(2).data("pre-copy").tag(tag::kInitDataSent).footer(2);
+  b.part(3).data("other").tag(tag::kEndOfState).footer(3);
+  b.end(1).be64(0x10).footer(1);
+  b.end(2).data("stop-copy").tag(tag::kEndOfState).footer(2);
+  b.end(3).data("last").tag(tag::kEndOfState).footer(3);
+  for (std::uint32_t id : {2u, 3u}) {
+    const std::string idstr = fmt::format("0000:00:0{}.0/vfio", id + 2);
+    b.full(id, idstr).tag(tag::kConfigState).bytes("PCI!").tag(tag::kEndOfState).footer(id);
+  }
+  b.full(4, "dev").be32(1).be16(2).be16(3).u8(0x05).name("dev/sub").be32(1).be64(4).footer(4);
+  const std::string vfio_desc = R"({"name": "0000:00:0X.0/vfio", "instance_id": 0, "size": 20, )"
+                                R"("fields": [{"name": "data", "type": "buffer", "size": 20}]})";
+  std::string a = vfio_desc, c = vfio_desc;
+  a.replace(a.find('X'), 1, "4");
+  c.replace(c.find('X'), 1, "5");
+  b.finish(R"({"page_size": 4096, "devices": [)" + a + ", " + c +
+           R"(, {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": )"
+           R"([{"name": "a", "type": "uint32", "size": 4}, {"name": "s", "array_len": 2, )"
+           R"("type": "struct", "struct": {"vmsd_name": "s", "version": 1, "fields": [{"name": )"
+           R"("x", "type": "uint16", "size": 2}]}, "size": 2}], "subsections": [{"vmsd_name": )"
+           R"("dev/sub", "version": 1, "fields": [{"name": "b", "type": "uint64", "size": 8}]}]}]})");
+  return as_bytes_vector(b.get());
+}
+
+void qemu_seeds(const fs::path& dir) {
+  Writer w(dir);
+  w.put("mtty-qemu-10.0.2-min", minimised_qemu_stream(dir / "mtty-qemu-10.0.2.bin"));
+  w.put("built-two-devices", built_qemu_stream());
+}
+
 }  // namespace
 }  // namespace vfio::fuzz
 
@@ -406,6 +492,7 @@ int main(int argc, char** argv) {
   stream_seeds(stream);
   section_seeds(section);
   dictionary(out / "vfio_stream.dict");
+  qemu_seeds(out / "qemu");
   std::printf("gen_corpus: %zu stream seeds (%zu bytes), %zu section seeds (%zu bytes) in %s\n",
               stream.files(), stream.bytes(), section.files(), section.bytes(), out.c_str());
   return 0;
