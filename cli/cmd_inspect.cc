@@ -381,7 +381,16 @@ int run_inspect(const ParsedArgs& args) {
     print_error(kCommand, file.error().describe());
     return kExitFailed;
   }
-  if (qemu::has_magic(file->bytes())) return inspect_qemu(path, file->bytes(), json);
+  const auto bytes = file->bytes();
+  if (qemu::has_magic(bytes)) return inspect_qemu(path, bytes, json);
+  const std::string_view ours = "VFIO-MIG";  // container::kMagic, big-endian
+  if (bytes.size() < ours.size() ||
+      std::memcmp(bytes.data(), ours.data(), ours.size()) != 0) {
+    print_error(kCommand, fmt::format("{}: not a migration stream: it starts with neither "
+                                      "vfio-mig's magic (VFIO-MIG) nor QEMU's (QEVM)",
+                                      path));
+    return kExitFailed;
+  }
   return inspect_ours(path, json);
 }
 

@@ -167,6 +167,14 @@ TEST_F(InspectCommand, UsageErrorsAndNothingWritten) {
   auto missing = run({"inspect", path("missing.bin")});
   EXPECT_EQ(missing.code, kExitFailed);
   EXPECT_NE(missing.err.find("cannot open"), std::string::npos) << missing.err;
+  write(path("junk.bin"), "neither format");
+  auto junk = run({"inspect", path("junk.bin")});
+  EXPECT_EQ(junk.code, kExitFailed);
+  EXPECT_EQ(junk.out, "");
+  EXPECT_NE(junk.err.find("not a migration stream: it starts with neither vfio-mig's magic"),
+            std::string::npos)
+      << junk.err;
+  std::filesystem::remove(path("junk.bin"));
   auto dir = run({"inspect", dir_.string()});
   EXPECT_EQ(dir.code, kExitFailed);
   EXPECT_NE(dir.err.find("is not a regular file"), std::string::npos) << dir.err;
