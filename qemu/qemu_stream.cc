@@ -94,6 +94,12 @@ class Walker {
                             limit_));
   }
 
+  // Where a section read so far ends: at the error when it lies past the bytes read (a length
+  // running past the end), else at the bytes read (an error named at the section's start).
+  std::uint64_t read_to(const Result<>& r) const {
+    return r ? pos_ : std::max(pos_, out_.error_offset);
+  }
+
   // --- bounded reads --------------------------------------------------------------------------
   bool has(std::uint64_t n) const { return n <= limit_ - pos_; }
   std::uint64_t be(int bytes) {
@@ -162,7 +168,7 @@ class Walker {
         default:
           return stop(at, EINVAL, fmt::format("unknown section type 0x{:02x}", *type));
       }
-      s.bytes.size = (r ? pos_ : out_.error_offset) - at;
+      s.bytes.size = read_to(r) - at;
       out_.stream.sections.push_back(std::move(s));
       if (!r) return r;
     }
@@ -266,14 +272,15 @@ class Walker {
     auto len = get(2, "a command's length");
     if (!len) return std::unexpected(len.error());
     s.payload.offset = pos_;
-    s.payload.size = *len;
     if (*cmd != kCmdOpenReturnPath && *cmd != kCmdPing && *cmd != kCmdSwitchoverStart) {
       return stop(s.bytes.offset, ENOTSUP,
                   fmt::format("command MIG_CMD_{} ({}) is not supported (postcopy, packaged and "
                               "COLO streams are refused)",
                               command_name(s.command), *cmd));
     }
-    return skip(*len, "a command's data");
+    if (auto r = skip(*len, "a command's data"); !r) return r;
+    s.payload.size = *len;
+    return {};
   }
 
   Result<> device_section(Section& s, SectionKind kind) {
@@ -321,7 +328,7 @@ class Walker {
       r = stop(s.bytes.offset, ENOTSUP,
                fmt::format("live section {}: only RAM and VFIO devices are read", quoted(s.idstr)));
     }
-    s.payload.size = (r ? pos_ : out_.error_offset) - s.payload.offset;
+    s.payload.size = read_to(r) - s.payload.offset;
     if (!r) return r;
     const std::uint64_t footer_at = pos_;
     auto footer = get(1, "a section footer");

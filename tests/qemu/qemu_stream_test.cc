@@ -117,6 +117,15 @@ Walk expect_refused(const StreamBuilder& b, std::string_view reason, std::uint64
   }
   EXPECT_EQ(w.error_offset, offset);
   EXPECT_FALSE(read_stream(b.get()));
+  // What was read before the refusal stays in bounds (qemu_fuzzer found a payload size that
+  // wrapped below zero for a section refused at its start).
+  for (const Section& s : w.stream.sections) {
+    EXPECT_LE(s.bytes.offset + s.bytes.size, b.size()) << s.bytes.offset;
+    if (s.payload.size == 0) continue;
+    EXPECT_GE(s.payload.offset, s.bytes.offset) << s.bytes.offset;
+    EXPECT_LE(s.payload.size, s.bytes.size) << s.bytes.offset;
+    EXPECT_LE(s.payload.offset + s.payload.size, s.bytes.offset + s.bytes.size) << s.bytes.offset;
+  }
   return w;
 }
 
