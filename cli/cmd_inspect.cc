@@ -54,9 +54,7 @@ class MappedFile {
   ~MappedFile() {
     if (data_) ::munmap(data_, size_);
   }
-  std::span<const std::byte> bytes() const {
-    return {static_cast<const std::byte*>(data_), size_};
-  }
+  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(data_), size_}; }
 
  private:
   MappedFile() = default;
@@ -112,12 +110,13 @@ std::vector<TagLine> payload_tags(container::SectionType type, std::uint64_t sec
                                   const Payload& p, std::vector<TagLine> data) {
   const std::uint64_t first = section_offset + 8;
   std::vector<TagLine> tags;
-  if (type == container::SectionType::kSetup) tags.push_back({tag_name(tag::kSetupState), first, std::nullopt});
+  if (type == container::SectionType::kSetup)
+    tags.push_back({tag_name(tag::kSetupState), first, std::nullopt});
   if (type == container::SectionType::kConfig)
     tags.push_back({tag_name(tag::kConfigState), first, p.config.size()});
   for (TagLine& d : data) tags.push_back(std::move(d));
-  tags.push_back({tag_name(p.init_data_sent ? tag::kInitDataSent : tag::kEndOfState),
-                  p.end_offset, std::nullopt});
+  tags.push_back({tag_name(p.init_data_sent ? tag::kInitDataSent : tag::kEndOfState), p.end_offset,
+                  std::nullopt});
   return tags;
 }
 
@@ -184,8 +183,7 @@ void print_ours(const std::string& path, const OurListing& l) {
   for (std::size_t i = 0; i < l.devices.size(); ++i)
     fmt::print("  device {}: '{}'\n", i, printable(l.devices[i]));
   if (l.header_length == 0) return;
-  fmt::print("  {:>10}  {:>10}  {:<9} {:<7} {}\n", "offset", "length", "section", "device",
-             "crc");
+  fmt::print("  {:>10}  {:>10}  {:<9} {:<7} {}\n", "offset", "length", "section", "device", "crc");
   fmt::print("  {:>10}  {:>10}  {:<9} {:<7} {}\n", 0, l.header_length, "header", "", "ok");
   for (const OurSection& s : l.sections) {
     fmt::print("  {:>10}  {:>10}  {:<9} {:<7} {}\n", s.offset, s.length, s.type,
@@ -232,15 +230,16 @@ std::vector<TagLine> vfio_tags(const qemu::Section& s) {
   std::vector<TagLine> out;
   for (const qemu::VfioTag& t : s.vfio) {
     const bool sized = t.tag == tag::kDataState || t.tag == tag::kConfigState;
-    out.push_back({tag_name(t.tag), t.offset,
-                   sized ? std::optional<std::uint64_t>(t.size) : std::nullopt});
+    out.push_back(
+        {tag_name(t.tag), t.offset, sized ? std::optional<std::uint64_t>(t.size) : std::nullopt});
   }
   return out;
 }
 
 std::string ram_text(const qemu::RamSummary& r) {
   std::vector<std::string> parts;
-  if (r.blocks) parts.push_back(fmt::format("MEM_SIZE {} bytes in {} blocks", r.total_ram, r.blocks));
+  if (r.blocks)
+    parts.push_back(fmt::format("MEM_SIZE {} bytes in {} blocks", r.total_ram, r.blocks));
   if (r.zero_pages) parts.push_back(fmt::format("{} zero pages", r.zero_pages));
   if (r.normal_pages) parts.push_back(fmt::format("{} normal pages", r.normal_pages));
   if (r.xbzrle_pages) parts.push_back(fmt::format("{} XBZRLE pages", r.xbzrle_pages));
@@ -289,18 +288,17 @@ std::string device_json(const qemu::VfioState& st) {
       "{{\"idstr\": {}, \"instance_id\": {}, \"data_bytes\": {}, \"data\": {}, \"config\": {}, "
       "\"init_data_sent\": {}, \"complete\": {}}}",
       json_quote(st.idstr), st.instance_id, st.data_bytes(), chunks,
-      st.config ? fmt::format("{{\"offset\": {}, \"size\": {}}}", st.config->offset,
-                              st.config->size)
-                : "null",
+      st.config
+          ? fmt::format("{{\"offset\": {}, \"size\": {}}}", st.config->offset, st.config->size)
+          : "null",
       st.init_data_sent, st.complete);
 }
 
 void print_qemu(const std::string& path, const qemu::Walk& w,
                 const std::vector<qemu::VfioState>& devices) {
   const qemu::Stream& s = w.stream;
-  fmt::print("QEMU migration stream {}: file version {}, target page size {}{}\n",
-             printable(path), s.version, s.page_size,
-             s.page_size_assumed ? " (assumed: no VM description)" : "");
+  fmt::print("QEMU migration stream {}: file version {}, target page size {}{}\n", printable(path),
+             s.version, s.page_size, s.page_size_assumed ? " (assumed: no VM description)" : "");
   if (s.sections.empty()) return;
   fmt::print("  {:>10}  {:>10}  {:<13} {:>5}  {:<24} {:>4} {:>4}  {}\n", "offset", "length",
              "section", "id", "idstr", "inst", "ver", "footer");
@@ -330,9 +328,9 @@ void print_qemu(const std::string& path, const qemu::Walk& w,
 std::string qemu_json(const std::string& path, const qemu::Walk& w,
                       const std::vector<qemu::VfioState>& devices) {
   const std::string sections = json_list(w.stream.sections, [](const qemu::Section& s) {
-    std::string out = fmt::format("{{\"kind\": {}, \"offset\": {}, \"length\": {}",
-                                  json_quote(qemu::kind_name(s.kind)), s.bytes.offset,
-                                  s.bytes.size);
+    std::string out =
+        fmt::format("{{\"kind\": {}, \"offset\": {}, \"length\": {}",
+                    json_quote(qemu::kind_name(s.kind)), s.bytes.offset, s.bytes.size);
     if (has_header(s.kind)) {
       out += fmt::format(
           ", \"section_id\": {}, \"idstr\": {}, \"instance_id\": {}, \"version_id\": {}, "
@@ -384,8 +382,7 @@ int run_inspect(const ParsedArgs& args) {
   const auto bytes = file->bytes();
   if (qemu::has_magic(bytes)) return inspect_qemu(path, bytes, json);
   const std::string_view ours = "VFIO-MIG";  // container::kMagic, big-endian
-  if (bytes.size() < ours.size() ||
-      std::memcmp(bytes.data(), ours.data(), ours.size()) != 0) {
+  if (bytes.size() < ours.size() || std::memcmp(bytes.data(), ours.data(), ours.size()) != 0) {
     print_error(kCommand, fmt::format("{}: not a migration stream: it starts with neither "
                                       "vfio-mig's magic (VFIO-MIG) nor QEMU's (QEVM)",
                                       path));

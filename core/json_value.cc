@@ -1,7 +1,7 @@
 #include "core/json_value.h"
 
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <limits>
 
@@ -172,9 +172,13 @@ Result<Document> Document::parse(std::string text, std::size_t max_depth) {
   return doc;
 }
 
-Kind Value::kind() const { return doc_->nodes_[node_].kind; }
+Kind Value::kind() const {
+  return doc_->nodes_[node_].kind;
+}
 
-std::size_t Value::offset() const { return doc_->nodes_[node_].begin; }
+std::size_t Value::offset() const {
+  return doc_->nodes_[node_].begin;
+}
 
 std::vector<Value> Value::elements() const {
   std::vector<Value> out;
@@ -201,10 +205,10 @@ std::optional<Value> Value::get(std::string_view key) const {
   const auto& nodes = doc_->nodes_;
   for (std::uint32_t i = node_ + 1; i < nodes[node_].next; i = nodes[nodes[i].next].next) {
     const auto& k = nodes[i];
-    const std::string_view raw = std::string_view(doc_->text_).substr(k.begin + 1, k.end - k.begin - 2);
-    const bool match = raw.find('\\') == std::string_view::npos
-                           ? raw == key
-                           : *Value(*doc_, i).string() == key;
+    const std::string_view raw =
+        std::string_view(doc_->text_).substr(k.begin + 1, k.end - k.begin - 2);
+    const bool match =
+        raw.find('\\') == std::string_view::npos ? raw == key : *Value(*doc_, i).string() == key;
     if (match) return Value(*doc_, nodes[i].next);
   }
   return std::nullopt;

@@ -90,8 +90,7 @@ class Walker {
   std::unexpected<Error> truncated(std::string_view what) {
     return stop(pos_, EINVAL,
                 fmt::format("{} is cut off: the {} ends at offset {}", what,
-                            desc_ ? "stream before its VM description" : "file",
-                            limit_));
+                            desc_ ? "stream before its VM description" : "file", limit_));
   }
 
   // Where a section read so far ends: at the error when it lies past the bytes read (a length
@@ -423,8 +422,9 @@ class Walker {
     const auto size_value = field.get("size");
     const auto size = size_value ? size_value->integer() : std::nullopt;
     if (!size || *size < 0) {
-      return stop(pos_, EINVAL,
-                  fmt::format("field {} has no \"size\" in the VM description", quoted(field_name)));
+      return stop(
+          pos_, EINVAL,
+          fmt::format("field {} has no \"size\" in the VM description", quoted(field_name)));
     }
     const auto bytes = static_cast<unsigned __int128>(*size) * static_cast<std::uint64_t>(count);
     if (bytes > limit_ - pos_) {
@@ -447,9 +447,8 @@ class Walker {
       const std::uint64_t flags = *word & (page - 1);
       const std::uint64_t addr = *word & ~(page - 1);
       const std::uint64_t kind = flags & ~kRamContinue;
-      if (!std::has_single_bit(kind) ||
-          (kind & (kRamZero | kRamMemSize | kRamPage | kRamEos | kRamXbzrle |
-                   kRamMultifdFlush)) == 0) {
+      if (!std::has_single_bit(kind) || (kind & (kRamZero | kRamMemSize | kRamPage | kRamEos |
+                                                 kRamXbzrle | kRamMultifdFlush)) == 0) {
         return stop(at, ENOTSUP,
                     fmt::format("RAM record with flags 0x{:x}: not one of ZERO, PAGE, XBZRLE, "
                                 "MEM_SIZE, EOS, MULTIFD_FLUSH (RDMA, compression and mapped-ram "
@@ -541,8 +540,9 @@ class Walker {
     auto len = get(2, "an XBZRLE page's length");
     if (!len) return std::unexpected(len.error());
     if (*len > out_.stream.page_size) {
-      return stop(at, EINVAL, fmt::format("XBZRLE delta of {} bytes for a page of {}", *len,
-                                          out_.stream.page_size));
+      return stop(
+          at, EINVAL,
+          fmt::format("XBZRLE delta of {} bytes for a page of {}", *len, out_.stream.page_size));
     }
     ++sum.xbzrle_pages;
     sum.page_bytes += *len;
@@ -584,8 +584,8 @@ class Walker {
                                   "read)",
                                   kind_name(s.kind)));
         default:
-          return stop(at, EINVAL, fmt::format("{} in VFIO section {}", tag_name(*t),
-                                              quoted(s.idstr)));
+          return stop(at, EINVAL,
+                      fmt::format("{} in VFIO section {}", tag_name(*t), quoted(s.idstr)));
       }
       s.vfio.push_back(tag);
     }
@@ -668,10 +668,18 @@ std::string_view kind_name(SectionKind kind) {
 }
 
 std::string_view command_name(std::uint16_t cmd) {
-  static constexpr std::string_view kNames[] = {
-      "INVALID",         "OPEN_RETURN_PATH", "PING",           "POSTCOPY_ADVISE",
-      "POSTCOPY_LISTEN", "POSTCOPY_RUN",     "POSTCOPY_RAM_DISCARD", "POSTCOPY_RESUME",
-      "PACKAGED",        "RECV_BITMAP",      "ENABLE_COLO",    "SWITCHOVER_START"};
+  static constexpr std::string_view kNames[] = {"INVALID",
+                                                "OPEN_RETURN_PATH",
+                                                "PING",
+                                                "POSTCOPY_ADVISE",
+                                                "POSTCOPY_LISTEN",
+                                                "POSTCOPY_RUN",
+                                                "POSTCOPY_RAM_DISCARD",
+                                                "POSTCOPY_RESUME",
+                                                "PACKAGED",
+                                                "RECV_BITMAP",
+                                                "ENABLE_COLO",
+                                                "SWITCHOVER_START"};
   return cmd < std::size(kNames) ? kNames[cmd] : "UNKNOWN";
 }
 
@@ -688,8 +696,8 @@ std::string_view phase_name(Phase phase) {
 }
 
 bool Section::is_vfio() const {
-  return (kind == SectionKind::kStart || kind == SectionKind::kPart ||
-          kind == SectionKind::kEnd || kind == SectionKind::kFull) &&
+  return (kind == SectionKind::kStart || kind == SectionKind::kPart || kind == SectionKind::kEnd ||
+          kind == SectionKind::kFull) &&
          is_vfio_idstr(idstr);
 }
 

@@ -24,14 +24,14 @@ constexpr std::uint32_t kVersion = 3;
 bool has_magic(std::span<const std::byte> input);
 
 enum class SectionKind {
-  kConfiguration,   // QEMU_VM_CONFIGURATION: the machine type
-  kStart,           // QEMU_VM_SECTION_START: a live (iterative) section's setup
-  kPart,            // QEMU_VM_SECTION_PART: one iteration
-  kEnd,             // QEMU_VM_SECTION_END: the stop-copy (complete) pass
-  kFull,            // QEMU_VM_SECTION_FULL: a device's whole state (the vmstate pass)
-  kCommand,         // QEMU_VM_COMMAND
-  kEof,             // QEMU_VM_EOF
-  kVmDescription,   // QEMU_VM_VMDESCRIPTION: the JSON after the end of the stream
+  kConfiguration,  // QEMU_VM_CONFIGURATION: the machine type
+  kStart,          // QEMU_VM_SECTION_START: a live (iterative) section's setup
+  kPart,           // QEMU_VM_SECTION_PART: one iteration
+  kEnd,            // QEMU_VM_SECTION_END: the stop-copy (complete) pass
+  kFull,           // QEMU_VM_SECTION_FULL: a device's whole state (the vmstate pass)
+  kCommand,        // QEMU_VM_COMMAND
+  kEof,            // QEMU_VM_EOF
+  kVmDescription,  // QEMU_VM_VMDESCRIPTION: the JSON after the end of the stream
 };
 // "start", "part", "end", "full", "configuration", "command", "eof", "vmdescription".
 std::string_view kind_name(SectionKind kind);
@@ -48,12 +48,12 @@ struct ByteRange {
 
 // A RAM section's records (migration/ram.c's flags), counted.
 struct RamSummary {
-  std::uint64_t zero_pages = 0;     // RAM_SAVE_FLAG_ZERO: one fill byte each
-  std::uint64_t normal_pages = 0;   // RAM_SAVE_FLAG_PAGE: a whole page each
-  std::uint64_t xbzrle_pages = 0;   // RAM_SAVE_FLAG_XBZRLE: an encoded delta each
-  std::uint64_t page_bytes = 0;     // page contents carried (normal pages and XBZRLE deltas)
-  std::uint64_t total_ram = 0;      // RAM_SAVE_FLAG_MEM_SIZE (the start section): the total
-  std::uint64_t blocks = 0;         //   and the RAM blocks it listed
+  std::uint64_t zero_pages = 0;    // RAM_SAVE_FLAG_ZERO: one fill byte each
+  std::uint64_t normal_pages = 0;  // RAM_SAVE_FLAG_PAGE: a whole page each
+  std::uint64_t xbzrle_pages = 0;  // RAM_SAVE_FLAG_XBZRLE: an encoded delta each
+  std::uint64_t page_bytes = 0;    // page contents carried (normal pages and XBZRLE deltas)
+  std::uint64_t total_ram = 0;     // RAM_SAVE_FLAG_MEM_SIZE (the start section): the total
+  std::uint64_t blocks = 0;        //   and the RAM blocks it listed
   std::uint64_t multifd_flushes = 0;
 };
 
@@ -76,9 +76,9 @@ struct Section {
   std::string idstr;
   std::uint32_t instance_id = 0;
   std::uint32_t version_id = 0;
-  bool footer_ok = false;      // QEMU_VM_SECTION_FOOTER with this section id followed
-  std::uint16_t command = 0;   // kCommand: MIG_CMD_* (command_name)
-  std::string machine;         // kConfiguration: the machine type ("pc-i440fx-10.0")
+  bool footer_ok = false;         // QEMU_VM_SECTION_FOOTER with this section id followed
+  std::uint16_t command = 0;      // kCommand: MIG_CMD_* (command_name)
+  std::string machine;            // kConfiguration: the machine type ("pc-i440fx-10.0")
   std::optional<RamSummary> ram;  // the "ram" live sections
   std::vector<VfioTag> vfio;      // VFIO device sections, tag by tag
 
@@ -87,7 +87,7 @@ struct Section {
 
 struct Stream {
   std::uint32_t version = 0;
-  std::uint64_t page_size = 0;  // the target page size, from the VM description
+  std::uint64_t page_size = 0;     // the target page size, from the VM description
   bool page_size_assumed = false;  // no VM description: 4096 taken for RAM sections
   std::vector<Section> sections;
 };
@@ -112,8 +112,8 @@ enum class Phase { kSetup, kIterate, kComplete };
 std::string_view phase_name(Phase phase);  // "setup", "iterate", "complete"
 
 struct DataChunk {
-  ByteRange bytes;        // the chunk's data (after its tag and size)
-  std::size_t section;    // index into Stream::sections
+  ByteRange bytes;      // the chunk's data (after its tag and size)
+  std::size_t section;  // index into Stream::sections
   Phase phase;
 };
 

@@ -41,17 +41,16 @@ TEST_F(InspectCommand, QemuStreamAsText) {
   auto r = run({"inspect", kQemuStream});
   ASSERT_EQ(r.code, kExitOk) << r.err;
   EXPECT_EQ(r.err, "");
-  for (std::string_view line : {
-           "file version 3, target page size 4096\n",
-           "           8          19  configuration machine 'pc-i440fx-10.0'\n",
-           "         197          52  start            37  0000:00:04.0/vfio           0    1  ok\n",
-           "@288        DEV_DATA_STATE 24 bytes\n",
-           "@22199      DEV_DATA_STATE 72 bytes\n",
-           "@34850      DEV_CONFIG_STATE 4116 bytes\n",
-           "RAM: 589 zero pages, 4 normal pages, 16384 bytes of page data\n",
-           "MIG_CMD_SWITCHOVER_START (11)\n",
-           "VFIO device '0000:00:04.0/vfio' instance 0: 96 bytes of data in 2 chunks (iterate 24 "
-           "@304, complete 72 @22215), config 4116 bytes @34858, INIT_DATA_SENT no, complete\n"}) {
+  for (std::string_view line :
+       {"file version 3, target page size 4096\n",
+        "           8          19  configuration machine 'pc-i440fx-10.0'\n",
+        "         197          52  start            37  0000:00:04.0/vfio           0    1  ok\n",
+        "@288        DEV_DATA_STATE 24 bytes\n", "@22199      DEV_DATA_STATE 72 bytes\n",
+        "@34850      DEV_CONFIG_STATE 4116 bytes\n",
+        "RAM: 589 zero pages, 4 normal pages, 16384 bytes of page data\n",
+        "MIG_CMD_SWITCHOVER_START (11)\n",
+        "VFIO device '0000:00:04.0/vfio' instance 0: 96 bytes of data in 2 chunks (iterate 24 "
+        "@304, complete 72 @22215), config 4116 bytes @34858, INIT_DATA_SENT no, complete\n"}) {
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   }
 }
@@ -93,16 +92,13 @@ TEST_F(InspectCommand, VfioMigStream) {
   const std::string file = saved_stream();
   auto r = run({"inspect", file});
   ASSERT_EQ(r.code, kExitOk) << r.err;
-  for (std::string_view line : {
-           "format version 1, 1 device(s)\n",
-           "  device 0: 'sim:mtty#0'\n",
-           "           0          34  header            ok\n",
-           "          34          28  setup     0       ok\n",
-           "          62         132  complete  0       ok\n",
-           "@70         DEV_DATA_STATE 96 bytes\n",
-           "@182        END_OF_STATE\n",
-           "@202        DEV_CONFIG_STATE 256 bytes\n",
-           "         486          12  end               ok\n"}) {
+  for (std::string_view line :
+       {"format version 1, 1 device(s)\n", "  device 0: 'sim:mtty#0'\n",
+        "           0          34  header            ok\n",
+        "          34          28  setup     0       ok\n",
+        "          62         132  complete  0       ok\n", "@70         DEV_DATA_STATE 96 bytes\n",
+        "@182        END_OF_STATE\n", "@202        DEV_CONFIG_STATE 256 bytes\n",
+        "         486          12  end               ok\n"}) {
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   }
   auto j = run({"inspect", file, "--json"});

@@ -33,7 +33,8 @@ TEST(JsonValue, ReadsQemusVmDescriptionShape) {
 }
 
 TEST(JsonValue, Strings) {
-  auto doc = Document::parse(R"(["a\"b\\c\/\n\t", "\u00e9\u20ac\ud83d\ude00", "\udc00x", "\u0000"])");
+  auto doc =
+      Document::parse(R"(["a\"b\\c\/\n\t", "\u00e9\u20ac\ud83d\ude00", "\udc00x", "\u0000"])");
   ASSERT_TRUE(doc) << doc.error().message;
   const auto e = doc->root().elements();
   EXPECT_EQ(e[0].string(), "a\"b\\c/\n\t");
@@ -46,7 +47,8 @@ TEST(JsonValue, Strings) {
 }
 
 TEST(JsonValue, Integers) {
-  auto doc = Document::parse("[9223372036854775807, -9223372036854775808, 9223372036854775808, 1e2]");
+  auto doc =
+      Document::parse("[9223372036854775807, -9223372036854775808, 9223372036854775808, 1e2]");
   ASSERT_TRUE(doc);
   const auto e = doc->root().elements();
   EXPECT_EQ(e[0].integer(), INT64_MAX);

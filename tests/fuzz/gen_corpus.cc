@@ -446,8 +446,19 @@ Bytes built_qemu_stream() {
     const std::string idstr = fmt::format("0000:00:0{}.0/vfio", id + 2);
     b.start(id, idstr).tag(tag::kSetupState).tag(tag::kEndOfState).footer(id);
   }
-  b.part(1).be64(0x0000 | 0x08).name("pc.ram").fill(4096, 0x5a).be64(0x1000 | 0x20 | 0x02).u8(0)
-      .be64(0x2000 | 0x20 | 0x40).u8(1).be16(6).bytes("xbzrle").be64(0x200).be64(0x10).footer(1);
+  b.part(1)
+      .be64(0x0000 | 0x08)
+      .name("pc.ram")
+      .fill(4096, 0x5a)
+      .be64(0x1000 | 0x20 | 0x02)
+      .u8(0)
+      .be64(0x2000 | 0x20 | 0x40)
+      .u8(1)
+      .be16(6)
+      .bytes("xbzrle")
+      .be64(0x200)
+      .be64(0x10)
+      .footer(1);
   b.part(2).data("pre-copy").tag(tag::kInitDataSent).footer(2);
   b.part(3).data("other").tag(tag::kEndOfState).footer(3);
   b.end(1).be64(0x10).footer(1);
@@ -463,12 +474,13 @@ Bytes built_qemu_stream() {
   std::string a = vfio_desc, c = vfio_desc;
   a.replace(a.find('X'), 1, "4");
   c.replace(c.find('X'), 1, "5");
-  b.finish(R"({"page_size": 4096, "devices": [)" + a + ", " + c +
-           R"(, {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": )"
-           R"([{"name": "a", "type": "uint32", "size": 4}, {"name": "s", "array_len": 2, )"
-           R"("type": "struct", "struct": {"vmsd_name": "s", "version": 1, "fields": [{"name": )"
-           R"("x", "type": "uint16", "size": 2}]}, "size": 2}], "subsections": [{"vmsd_name": )"
-           R"("dev/sub", "version": 1, "fields": [{"name": "b", "type": "uint64", "size": 8}]}]}]})");
+  b.finish(
+      R"({"page_size": 4096, "devices": [)" + a + ", " + c +
+      R"(, {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": )"
+      R"([{"name": "a", "type": "uint32", "size": 4}, {"name": "s", "array_len": 2, )"
+      R"("type": "struct", "struct": {"vmsd_name": "s", "version": 1, "fields": [{"name": )"
+      R"("x", "type": "uint16", "size": 2}]}, "size": 2}], "subsections": [{"vmsd_name": )"
+      R"("dev/sub", "version": 1, "fields": [{"name": "b", "type": "uint64", "size": 8}]}]}]})");
   return as_bytes_vector(b.get());
 }
 

@@ -49,8 +49,8 @@ Outcome run_qemu(std::span<const std::uint8_t> input) {
     out.error = w.error->message;
     if (out.error.empty()) out.violation = "a refusal without a message";
     if (w.error_offset > input.size())
-      out.violation = fmt::format("refused at offset {}, past the input's {} bytes",
-                                  w.error_offset, input.size());
+      out.violation = fmt::format("refused at offset {}, past the input's {} bytes", w.error_offset,
+                                  input.size());
   }
   if (out.violation.empty()) out.violation = check_sections(w, input.size());
   for (const std::string& id : qemu::vfio_devices(w.stream)) {

@@ -166,8 +166,7 @@ TEST_F(CorpusStream, CutShortStillYieldsTheLiveSections) {
   // Cut inside the complete section's DATA: the iterate chunk is there, the complete one not.
   Walk inside = walk(std::span(input_).first(22250));
   ASSERT_TRUE(inside.error);
-  EXPECT_NE(inside.error->message.find("DEV_DATA_STATE of 72 bytes runs past"),
-            std::string::npos)
+  EXPECT_NE(inside.error->message.find("DEV_DATA_STATE of 72 bytes runs past"), std::string::npos)
       << inside.error->message;
   auto partial = vfio_state(inside.stream);
   ASSERT_TRUE(partial);

@@ -21,10 +21,9 @@ std::string description(std::string_view devices) {
   return std::string(R"({"page_size": 4096, "devices": [)") + std::string(devices) + "]}";
 }
 std::string vfio_device(std::string_view idstr, int size) {
-  return std::string(R"({"name": ")") + std::string(idstr) +
-         R"(", "instance_id": 0, "size": )" + std::to_string(size) +
-         R"(, "fields": [{"name": "data", "type": "buffer", "size": )" + std::to_string(size) +
-         "}]}";
+  return std::string(R"({"name": ")") + std::string(idstr) + R"(", "instance_id": 0, "size": )" +
+         std::to_string(size) + R"(, "fields": [{"name": "data", "type": "buffer", "size": )" +
+         std::to_string(size) + "}]}";
 }
 
 StreamBuilder& ram_setup(StreamBuilder& b) {
@@ -56,8 +55,14 @@ StreamBuilder good_stream() {
   b.header().configuration("pc-test");
   ram_setup(b);
   b.start(2, kVfio).tag(tag::kSetupState).tag(tag::kEndOfState).footer(2);
-  b.part(1).be64(0x0000 | 0x02).name("pc.ram").u8(0).be64(0x1000 | 0x20 | 0x08).fill(4096, 0xab)
-      .be64(0x10).footer(1);
+  b.part(1)
+      .be64(0x0000 | 0x02)
+      .name("pc.ram")
+      .u8(0)
+      .be64(0x1000 | 0x20 | 0x08)
+      .fill(4096, 0xab)
+      .be64(0x10)
+      .footer(1);
   b.part(2).data("head").tag(tag::kEndOfState).footer(2);
   b.part(2).tag(tag::kInitDataSent).footer(2);
   b.end(1).be64(0x10).footer(1);
@@ -79,9 +84,9 @@ TEST(QemuStream, ReadsASmallStream) {
   std::vector<SectionKind> kinds;
   for (const Section& sec : s->sections) kinds.push_back(sec.kind);
   using K = SectionKind;
-  EXPECT_EQ(kinds, (std::vector<K>{K::kConfiguration, K::kStart, K::kStart, K::kPart, K::kPart,
-                                   K::kPart, K::kEnd, K::kEnd, K::kFull, K::kFull, K::kEof,
-                                   K::kVmDescription}));
+  EXPECT_EQ(kinds,
+            (std::vector<K>{K::kConfiguration, K::kStart, K::kStart, K::kPart, K::kPart, K::kPart,
+                            K::kEnd, K::kEnd, K::kFull, K::kFull, K::kEof, K::kVmDescription}));
   EXPECT_EQ(s->sections[0].machine, "pc-test");
   const Section& ram_part = s->sections[3];
   EXPECT_EQ(ram_part.idstr, "ram");
@@ -195,9 +200,9 @@ TEST(QemuStream, VmDescriptionSizesThatLie) {
   expect_refused(absurd, "runs past the end of the stream", full_at + 31);
   // 2^62 elements of 8 bytes: no overflow into a small size.
   StreamBuilder huge;
-  huge.header().full(4, "x").be64(1).footer(4).finish(description(
-      R"({"name": "x", "instance_id": 0, "fields": [{"name": "f", "array_len": )"
-      R"(4611686018427387904, "type": "uint64", "size": 8}]})"));
+  huge.header().full(4, "x").be64(1).footer(4).finish(
+      description(R"({"name": "x", "instance_id": 0, "fields": [{"name": "f", "array_len": )"
+                  R"(4611686018427387904, "type": "uint64", "size": 8}]})"));
   expect_refused(huge, "runs past the end of the stream", full_at + 15);
   // A billion empty structs cost one step.
   StreamBuilder empty;
@@ -221,14 +226,23 @@ TEST(QemuStream, AbsurdLengths) {
   StreamBuilder blocks;
   blocks.header().start(1, "ram", 0, 4);
   const std::uint64_t mem_at = blocks.size();
-  blocks.be64(0x2000 | 0x04).name("pc.ram").be64(0x4000).be64(0x10).footer(1)
+  blocks.be64(0x2000 | 0x04)
+      .name("pc.ram")
+      .be64(0x4000)
+      .be64(0x10)
+      .footer(1)
       .finish(description(""));
   expect_refused(blocks, "RAM blocks add up to more than the 8192 bytes", mem_at);
 
   StreamBuilder page;
   ram_setup(page.header());
   const std::uint64_t page_at = page.size() + 5;
-  page.part(1).be64(0x2000 | 0x02).name("pc.ram").u8(0).be64(0x10).footer(1)
+  page.part(1)
+      .be64(0x2000 | 0x02)
+      .name("pc.ram")
+      .u8(0)
+      .be64(0x10)
+      .footer(1)
       .finish(description(""));
   expect_refused(page, "RAM page at 0x2000 lies outside block 'pc.ram' of 8192 bytes", page_at);
 }
@@ -272,8 +286,10 @@ TEST(QemuStream, NoVmDescription) {
   EXPECT_EQ(st->data_bytes(), 10u);
   const std::uint64_t full_at = b.size();
   vfio_config(b, 2, kVfio);
-  expect_refused(b, "full section '0000:00:04.0/vfio': its length is not in the stream, and no "
-                 "QEMU_VM_VMDESCRIPTION follows", full_at);
+  expect_refused(b,
+                 "full section '0000:00:04.0/vfio': its length is not in the stream, and no "
+                 "QEMU_VM_VMDESCRIPTION follows",
+                 full_at);
   StreamBuilder eof;
   eof.header().u8(0x00);
   expect_refused(eof, "QEMU_VM_EOF no QEMU_VM_VMDESCRIPTION follows", 8);
@@ -302,8 +318,7 @@ TEST(QemuStream, TwoVfioDevicesAreChosenByIdstr) {
                        vfio_device("0000:00:05.0/vfio", 20)));
   auto s = read_stream(b.get());
   ASSERT_TRUE(s) << s.error().message;
-  EXPECT_EQ(vfio_devices(*s),
-            (std::vector<std::string>{"0000:00:04.0/vfio", "0000:00:05.0/vfio"}));
+  EXPECT_EQ(vfio_devices(*s), (std::vector<std::string>{"0000:00:04.0/vfio", "0000:00:05.0/vfio"}));
   auto ambiguous = vfio_state(*s);
   ASSERT_FALSE(ambiguous);
   EXPECT_EQ(ambiguous.error().message,
