@@ -13,7 +13,8 @@ namespace vfio::fuzz {
 // promises as oracles: every range it reports (sections, payloads, tags, DATA chunks, config)
 // lies inside the input, in order and without overlap; an accepted stream's sections tile the
 // input from the header to the end of the VM description; a refusal has a message and an
-// offset inside the input; vfio_state succeeds for every device vfio_devices names.
+// offset inside the input; vfio_state takes every device vfio_devices names, unless its idstr
+// appears under two instance ids (refused as such).
 Outcome run_qemu(std::span<const std::uint8_t> input);
 
 }  // namespace vfio::fuzz

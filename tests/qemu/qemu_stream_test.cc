@@ -345,6 +345,19 @@ TEST(QemuStream, TwoVfioDevicesAreChosenByIdstr) {
   EXPECT_EQ(missing.error().message, "the QEMU stream holds no VFIO device section");
 }
 
+TEST(QemuStream, OneIdstrUnderTwoInstancesIsAmbiguous) {
+  StreamBuilder b;
+  b.header();
+  b.start(2, kVfio, 0).tag(tag::kSetupState).tag(tag::kEndOfState).footer(2);
+  b.start(3, kVfio, 1).tag(tag::kSetupState).tag(tag::kEndOfState).footer(3);
+  b.finish(description(""));
+  auto s = read_stream(b.get());
+  ASSERT_TRUE(s) << s.error().message;
+  auto st = vfio_state(*s, kVfio);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message, "VFIO device '0000:00:04.0/vfio' appears with instances 0 and 1");
+}
+
 TEST(QemuStream, UntrustedNamesAreEscapedInErrors) {
   StreamBuilder b;
   b.header().start(5, "\x1b]0;evil\x07").finish(description(""));
