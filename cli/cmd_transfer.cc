@@ -33,6 +33,8 @@ int run_save(const ParsedArgs& args) {
   if (!output) return usage_error("save", Error{EINVAL, "save: -o FILE is required"});
   auto setup = transfer_setup(args);
   if (!setup) return usage_error("save", setup.error());
+  // A save is a snapshot of one side: stop-and-copy unless asked (QEMU pre-copies).
+  if (auto p = precopy_setup(args, *setup, "off"); !p) return usage_error("save", p.error());
   auto dev = open_or_exit("save", args.positionals[0], 0);
   if (auto* code = std::get_if<int>(&dev)) return *code;
   auto& opened = std::get<OpenedDevice>(dev);

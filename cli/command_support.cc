@@ -27,8 +27,9 @@ Result<TransferSetup> transfer_setup(const ParsedArgs& args) {
   return setup;
 }
 
-Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup) {
-  const std::string mode = args.value("precopy").value_or("auto");
+Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup,
+                       std::string_view default_mode) {
+  const std::string mode = args.value("precopy").value_or(std::string(default_mode));
   if (mode != "auto" && mode != "off")
     return fail(EINVAL, fmt::format("--precopy must be auto or off, not '{}'", mode));
   setup.session.migration.precopy = mode == "auto";

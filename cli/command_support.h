@@ -25,8 +25,10 @@ struct TransferSetup {
 
 // --buffer-size, --no-config, --reset-first, --quiet.
 Result<TransferSetup> transfer_setup(const ParsedArgs& args);
-// --precopy auto|off, --downtime-ms MS, --max-iterations N, --switchover-ack (migrate, demo).
-Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup);
+// --precopy auto|off (absent: `default_mode`), --downtime-ms MS, --max-iterations N,
+// --switchover-ack (migrate, demo, save).
+Result<> precopy_setup(const ParsedArgs& args, TransferSetup& setup,
+                       std::string_view default_mode = "auto");
 
 // Parses then opens; parse errors are usage errors (code EINVAL, `usage` set).
 struct OpenOutcome {

@@ -51,9 +51,14 @@ const Command kCommands[] = {
       1,
       1,
       "Saves a device's state to a file; the device runs again after.\n"
-      "A stop-and-copy save; --stay-stopped leaves the device stopped.",
+      "A stop-and-copy save unless --precopy auto; --stay-stopped leaves the device stopped.",
       {{"output", "FILE", "where to write the stream (required; - for stdout)", 'o'},
        {"stay-stopped", "", "leave the device stopped after the save"},
+       {"precopy", "auto|off",
+        "pre-copy iterations first with a device that offers PRE_COPY, as QEMU does (default "
+        "off)"},
+       kDowntime,
+       kMaxIterations,
        kResetFirst,
        kBuffer,
        kNoConfig,

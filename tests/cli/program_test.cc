@@ -17,6 +17,7 @@ namespace vfio::cli {
 namespace {
 
 using testing::run;
+using testing::slurp;
 using ProgramTest = testing::TempDirTest;
 
 TEST_F(ProgramTest, HelpAndVersion) {
@@ -70,6 +71,25 @@ TEST_F(ProgramTest, SaveThenLoadRoundTrips) {
   EXPECT_GT(std::filesystem::file_size(path("s.bin")), 1u << 20);
   auto loaded = run({"load", "sim:p2p,size=1M,seed=9", "-i", path("s.bin")});
   EXPECT_EQ(loaded.code, kExitOk) << loaded.err;
+}
+
+TEST_F(ProgramTest, SaveIsStopAndCopyUnlessAskedToPrecopy) {
+  // mtty offers PRE_COPY with its 24-byte header; the 72 port bytes wait for STOP_COPY.
+  auto plain = run({"save", "sim:mtty", "-o", path("plain.bin"), "--json", path("plain.json")});
+  ASSERT_EQ(plain.code, kExitOk) << plain.err;
+  EXPECT_NE(slurp(path("plain.json")).find("\"precopy_bytes\": 0, \"stop_copy_bytes\": 96"),
+            std::string::npos)
+      << slurp(path("plain.json"));
+  auto pre = run(
+      {"save", "sim:mtty", "--precopy", "auto", "-o", path("pre.bin"), "--json", path("pre.json")});
+  ASSERT_EQ(pre.code, kExitOk) << pre.err;
+  EXPECT_NE(slurp(path("pre.json")).find("\"precopy_bytes\": 24, \"stop_copy_bytes\": 72"),
+            std::string::npos)
+      << slurp(path("pre.json"));
+  EXPECT_EQ(run({"load", "sim:mtty", "-i", path("pre.bin")}).code, kExitOk);
+  auto bad = run({"save", "sim:mtty", "--precopy", "always", "-o", path("x.bin")});
+  EXPECT_EQ(bad.code, kExitUsage);
+  EXPECT_NE(bad.err.find("--precopy must be auto or off"), std::string::npos) << bad.err;
 }
 
 TEST_F(ProgramTest, ASaveThatRunsOutOfSpaceKeepsTheOldFile) {
