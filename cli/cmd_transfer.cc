@@ -3,15 +3,22 @@
 
 #include <unistd.h>
 
+#include <memory>
+#include <optional>
+#include <utility>
 #include <variant>
 #include <vector>
 
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
+#include "cli/mapped_file.h"
 #include "cli/verify.h"
 #include "core/atomic_file.h"
 #include "core/local_migration.h"
+#include "core/untrusted_text.h"
+#include "qemu/qemu_import.h"
+#include "qemu/qemu_stream.h"
 
 namespace vfio::cli {
 namespace {
@@ -24,6 +31,44 @@ std::variant<OpenedDevice, int> open_or_exit(std::string_view command, std::stri
   if (opened.usage) return usage_error(command, opened.device.error());
   print_error(command, opened.device.error().describe());
   return kExitFailed;
+}
+
+// The VFIO device `section` (empty: the only one) of the QEMU stream in `path`, as a vfio-mig
+// stream (qemu/qemu_import.h), or the exit code to leave with: 2 when the arguments must name
+// another device, 1 when the file cannot serve. What was found goes into `summary`'s facts.
+std::variant<qemu::Import, int> import_from_qemu(const std::string& path, std::string_view section,
+                                                 bool with_config, Summary& summary) {
+  auto file = MappedFile::open(path);
+  if (!file) {
+    print_error("load", file.error().describe());
+    return kExitFailed;
+  }
+  const auto bytes = file->bytes();
+  auto stream = qemu::read_stream(bytes);
+  if (!stream) {
+    print_error("load", fmt::format("{}: {}", path, stream.error().message));
+    return kExitFailed;
+  }
+  const auto devices = qemu::vfio_devices(*stream);
+  auto state = qemu::vfio_state(*stream, section);
+  if (!state) {
+    print_error("load", fmt::format("{}: {}", path, state.error().message));
+    // No VFIO device at all: the file cannot serve; otherwise --section must name another.
+    return devices.empty() ? kExitFailed : kExitUsage;
+  }
+  auto import = qemu::import_vfio_state(bytes, *state, with_config);
+  if (!import) {
+    print_error("load", fmt::format("{}: {}", path, import.error().message));
+    return kExitFailed;
+  }
+  std::uint64_t precopy = 0;
+  for (const auto& c : state->data) precopy += c.phase == qemu::Phase::kIterate ? c.bytes.size : 0;
+  summary.facts.emplace_back("QEMU device", printable_prefix(state->idstr, kListedIdBytes));
+  summary.facts.emplace_back(
+      "QEMU data",
+      fmt::format("{} chunks, {} B ({} B pre-copy, {} B stop-copy)", state->data.size(),
+                  state->data_bytes(), precopy, state->data_bytes() - precopy));
+  return std::move(*import);
 }
 
 }  // namespace
@@ -74,29 +119,51 @@ int run_save(const ParsedArgs& args) {
 
 int run_load(const ParsedArgs& args) {
   auto input = args.value("input");
-  if (!input) return usage_error("load", Error{EINVAL, "load: -i FILE is required"});
+  auto qemu_file = args.value("from-qemu");
+  if (input.has_value() == qemu_file.has_value())
+    return usage_error("load", Error{EINVAL, "load: give -i FILE or --from-qemu FILE"});
+  if (args.has("section") && !qemu_file)
+    return usage_error("load", Error{EINVAL, "load: --section goes with --from-qemu"});
   auto setup = transfer_setup(args);
   if (!setup) return usage_error("load", setup.error());
+  // A QEMU stream is read and translated whole before the device is opened: a bad one touches
+  // nothing.
+  Summary summary("load");
+  std::unique_ptr<Channel> in;
+  std::optional<qemu::Import> import;
+  if (qemu_file) {
+    auto imported = import_from_qemu(*qemu_file, args.value("section").value_or(""),
+                                     setup->session.migration.config_state, summary);
+    if (auto* code = std::get_if<int>(&imported)) return *code;
+    import = std::move(std::get<qemu::Import>(imported));
+    for (const auto& note : import->notes) fmt::print(stderr, "load: {}\n", note);
+    setup->session.migration.config_state = import->config;
+    in = std::make_unique<MemoryChannel>(std::exchange(import->stream, {}));
+  }
   auto dev = open_or_exit("load", args.positionals[0], 0);
   if (auto* code = std::get_if<int>(&dev)) return *code;
   auto& opened = std::get<OpenedDevice>(dev);
 
-  Summary summary("load");
-  auto file = FdChannel::open_for_read(*input);
-  if (!file) {
-    summary.error = file.error();
-    return finish(summary, args);
+  if (!in) {
+    auto file = FdChannel::open_for_read(*input);
+    if (!file) {
+      summary.error = file.error();
+      return finish(summary, args);
+    }
+    file->set_cancel_fd(interrupt::cancel_fd());
+    in = std::make_unique<FdChannel>(std::move(*file));
   }
-  file->set_cancel_fd(interrupt::cancel_fd());
   Session session(setup->session);
   session.add_device(*opened.device, opened.device->name(), opened.config_restore);
   interrupt::OnInterrupt cancel([&session] { session.cancel(); });
-  auto report = session.load(*file);
+  auto report = session.load(*in);
   setup->progress->finish();
-  if (!report)
+  if (!report) {
     summary.error = report.error();
-  else
+    if (import) summary.error->message += "; " + qemu::translation_offsets(*import);
+  } else {
     summary.destination = *report;
+  }
   return finish(summary, args);
 }
 

@@ -69,8 +69,11 @@ const Command kCommands[] = {
       "DEV",
       1,
       1,
-      "Loads a saved stream into a device and starts it.",
-      {{"input", "FILE", "the stream to load (required; - for stdin)", 'i'},
+      "Loads a saved stream into a device and starts it.\n"
+      "--from-qemu loads the VFIO device state of a QEMU migration stream instead.",
+      {{"input", "FILE", "the stream to load (- for stdin)", 'i'},
+       {"from-qemu", "FILE", "a QEMU migration stream (QEVM): its VFIO device's data chunks"},
+       {"section", "IDSTR", "with --from-qemu: the VFIO device to load (its section idstr)"},
        kResetFirst,
        kNoConfig,
        kJson,
