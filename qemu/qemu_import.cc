@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/container.h"
@@ -17,6 +18,7 @@ namespace {
 // vmstate_pci_device's version_id field (hw/pci/pci.c): positive, at most the vmstate's version.
 constexpr std::uint32_t kPciDeviceVmstateVersion = 2;
 constexpr std::size_t kPciVersionSize = 4;
+constexpr std::size_t kPciConfigSpace = 256;  // conventional; PCI Express has 4096
 
 std::span<const std::byte> bytes_of(std::span<const std::byte> input, const ByteRange& r) {
   return input.subspan(r.offset, r.size);
@@ -24,11 +26,12 @@ std::span<const std::byte> bytes_of(std::span<const std::byte> input, const Byte
 
 }  // namespace
 
-Result<std::span<const std::byte>> pci_config_space(std::span<const std::byte> vmstate) {
-  if (vmstate.size() < kPciVersionSize + kPciConfigSize) {
+Result<std::span<const std::byte>> pci_config_space(std::span<const std::byte> vmstate,
+                                                    std::size_t bytes) {
+  if (vmstate.size() < kPciVersionSize + kPciConfigSpace) {
     return fail(EINVAL, fmt::format("vfio-pci's vmstate is {} bytes, too short for a PCI "
                                     "device's version and config space ({} bytes)",
-                                    vmstate.size(), kPciVersionSize + kPciConfigSize));
+                                    vmstate.size(), kPciVersionSize + kPciConfigSpace));
   }
   std::uint32_t version = 0;
   for (std::size_t i = 0; i < kPciVersionSize; ++i)
@@ -38,7 +41,7 @@ Result<std::span<const std::byte>> pci_config_space(std::span<const std::byte> v
                                     "1 or 2: not a layout this reader knows",
                                     version));
   }
-  return vmstate.subspan(kPciVersionSize, kPciConfigSize);
+  return vmstate.subspan(kPciVersionSize, std::min(bytes, kPciConfigSpace));
 }
 
 Result<Import> import_vfio_state(std::span<const std::byte> input, const VfioState& state,
@@ -70,8 +73,9 @@ Result<Import> import_vfio_state(std::span<const std::byte> input, const VfioSta
     config = *space;
     out.config = true;
     out.notes.push_back(fmt::format(
-        "config: the {} bytes of config space from vfio-pci's {}-byte vmstate, restored as "
-        "this device takes a config section; the rest (interrupt pins, MSI/MSI-X) not loaded",
+        "config: the config space's {}-byte standard header from vfio-pci's {}-byte vmstate, "
+        "restored as this device takes a config section; the rest (capabilities, extended "
+        "config space, interrupt pins, MSI/MSI-X state) not loaded",
         config.size(), state.config->size));
   }
   if (state.init_data_sent) {

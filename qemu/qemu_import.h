@@ -16,14 +16,18 @@
 
 namespace vfio::qemu {
 
-// Conventional PCI config space: what vfio-mig's config section carries.
-constexpr std::size_t kPciConfigSize = 256;
+// The config space's standard header: what `load --from-qemu` restores of QEMU's config. QEMU's
+// own load writes the command register and the BARs from it into the device (the rest stays in
+// its emulation or goes through interrupt ioctls), and every register vfio-mig's restore writes
+// lies in it (core/config_restore.h); any device's config region holds it.
+constexpr std::size_t kPciHeaderSize = 64;
 
 // The config space at the start of vfio-pci's vmstate (DEV_CONFIG_STATE's bytes): QEMU's
-// VMSTATE_PCI_DEVICE, a be32 version (2) and then the config space as QEMU's guest sees it
-// (256 bytes, or 4096 for PCI Express, of which the first 256 are returned). Refused, saying
-// why, for anything else.
-Result<std::span<const std::byte>> pci_config_space(std::span<const std::byte> vmstate);
+// VMSTATE_PCI_DEVICE, a be32 version (1 or 2), then the config space as QEMU's guest sees it
+// (256 bytes, or 4096), of which the first `bytes` are returned. Refused, saying why, for
+// anything shorter or another version.
+Result<std::span<const std::byte>> pci_config_space(std::span<const std::byte> vmstate,
+                                                    std::size_t bytes = kPciHeaderSize);
 
 struct Import {
   std::vector<std::byte> stream;   // a one-device vfio-mig stream
@@ -39,7 +43,8 @@ std::string translation_offsets(const Import& import);
 
 // `state` (read from `input`) as the stream vfio-mig's loader takes: the setup section, each
 // pre-copy chunk in an iterate section of its own, the stop-copy chunks in one complete section,
-// the config section (the config space when `with_config` and vfio-pci's vmstate yields one),
+// the config section (the config space's standard header when `with_config` and vfio-pci's
+// vmstate yields one),
 // the end. DEV_INIT_DATA_SENT is QEMU's switchover-ack signal, not device data: left out with a
 // note. Refused: a device whose stop-copy section is missing (QEMU did not finish saving it, or
 // the stream is cut) and DATA in a setup section (QEMU 10 sends none there).

@@ -121,8 +121,8 @@ TEST_F(LoadFromQemu, TheImportKeepsQemusChunksAndPhases) {
     qemu_data.insert(qemu_data.end(), bytes.begin() + c.bytes.offset,
                      bytes.begin() + c.bytes.offset + c.bytes.size);
   EXPECT_EQ(data, qemu_data);
-  // The config space after vfio-pci's be32 version 2: mtty's vendor and device ids first.
-  ASSERT_EQ(config.size(), qemu::kPciConfigSize);
+  // The config header after vfio-pci's be32 version 2: mtty's vendor and device ids first.
+  ASSERT_EQ(config.size(), qemu::kPciHeaderSize);
   EXPECT_EQ(
       std::vector<std::byte>(config.begin(), config.begin() + 4),
       (std::vector<std::byte>{std::byte{'H'}, std::byte{'C'}, std::byte{'S'}, std::byte{'2'}}));
@@ -138,7 +138,8 @@ TEST_F(LoadFromQemu, ConfigThatIsNotAPciDeviceVmstateIsSkippedWithANote) {
   EXPECT_TRUE(qemu::pci_config_space(vmstate).error().message.find("version 0") !=
               std::string::npos);
   vmstate[3] = std::byte{2};
-  EXPECT_TRUE(qemu::pci_config_space(vmstate));
+  EXPECT_EQ(qemu::pci_config_space(vmstate)->size(), qemu::kPciHeaderSize);
+  EXPECT_EQ(qemu::pci_config_space(vmstate, 4096)->size(), 256u);
   EXPECT_FALSE(qemu::pci_config_space(std::span(vmstate).first(200)));
   const auto bytes = read_bytes(kCorpus);
   auto state = corpus_state(bytes);
@@ -167,13 +168,17 @@ TEST_F(LoadFromQemu, TheLoadedStateIsWhatTheStreamCarries) {
   ASSERT_EQ(r.code, kExitOk) << r.err;
   EXPECT_NE(r.out.find("QEMU device            0000:00:04.0/vfio"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("2 chunks, 96 B (24 B pre-copy, 72 B stop-copy)"), std::string::npos);
-  EXPECT_NE(r.err.find("config: the 256 bytes of config space from vfio-pci's 4116-byte vmstate"),
+  EXPECT_NE(r.err.find("config: the config space's 64-byte standard header from vfio-pci's "
+                       "4116-byte vmstate"),
             std::string::npos)
       << r.err;
 
-  // The same in process, saved back: the carried bytes and QEMU's config space.
+  // The same in process, saved back: the carried bytes, QEMU's config header and the device's
+  // own config space after it.
   auto dest = open("sim:mtty,seed=3,transport=direct");
-  ASSERT_NE(saved(*dest.device).data, carried);
+  const auto own = saved(*dest.device);
+  ASSERT_NE(own.data, carried);
+  const auto own_config = own.config;
   const auto state = corpus_state(qemu_stream);
   auto import = qemu::import_vfio_state(qemu_stream, state, true);
   ASSERT_TRUE(import);
@@ -185,9 +190,11 @@ TEST_F(LoadFromQemu, TheLoadedStateIsWhatTheStreamCarries) {
   EXPECT_EQ(loaded->device_bytes, 96u);
   const auto back = saved(*dest.device);
   EXPECT_EQ(back.data, carried);
-  const auto qemu_config =
-      std::span(qemu_stream).subspan(state.config->offset + 4, qemu::kPciConfigSize);
-  EXPECT_TRUE(std::ranges::equal(back.config, qemu_config));
+  const auto qemu_header =
+      std::span(qemu_stream).subspan(state.config->offset + 4, qemu::kPciHeaderSize);
+  EXPECT_TRUE(std::ranges::equal(std::span(back.config).first(qemu::kPciHeaderSize), qemu_header));
+  EXPECT_TRUE(std::ranges::equal(std::span(back.config).subspan(qemu::kPciHeaderSize),
+                                 std::span(own_config).subspan(qemu::kPciHeaderSize)));
 }
 
 TEST_F(LoadFromQemu, NoConfigKeepsTheDevicesConfigSpace) {
