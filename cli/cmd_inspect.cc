@@ -1,15 +1,12 @@
 // inspect: the structure of a migration stream file, ours (docs/stream-format.md, read with
 // the loader's own parsers) or QEMU's (qemu/qemu_stream.h). Reads only; writes nothing.
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "cli/commands.h"
+#include "cli/mapped_file.h"
 #include "core/channel.h"
 #include "core/container.h"
 #include "core/json_text.h"
@@ -22,45 +19,6 @@ namespace vfio::cli {
 namespace {
 
 constexpr std::string_view kCommand = "inspect";
-
-// A file mapped read-only: the QEMU reader takes the whole input at once, and its size is the
-// file's own.
-class MappedFile {
- public:
-  static Result<MappedFile> open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail_errno(fmt::format("cannot open {}", path));
-    MappedFile file;
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return fail(EINVAL, fmt::format("{} is not a regular file", path));
-    }
-    file.size_ = static_cast<std::size_t>(st.st_size);
-    if (file.size_ > 0) {
-      void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        return fail_errno(fmt::format("cannot map {}", path));
-      }
-      file.data_ = p;
-    }
-    ::close(fd);
-    return file;
-  }
-  MappedFile(MappedFile&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  MappedFile& operator=(MappedFile&&) = delete;
-  ~MappedFile() {
-    if (data_) ::munmap(data_, size_);
-  }
-  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(data_), size_}; }
-
- private:
-  MappedFile() = default;
-  void* data_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 struct TagLine {
   std::string name;

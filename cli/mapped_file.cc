@@ -13,30 +13,31 @@ namespace vfio::cli {
 
 Result<MappedFile> MappedFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno, fmt::format("cannot open {}", path));
+  if (fd < 0) return fail_errno(fmt::format("cannot open {}", path));
+  MappedFile file;
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const int e = errno ? errno : EINVAL;
     ::close(fd);
-    return fail(e, fmt::format("{} is not a regular file", path));
+    return fail(EINVAL, fmt::format("{} is not a regular file", path));
   }
-  const auto size = static_cast<std::size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    return MappedFile(nullptr, 0);
+  file.size_ = static_cast<std::size_t>(st.st_size);
+  if (file.size_ > 0) {
+    void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return fail_errno(fmt::format("cannot map {}", path));
+    }
+    file.data_ = p;
   }
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
   ::close(fd);
-  if (p == MAP_FAILED) return fail(e, fmt::format("cannot map {}", path));
-  return MappedFile(static_cast<const std::byte*>(p), size);
+  return file;
 }
 
-MappedFile::MappedFile(MappedFile&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (data_) ::munmap(data_, size_);
 }
 
 }  // namespace vfio::cli

@@ -1,5 +1,5 @@
-// A file read-only in memory (mmap): a QEMU migration stream holds the VM's RAM, gigabytes that
-// a reader steps over without reading them.
+// A file mapped read-only (inspect, load --from-qemu): the QEMU reader takes the whole input at
+// once, and a QEMU stream holds the VM's RAM, gigabytes the reader steps over without reading.
 #pragma once
 
 #include <cstddef>
@@ -13,16 +13,16 @@ namespace vfio::cli {
 class MappedFile {
  public:
   static Result<MappedFile> open(const std::string& path);
-  MappedFile(MappedFile&& other) noexcept;
+  MappedFile(MappedFile&& o) noexcept;
   MappedFile& operator=(MappedFile&&) = delete;
   ~MappedFile();
 
-  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(data_), size_}; }
 
  private:
-  MappedFile(const std::byte* data, std::size_t size) : data_(data), size_(size) {}
-  const std::byte* data_;
-  std::size_t size_;
+  MappedFile() = default;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 }  // namespace vfio::cli

@@ -260,7 +260,7 @@ TEST_F(LoadFromQemu, BadStreamsAndArgumentsAreRefusedBeforeTheDeviceIsOpened) {
   write_bytes(path("cut.bin"), std::span(bytes).first(30000));
   r = run({"load", absent, "--from-qemu", path("cut.bin")});
   EXPECT_EQ(r.code, kExitFailed);
-  EXPECT_NE(r.err.find("QEMU stream offset 30000"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the file is cut short"), std::string::npos) << r.err;
   const auto state = corpus_state(bytes);
   bytes[state.data[1].bytes.offset + state.data[1].bytes.size] ^= std::byte{0x01};
   write_bytes(path("flipped.bin"), bytes);
