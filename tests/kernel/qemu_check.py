@@ -136,14 +136,14 @@ def diff(args) -> int:
     qemu = Payload(load_json(args.qemu_json), Path(args.qemu_stream).read_bytes())
     explained = explained_ids(Path(args.deviations))
     lines = ["# QEMU 10's mtty payload against vfio-mig's\n",
-             f"QEMU: {len(qemu.sections)} sections, DATA {qemu_chunks(qemu)}, "
+             f"QEMU: {len(qemu.sections)} sections, DATA {chunk_sizes(qemu)}, "
              f"config {len(qemu.config)} B\n"]
     unexplained = 0
     for label, json_path, stream_path in args.ours:
         ours = Payload(load_json(json_path), Path(stream_path).read_bytes())
         found = differences(qemu, ours)
         lines.append(f"## vfio-mig {label}: {len(ours.sections)} sections, DATA "
-                     f"{qemu_chunks(ours)}, config {len(ours.config)} B: "
+                     f"{chunk_sizes(ours)}, config {len(ours.config)} B: "
                      f"{len(found)} difference(s)\n")
         same = "identical" if ours.data == qemu.data else "DIFFERENT"
         lines.append(f"Device data: {same} ({len(qemu.data)} B from QEMU, {len(ours.data)} B "
@@ -165,7 +165,7 @@ def diff(args) -> int:
     return 0
 
 
-def qemu_chunks(p: Payload) -> str:
+def chunk_sizes(p: Payload) -> str:
     return " + ".join(str(s) for _, s in p.chunks) + f" = {len(p.data)} B"
 
 
