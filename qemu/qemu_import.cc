@@ -113,7 +113,7 @@ Result<Import> import_vfio_state(std::span<const std::byte> input, const VfioSta
   container::begin_section(w, SectionType::kConfig, 0);
   w.put_be64(tag::kConfigState);
   w.put_be64(config.size());
-  if (!config.empty()) w.put_buffer(config);  // an empty span may have no data pointer
+  w.put_buffer(config);
   w.put_be64(tag::kEndOfState);
   container::end_section(w);
   container::begin_section(w, SectionType::kEnd, container::kNoDevice);
