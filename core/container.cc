@@ -1,6 +1,7 @@
 #include "core/container.h"
 
 #include <cerrno>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -67,9 +68,15 @@ void write_header(StreamWriter& out, const Header& header) {
 }
 
 Result<Header> read_header(StreamReader& in) {
+  Header header;
+  if (auto r = read_header(in, header); !r) return std::unexpected(std::move(r).error());
+  return header;
+}
+
+Result<> read_header(StreamReader& in, Header& header) {
   in.reset_checksum();
   std::uint64_t magic = in.get_be64();
-  if (auto s = in.status(); !s) return std::unexpected(s.error());
+  if (auto s = in.status(); !s) return s;
   if (magic != kMagic) {
     return fail(EINVAL, fmt::format("not a vfio-mig stream (magic {:#018x} at stream offset 0, "
                                     "expected {:#018x})",
@@ -77,7 +84,7 @@ Result<Header> read_header(StreamReader& in) {
   }
   std::uint32_t version = in.get_be32();
   std::uint32_t count = in.get_be32();
-  if (auto s = in.status(); !s) return std::unexpected(s.error());
+  if (auto s = in.status(); !s) return s;
   if (version != kVersion) {
     return fail(EPROTONOSUPPORT,
                 fmt::format("stream format version {} is not supported (stream offset 8; this "
@@ -89,23 +96,22 @@ Result<Header> read_header(StreamReader& in) {
                                     "allowed)",
                                     count, kMaxDevices));
   }
-  Header header;
+  header.device_ids.resize(count);
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::uint64_t offset = in.bytes_read();
     std::uint32_t length = in.get_be32();
-    if (auto s = in.status(); !s) return std::unexpected(s.error());
+    if (auto s = in.status(); !s) return s;
     if (length > kMaxIdLength) {
       return fail(EINVAL, fmt::format("device {} id of {} bytes at stream offset {} exceeds the "
                                       "{}-byte limit",
                                       i, length, offset, kMaxIdLength));
     }
-    std::string id(length, '\0');
+    std::string& id = header.device_ids[i];
+    id.resize(length);
     in.get_buffer(std::as_writable_bytes(std::span(id)));
-    header.device_ids.push_back(std::move(id));
   }
-  if (auto s = in.status(); !s) return std::unexpected(s.error());
-  if (auto c = check_checksum(in, "stream header"); !c) return std::unexpected(c.error());
-  return header;
+  if (auto s = in.status(); !s) return s;
+  return check_checksum(in, "stream header");
 }
 
 void begin_section(StreamWriter& out, SectionType type, std::uint32_t device) {

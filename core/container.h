@@ -30,6 +30,9 @@ struct Header {
 
 void write_header(StreamWriter& out, const Header& header);
 Result<Header> read_header(StreamReader& in);
+// The same into `header`, reusing its storage (a Session reads one header per load); its
+// contents are unspecified after a failure.
+Result<> read_header(StreamReader& in, Header& header);
 
 // A section: begin, the handler writes its payload, end appends the checksum.
 void begin_section(StreamWriter& out, SectionType type, std::uint32_t device);

@@ -2,12 +2,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace vfio {
 
 std::string Error::describe() const {
   if (code == 0) return message;
-  return message + ": " + std::strerror(code);
+  const std::string_view cause = std::strerror(code);
+  std::string out;
+  out.reserve(message.size() + 2 + cause.size());  // one allocation, not one per append
+  return out.append(message).append(": ").append(cause);
 }
 
 std::unexpected<Error> fail_errno(std::string message) {

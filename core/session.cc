@@ -1,5 +1,6 @@
 #include "core/session.h"
 
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <utility>
@@ -17,12 +18,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using container::SectionType;
 
-// Runs `step`, appending its duration to the report.
+// Runs `step`, appending its duration to the report when it succeeds: a failed step fails the
+// whole save or load, whose report nobody sees.
 template <class Step>
 Result<> timed(Report& report, Phase phase, Step&& step) {
   auto start = Clock::now();
   Result<> r = step();
-  report.phases.push_back({phase, Clock::now() - start});
+  if (r) report.phases.push_back({phase, Clock::now() - start});
   return r;
 }
 
@@ -457,11 +459,10 @@ Error Session::fail_save(Error cause, bool vm_stopped) {
 }
 
 Result<> Session::load_sections(StreamReader& in) {
-  auto header = container::read_header(in);
-  if (!header) return std::unexpected(header.error());
-  if (header->device_ids.size() != devices_.size()) {
+  if (auto h = container::read_header(in, header_); !h) return h;
+  if (header_.device_ids.size() != devices_.size()) {
     return fail(EINVAL, fmt::format("the stream carries {} device(s) ({}), the destination has {}",
-                                    header->device_ids.size(), id_list(header->device_ids),
+                                    header_.device_ids.size(), id_list(header_.device_ids),
                                     devices_.size()));
   }
   for (auto& d : devices_) {
@@ -474,7 +475,9 @@ Result<> Session::load_sections(StreamReader& in) {
   }
   // The container grammar (docs/stream-format.md): each device's sections in order, the end
   // section once every device is complete, then nothing.
-  std::vector<SectionType> last(devices_.size(), SectionType::kEnd);
+  // Per device (no more than the header may name, as devices_ has as many).
+  std::array<SectionType, container::kMaxDevices> last;
+  last.fill(SectionType::kEnd);
   SectionType phase = SectionType::kSetup;
   for (;;) {
     auto section = container::read_section_start(in, devices_.size());
@@ -524,7 +527,7 @@ Result<Report> Session::load(Channel& channel) {
   Report report;
   auto start = Clock::now();
   moved_ = estimate_ = 0;
-  StreamReader in(channel, options_.stream_buffer_size);
+  StreamReader in(channel, load_buffer_, options_.stream_buffer_size);
 
   progress(Phase::kLoad);
   auto r = timed(report, Phase::kLoad, [&] { return load_sections(in); });
@@ -544,7 +547,7 @@ Result<Report> Session::load(Channel& channel) {
       return started;
     });
   }
-  if (!r) return std::unexpected(fail_load(r.error()));
+  if (!r) return std::unexpected(fail_load(std::move(r).error()));
   report.device_bytes = moved_;
   report.stream_bytes = in.bytes_read();
   report.total = Clock::now() - start;

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned_buffer.h"
 #include "core/channel.h"
+#include "core/container.h"
 #include "core/migration.h"
 #include "core/switchover_gate.h"
 
@@ -155,6 +157,10 @@ class Session {
   std::uint64_t iteration_ = 0;
   std::uint64_t pending_ = 0;
   std::vector<Device*> dirty_tracked_;  // devices with DMA logging started
+  // A load's read buffer and stream header, kept for the next load: a destination that loads
+  // again (the fuzz targets reuse one per input) allocates neither again.
+  AlignedBuffer load_buffer_;
+  container::Header header_;
 };
 
 }  // namespace vfio

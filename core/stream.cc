@@ -84,7 +84,13 @@ void StreamWriter::put_be64(std::uint64_t v) {
 }
 
 StreamReader::StreamReader(Channel& channel, std::size_t buffer_size)
-    : channel_(channel), buffer_(std::max<std::size_t>(buffer_size, 16)) {}
+    : StreamReader(channel, own_, buffer_size) {}
+
+StreamReader::StreamReader(Channel& channel, AlignedBuffer& buffer, std::size_t buffer_size)
+    : channel_(channel), buffer_(buffer) {
+  buffer_size = std::max<std::size_t>(buffer_size, 16);
+  if (buffer_.size() != buffer_size) buffer_.resize(buffer_size);
+}
 
 void StreamReader::set_error(Error e) {
   if (!error_) error_ = std::move(e);

@@ -49,6 +49,11 @@ class StreamWriter {
 class StreamReader {
  public:
   explicit StreamReader(Channel& channel, std::size_t buffer_size = 64 * 1024);
+  // Reads through the caller's `buffer`, resized to `buffer_size` unless it has that size: one
+  // kept across streams spares an allocation (and zeroing it) per stream.
+  StreamReader(Channel& channel, AlignedBuffer& buffer, std::size_t buffer_size);
+  StreamReader(const StreamReader&) = delete;  // buffer_ may refer to own_
+  StreamReader& operator=(const StreamReader&) = delete;
 
   // On a short stream or a channel error these return 0 and set the sticky error.
   std::uint32_t get_be32();
@@ -76,7 +81,8 @@ class StreamReader {
   std::span<const std::byte> take(std::size_t max);
 
   Channel& channel_;
-  AlignedBuffer buffer_;  // refills land page-aligned, so device writes from it mostly are
+  AlignedBuffer own_;      // the buffer, unless the caller lends one
+  AlignedBuffer& buffer_;  // refills land page-aligned, so device writes from it mostly are
   std::size_t begin_ = 0, end_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint32_t crc_ = 0;

@@ -1,6 +1,8 @@
 #include "simdev/direct_device.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <cerrno>
 
 namespace vfio::sim {
@@ -21,9 +23,13 @@ std::unexpected<Error> DirectDevice::wrap(const Error& e, std::string_view op) c
   return std::unexpected(std::move(out));
 }
 
+DirectDevice::FdTable::iterator DirectDevice::find_fd(int data_fd) {
+  return std::ranges::find(fds_, data_fd, &FdTable::value_type::first);
+}
+
 Result<SimDevice::SessionId> DirectDevice::session_of(int data_fd, const char* op) {
   std::lock_guard lock(mu_);
-  if (auto it = fds_.find(data_fd); it != fds_.end()) return it->second;
+  if (auto it = find_fd(data_fd); it != fds_.end()) return it->second;
   return fail(EBADF, fmt::format("{}: {}: data fd {} is not open", name_, op, data_fd));
 }
 
@@ -31,7 +37,7 @@ Result<> DirectDevice::feature(std::span<std::byte> arg) {
   auto opener = [this](SimDevice::SessionId id) -> Result<int> {
     std::lock_guard lock(mu_);
     const int fd = next_fd_++;
-    fds_.emplace(fd, id);
+    fds_.emplace_back(fd, id);
     return fd;
   };
   if (auto r = sim_->feature(arg, opener); !r) return wrap(r.error(), "VFIO_DEVICE_FEATURE");
@@ -71,7 +77,7 @@ Result<> DirectDevice::close(int data_fd) {
   SimDevice::SessionId id;
   {
     std::lock_guard lock(mu_);
-    auto it = fds_.find(data_fd);
+    auto it = find_fd(data_fd);
     if (it == fds_.end())
       return fail(EBADF, fmt::format("{}: close: data fd {} is not open", name_, data_fd));
     id = it->second;

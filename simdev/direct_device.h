@@ -2,10 +2,11 @@
 // data fd numbers made up locally. Fast and free of FUSE, for unit tests and benchmarks.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 #include "simdev/sim_device.h"
@@ -33,6 +34,12 @@ class DirectDevice final : public vfio::Device {
   SimDevice& sim() { return *sim_; }
 
  private:
+  // fd -> session, for the few open at a time. A vector keeps its capacity: opening a data
+  // channel allocates nothing once one was.
+  using FdTable = std::vector<std::pair<int, SimDevice::SessionId>>;
+
+  // fds_'s entry for `data_fd`, or its end; mu_ held.
+  FdTable::iterator find_fd(int data_fd);
   // The session behind an fd, or EBADF.
   Result<SimDevice::SessionId> session_of(int data_fd, const char* op);
   // Prefixes the model's error with the device name and the operation.
@@ -42,7 +49,7 @@ class DirectDevice final : public vfio::Device {
   std::string name_;
   std::mutex mu_;
   int next_fd_ = 1000;  // never reused, so a stale number cannot alias a new channel
-  std::map<int, SimDevice::SessionId> fds_;
+  FdTable fds_;
 };
 
 }  // namespace vfio::sim

@@ -266,7 +266,7 @@ Result<> SimDevice::feature_device_state(std::span<std::byte> payload, std::uint
       state_ = *next;
       if (*arc) {
         if (state_ != target) {  // only the final arc may produce a channel (a kernel WARN)
-          open_.erase(**arc);
+          std::erase(open_, **arc);
           return refuse(EINVAL, "intermediate arc opened a data channel");
         }
         opened = **arc;
@@ -342,12 +342,12 @@ void SimDevice::land_after_failed_arc(State start, State from) {
 
 SimDevice::SessionId SimDevice::new_session_locked() {
   const SessionId id = next_session_++;
-  open_.insert(id);
+  open_.push_back(id);
   return id;
 }
 
 Result<> SimDevice::check_session_locked(SessionId id, const char* op) const {
-  if (!open_.contains(id)) return refuse(EBADF, "{}: no data session {}", op, id);
+  if (std::ranges::find(open_, id) == open_.end()) return refuse(EBADF, "{}: no data session {}", op, id);
   if ((save_ && save_->id == id) || (resume_ && resume_->id == id)) return {};
   return refuse(ENODEV, "{}: data session {} is stale", op, id);
 }
@@ -523,7 +523,7 @@ Result<> SimDevice::precopy_info(SessionId id, uapi::PrecopyInfo& info) {
 
 void SimDevice::release(SessionId id) {
   std::lock_guard lock(mu_);
-  open_.erase(id);
+  std::erase(open_, id);
 }
 
 Result<> SimDevice::reset() {

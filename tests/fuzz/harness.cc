@@ -105,7 +105,7 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
 // simulated devices as there are ids, each of the profile its id names. The destination's own
 // names for its devices are the devices' (a loader only counts the stream's ids), so one
 // destination serves every id list naming the same profiles.
-Destination& destination(const std::vector<std::string>& ids) {
+Destination& destination(const std::vector<std::string_view>& ids) {
   static std::vector<const sim::Profile*> profiles;  // the key; reused, so as not to allocate it
   profiles.clear();
   for (const auto& id : ids) profiles.push_back(sim::find_profile(profile_for_id(id)));
@@ -237,8 +237,8 @@ std::optional<std::string> grammar_violation(std::span<const std::uint8_t> bytes
 Outcome run_stream(std::span<const std::uint8_t> input) {
   // As many devices as the header claims (the loader rejects a mismatch before anything
   // interesting), bounded by the format's 64; one when the header does not even parse.
-  std::vector<std::string> ids = parse_ids(input).value_or(std::vector<std::string>{});
-  if (ids.empty()) ids.push_back("mlx5");
+  static std::vector<std::string_view> ids;  // reused, so as not to allocate it per input
+  if (!parse_ids(input, ids) || ids.empty()) ids.assign(1, "mlx5");
   Destination& dst = destination(ids);
   Session& session = *dst.session;
   const std::vector<Sim*>& sims = dst.sims;
@@ -246,7 +246,7 @@ Outcome run_stream(std::span<const std::uint8_t> input) {
   Outcome out;
   InputChannel channel(input);
   auto report = session.load(channel);
-  Result<> result = report ? Result<>{} : std::unexpected(report.error());
+  Result<> result = report ? Result<>{} : std::unexpected(std::move(report).error());
   record(result, out);
   // The loader's contract (docs/stream-format.md): what breaks the grammar is refused, and a
   // refusal says where. The grammar is only read again for the rarer accepted inputs.

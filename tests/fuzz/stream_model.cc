@@ -68,8 +68,10 @@ void put32(Bytes& out, std::uint32_t v) {
   put(out, v, 4);
 }
 
-// The header up to (not including) its checksum.
-bool read_header(Reader& r, Stream& s) {
+// The header up to (not including) its checksum, its ids appended to `ids` (strings, or views
+// into the data).
+template <class Ids>
+bool read_header(Reader& r, Stream& s, Ids& ids) {
   if (!r.get64(s.magic) || s.magic != kMagic || !r.get32(s.version) || !r.get32(s.count) ||
       s.count > kMaxDevices)
     return false;
@@ -78,7 +80,7 @@ bool read_header(Reader& r, Stream& s) {
     if (!r.get32(length) || length > kMaxIdLength) return false;
     auto id = r.take(length);
     if (!id) return false;
-    s.ids.emplace_back(id->begin(), id->end());
+    ids.emplace_back(reinterpret_cast<const char*>(id->data()), id->size());
   }
   return true;
 }
@@ -129,7 +131,7 @@ struct Framing {
 std::optional<Framing> frame_stream(std::span<const std::uint8_t> data, Stream& header) {
   Reader r(data);
   std::uint32_t crc;
-  if (!read_header(r, header) || !r.get32(crc)) return std::nullopt;
+  if (!read_header(r, header, header.ids) || !r.get32(crc)) return std::nullopt;
   Framing f;
   f.header_end = f.end = r.pos();
   for (;;) {
@@ -586,11 +588,11 @@ std::optional<Stream> parse_stream(std::span<const std::uint8_t> data) {
   return s;
 }
 
-std::optional<std::vector<std::string>> parse_ids(std::span<const std::uint8_t> data) {
+bool parse_ids(std::span<const std::uint8_t> data, std::vector<std::string_view>& ids) {
+  ids.clear();
   Reader r(data);
   Stream s;
-  if (!read_header(r, s)) return std::nullopt;
-  return std::move(s.ids);
+  return read_header(r, s, ids);
 }
 
 SectionInput parse_section_input(std::span<const std::uint8_t> data) {

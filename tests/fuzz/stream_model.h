@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vfio::fuzz {
@@ -68,8 +69,9 @@ void write_items(const std::vector<Item>& items, Bytes& out);
 // Parses as far as the framing allows; nullopt when even the header does not parse (wrong
 // magic, more than 64 ids, an id over 256 bytes, truncated). Checksums are not verified.
 std::optional<Stream> parse_stream(std::span<const std::uint8_t> data);
-// Just the header's device ids (magic checked, 0 to 64 of them); nullopt if they do not parse.
-std::optional<std::vector<std::string>> parse_ids(std::span<const std::uint8_t> data);
+// Just the header's device ids (magic checked, 0 to 64 of them), as views into `data`, into
+// `ids` (cleared first; its storage reused); false if they do not parse.
+bool parse_ids(std::span<const std::uint8_t> data, std::vector<std::string_view>& ids);
 Bytes write_stream(const Stream& s, CrcPolicy crc = {});
 
 // `data` must not be empty (its first byte is the profile).
