@@ -129,7 +129,7 @@ Result<SectionStart> read_section_start(StreamReader& in, std::size_t device_cou
   std::uint64_t offset = in.bytes_read();
   std::uint32_t type = in.get_be32();
   std::uint32_t device = in.get_be32();
-  if (auto s = in.status(); !s) return std::unexpected(s.error());
+  if (auto s = in.status(); !s) return std::unexpected(std::move(s).error());
   if (!known_section(type)) {
     return fail(EINVAL,
                 fmt::format("unknown section type {:#x} at stream offset {}", type, offset));

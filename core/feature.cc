@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <cstring>
+#include <utility>
 
 #include "core/retry.h"
 
@@ -28,7 +29,7 @@ Result<std::uint64_t> query_migration_flags(Device& dev) {
   FeatureBuffer<uapi::MigrationFlags> buf(flags_of(uapi::Feature::kMigration, uapi::kFeatureGet),
                                           {});
   if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
-    return std::unexpected(r.error());
+    return std::unexpected(std::move(r).error());
   return buf.payload.flags;
 }
 
@@ -36,7 +37,7 @@ Result<uapi::State> query_device_state(Device& dev) {
   FeatureBuffer<uapi::MigState> buf(flags_of(uapi::Feature::kMigDeviceState, uapi::kFeatureGet),
                                     {0, -1});
   if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
-    return std::unexpected(r.error());
+    return std::unexpected(std::move(r).error());
   return static_cast<uapi::State>(buf.payload.device_state);
 }
 
@@ -44,11 +45,11 @@ Result<int> request_device_state(Device& dev, uapi::State state) {
   FeatureBuffer<uapi::MigState> buf(flags_of(uapi::Feature::kMigDeviceState, uapi::kFeatureSet),
                                     {static_cast<std::uint32_t>(state), -1});
   if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r) {
-    Error e = r.error();
+    Error e = std::move(r).error();
     // A SET refused before it reached the kernel explains itself; others name the raw ioctl.
     if (e.code != kHangingArcRefused)
       e.message = fmt::format("{}: set device state {}", dev.name(), uapi::state_name(state));
-    return std::unexpected(e);
+    return std::unexpected(std::move(e));
   }
   return buf.payload.data_fd;
 }
@@ -57,7 +58,7 @@ Result<std::uint64_t> query_stop_copy_size(Device& dev) {
   FeatureBuffer<uapi::MigDataSize> buf(flags_of(uapi::Feature::kMigDataSize, uapi::kFeatureGet),
                                        {});
   if (auto r = retry_transient([&] { return dev.feature(buf.bytes()); }); !r)
-    return std::unexpected(r.error());
+    return std::unexpected(std::move(r).error());
   return buf.payload.stop_copy_length;
 }
 

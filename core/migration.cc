@@ -97,7 +97,7 @@ Result<State> Migration::query_state() {
 Result<> Migration::reset_to_running() {
   if (auto r = hard_reset("VFIO_DEVICE_RESET"); !r) return r;
   auto state = query_state();
-  if (!state) return std::unexpected(state.error());
+  if (!state) return std::unexpected(std::move(state).error());
   if (*state != State::kRunning)
     return fail(EIO, fmt::format("{}: in {} after VFIO_DEVICE_RESET, not RUNNING", dev_.name(),
                                  name_of(*state)));
@@ -324,25 +324,25 @@ Result<> Migration::commit_config() {
                                     dev_.name(), blob.size(), config_offset_));
   }
   if (auto r = restore_config(dev_, blob, options_.config_restore); !r) {
-    Error e = r.error();
+    Error e = std::move(r).error();
     e.message = fmt::format(
         "{}: failed to load device config space (config section ending at stream offset {}): {}",
         dev_.name(), config_offset_, e.message);
-    return std::unexpected(e);
+    return std::unexpected(std::move(e));
   }
   return {};
 }
 
 Result<> Migration::load_data(StreamReader& in, std::uint64_t size, std::uint64_t offset) {
   if (auto r = in.copy_to_device(dev_, data_fd_, size); !r) {
-    Error e = r.error();
+    Error e = std::move(r).error();
     // The device's own message already starts with its name.
     std::string_view cause = e.message;
     if (cause.starts_with(dev_.name() + ": ")) cause.remove_prefix(dev_.name().size() + 2);
     const bool stream = !in.status();
     e.message = fmt::format("DEV_DATA_STATE chunk of {} bytes at stream offset {}: {}{}", size,
                             offset, stream ? "" : "the device refused it: ", cause);
-    return std::unexpected(e);
+    return std::unexpected(std::move(e));
   }
   bytes_transferred_ += size;
   return block_done(size);
@@ -369,7 +369,7 @@ Result<> Migration::load_state(StreamReader& in, container::SectionType type) {
       });
   Result<> r;
   if (!payload) {
-    r = std::unexpected(payload.error());
+    r = std::unexpected(std::move(payload).error());
   } else if (payload->init_data_sent) {
     r = load_init_data_sent(payload->end_offset);
   } else if (type == container::SectionType::kConfig) {
@@ -383,10 +383,10 @@ Result<> Migration::load_state(StreamReader& in, container::SectionType type) {
     config_offset_ = payload->end_offset;
   }
   if (!r) {
-    Error e = r.error();
+    Error e = std::move(r).error();
     e.message =
         fmt::format("{}: {} section: {}", dev_.name(), container::section_name(type), e.message);
-    return std::unexpected(e);
+    return std::unexpected(std::move(e));
   }
   return {};
 }
@@ -413,10 +413,10 @@ Result<> Migration::abandon() {
 
 Result<> Migration::hard_reset(std::string_view what) {
   if (auto r = reset_now(); !r) {
-    Error e = r.error();
+    Error e = std::move(r).error();
     e.message = fmt::format("{}: {}: {}", dev_.name(), what, e.message);
     e.fatal = true;
-    return std::unexpected(e);
+    return std::unexpected(std::move(e));
   }
   return {};
 }

@@ -1,6 +1,7 @@
 #include "core/payload.h"
 
 #include <cerrno>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -33,7 +34,7 @@ class TagReader {
   Result<std::uint64_t> next() {
     offset_ = in_.bytes_read();
     const std::uint64_t t = in_.get_be64();
-    if (auto s = in_.status(); !s) return std::unexpected(s.error());
+    if (auto s = in_.status(); !s) return std::unexpected(std::move(s).error());
     return t;
   }
   std::uint64_t offset() const { return offset_; }
@@ -47,7 +48,7 @@ class TagReader {
 
   Result<> expect(std::uint64_t wanted) {
     auto t = next();
-    if (!t) return std::unexpected(t.error());
+    if (!t) return std::unexpected(std::move(t).error());
     if (*t != wanted) return misplaced(*t);
     return {};
   }
@@ -93,8 +94,8 @@ Result<Payload> read_payload(StreamReader& in, SectionType type, const DataHandl
   TagReader tags(in, type);
   Payload out;
   // Every payload ends with one tag: END_OF_STATE, or DEV_INIT_DATA_SENT in an iterate section.
-  auto ended = [&](const Result<std::uint64_t>& t) -> Result<Payload> {
-    if (!t) return std::unexpected(t.error());
+  auto ended = [&](Result<std::uint64_t> t) -> Result<Payload> {
+    if (!t) return std::unexpected(std::move(t).error());
     out.end_offset = tags.offset();
     if (type == SectionType::kIterate && *t == tag::kInitDataSent) {
       out.init_data_sent = true;
@@ -105,13 +106,13 @@ Result<Payload> read_payload(StreamReader& in, SectionType type, const DataHandl
   };
   switch (type) {
     case SectionType::kSetup:
-      if (auto r = tags.expect(tag::kSetupState); !r) return std::unexpected(r.error());
+      if (auto r = tags.expect(tag::kSetupState); !r) return std::unexpected(std::move(r).error());
       return ended(tags.next());
     case SectionType::kConfig: {
-      if (auto r = tags.expect(tag::kConfigState); !r) return std::unexpected(r.error());
+      if (auto r = tags.expect(tag::kConfigState); !r) return std::unexpected(std::move(r).error());
       const std::uint64_t at = tags.offset();
       const std::uint64_t length = in.get_be64();
-      if (auto s = in.status(); !s) return std::unexpected(s.error());
+      if (auto s = in.status(); !s) return std::unexpected(std::move(s).error());
       if (length > kMaxConfigBlob) {
         return fail(EINVAL, fmt::format("config space of {} bytes at stream offset {} exceeds the "
                                         "{}-byte limit",
@@ -119,7 +120,7 @@ Result<Payload> read_payload(StreamReader& in, SectionType type, const DataHandl
       }
       out.config.resize(static_cast<std::size_t>(length));
       in.get_buffer(out.config);
-      if (auto s = in.status(); !s) return std::unexpected(s.error());
+      if (auto s = in.status(); !s) return std::unexpected(std::move(s).error());
       return ended(tags.next());
     }
     case SectionType::kIterate:
@@ -128,10 +129,10 @@ Result<Payload> read_payload(StreamReader& in, SectionType type, const DataHandl
       // An iterate section carries at most one block: one read() in PRE_COPY.
       for (int chunks = 0; t && *t == tag::kDataState; ++chunks) {
         if (type == SectionType::kIterate && chunks == 1) return tags.misplaced(*t);
-        if (auto r = tags.data(data); !r) return std::unexpected(r.error());
+        if (auto r = tags.data(data); !r) return std::unexpected(std::move(r).error());
         t = tags.next();
       }
-      return ended(t);
+      return ended(std::move(t));
     }
     case SectionType::kEnd:
       break;

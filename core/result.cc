@@ -11,7 +11,8 @@ std::string Error::describe() const {
   const std::string_view cause = std::strerror(code);
   std::string out;
   out.reserve(message.size() + 2 + cause.size());  // one allocation, not one per append
-  return out.append(message).append(": ").append(cause);
+  out.append(message).append(": ").append(cause);
+  return out;
 }
 
 std::unexpected<Error> fail_errno(std::string message) {

@@ -40,7 +40,7 @@ void note(Error& main, const Result<>& secondary) {
 // the start tells the loaded device from a reset one.
 Result<> confirm_resuming(Device& dev) {
   auto state = query_device_state(dev);
-  if (!state) return std::unexpected(state.error());
+  if (!state) return std::unexpected(std::move(state).error());
   if (*state != uapi::State::kResuming) {
     return fail(EIO, fmt::format("{}: device is in {} instead of RESUMING after its data was "
                                  "loaded (reset behind the engine's back?): its state is lost",
@@ -481,7 +481,7 @@ Result<> Session::load_sections(StreamReader& in) {
   SectionType phase = SectionType::kSetup;
   for (;;) {
     auto section = container::read_section_start(in, devices_.size());
-    if (!section) return std::unexpected(section.error());
+    if (!section) return std::unexpected(std::move(section).error());
     if (section->type == SectionType::kEnd) {
       for (std::size_t i = 0; i < devices_.size(); ++i) {
         if (last[i] != SectionType::kConfig) {

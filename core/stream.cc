@@ -163,7 +163,7 @@ Result<> StreamReader::copy_to_device(Device& dev, int data_fd, std::uint64_t si
     size -= chunk.size();
     while (!chunk.empty()) {
       auto n = retry_transient([&] { return dev.write(data_fd, chunk); });
-      if (!n) return std::unexpected(n.error());
+      if (!n) return std::unexpected(std::move(n).error());
       if (*n == 0) return fail(EIO, dev.name() + ": data fd accepted no bytes");
       chunk = chunk.subspan(*n);
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 namespace vfio::sim {
 
@@ -16,11 +17,10 @@ DirectDevice::~DirectDevice() {
   sim_->close_device();
 }
 
-std::unexpected<Error> DirectDevice::wrap(const Error& e, std::string_view op) const {
-  Error out = e;
-  out.message = fmt::format("{}: {}: {}", name_, op, e.message);
-  out.reason = e.message;
-  return std::unexpected(std::move(out));
+std::unexpected<Error> DirectDevice::wrap(Error e, std::string_view op) const {
+  std::string message = fmt::format("{}: {}: {}", name_, op, e.message);
+  e.reason = std::exchange(e.message, std::move(message));
+  return std::unexpected(std::move(e));
 }
 
 DirectDevice::FdTable::iterator DirectDevice::find_fd(int data_fd) {
@@ -40,12 +40,12 @@ Result<> DirectDevice::feature(std::span<std::byte> arg) {
     fds_.emplace_back(fd, id);
     return fd;
   };
-  if (auto r = sim_->feature(arg, opener); !r) return wrap(r.error(), "VFIO_DEVICE_FEATURE");
+  if (auto r = sim_->feature(arg, opener); !r) return wrap(std::move(r).error(), "VFIO_DEVICE_FEATURE");
   return {};
 }
 
 Result<> DirectDevice::reset() {
-  if (auto r = sim_->reset(); !r) return wrap(r.error(), "VFIO_DEVICE_RESET");
+  if (auto r = sim_->reset(); !r) return wrap(std::move(r).error(), "VFIO_DEVICE_RESET");
   return {};
 }
 
@@ -53,7 +53,7 @@ Result<std::size_t> DirectDevice::read(int data_fd, std::span<std::byte> buf) {
   auto id = session_of(data_fd, "read");
   if (!id) return std::unexpected(id.error());
   auto r = sim_->read(*id, buf, /*nonblock=*/false);
-  if (!r) return wrap(r.error(), fmt::format("read data fd {}", data_fd));
+  if (!r) return wrap(std::move(r).error(), fmt::format("read data fd {}", data_fd));
   return r;
 }
 
@@ -61,7 +61,7 @@ Result<std::size_t> DirectDevice::write(int data_fd, std::span<const std::byte> 
   auto id = session_of(data_fd, "write");
   if (!id) return std::unexpected(id.error());
   auto r = sim_->write(*id, buf);
-  if (!r) return wrap(r.error(), fmt::format("write data fd {}", data_fd));
+  if (!r) return wrap(std::move(r).error(), fmt::format("write data fd {}", data_fd));
   return r;
 }
 
@@ -69,7 +69,7 @@ Result<> DirectDevice::precopy_info(int data_fd, uapi::PrecopyInfo& info) {
   auto id = session_of(data_fd, "VFIO_MIG_GET_PRECOPY_INFO");
   if (!id) return std::unexpected(id.error());
   if (auto r = sim_->precopy_info(*id, info); !r)
-    return wrap(r.error(), fmt::format("VFIO_MIG_GET_PRECOPY_INFO on data fd {}", data_fd));
+    return wrap(std::move(r).error(), fmt::format("VFIO_MIG_GET_PRECOPY_INFO on data fd {}", data_fd));
   return {};
 }
 
@@ -89,14 +89,14 @@ Result<> DirectDevice::close(int data_fd) {
 
 Result<std::size_t> DirectDevice::config_read(std::uint64_t offset, std::span<std::byte> buf) {
   auto r = sim_->config_read(offset, buf);
-  if (!r) return wrap(r.error(), "config read");
+  if (!r) return wrap(std::move(r).error(), "config read");
   return r;
 }
 
 Result<std::size_t> DirectDevice::config_write(std::uint64_t offset,
                                                std::span<const std::byte> buf) {
   auto r = sim_->config_write(offset, buf);
-  if (!r) return wrap(r.error(), "config write");
+  if (!r) return wrap(std::move(r).error(), "config write");
   return r;
 }
 

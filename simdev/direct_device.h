@@ -43,7 +43,7 @@ class DirectDevice final : public vfio::Device {
   // The session behind an fd, or EBADF.
   Result<SimDevice::SessionId> session_of(int data_fd, const char* op);
   // Prefixes the model's error with the device name and the operation.
-  std::unexpected<Error> wrap(const Error& e, std::string_view op) const;
+  std::unexpected<Error> wrap(Error e, std::string_view op) const;
 
   std::shared_ptr<SimDevice> sim_;
   std::string name_;
