@@ -532,6 +532,14 @@ Result<> SimDevice::reset() {
   return {};
 }
 
+void SimDevice::restore(const Image& image, std::span<const std::byte> config) {
+  std::lock_guard lock(mu_);
+  reset_locked();
+  image_ = image;
+  std::copy_n(config.begin(), std::min(config.size(), config_.size()), config_.begin());
+  refusal_.reset();
+}
+
 void SimDevice::reset_locked() {
   // deferred_reset (mtty) differs only in timing we do not model: callers see a finished reset.
   state_ = State::kRunning;

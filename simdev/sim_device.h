@@ -84,6 +84,9 @@ class SimDevice {
 
   // VFIO_DEVICE_RESET: RUNNING, every session stale, DMA logging stopped. The image is kept.
   Result<> reset();
+  // Back to a snapshot in one step (the fuzz targets reuse a device for every input): reset,
+  // then `image` and `config` (from offset 0) installed and the latest refusal dropped.
+  void restore(const Image& image, std::span<const std::byte> config);
 
   // A user (a DirectDevice, an open device file on the FUSE mount) opened or closed the
   // device. When the last one closes it the device is reset, unless it keeps its state

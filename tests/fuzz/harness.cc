@@ -78,6 +78,13 @@ Pool& pool() {
   return pool;
 }
 
+// A device as created: image and config, nothing open, and without the account of its latest
+// refusal (an input must not find its predecessor's, and it would be memory the input did not
+// allocate, which libFuzzer's leak check reruns it for).
+void restore(Sim& s) {
+  s.model->restore(s.image, s.config);
+}
+
 // The device of `profile` at position `slot` of a stream (tells apart the devices of one
 // multi-device stream), restored to its state as created.
 Sim& pooled(const sim::Profile& profile, std::size_t slot) {
@@ -92,12 +99,7 @@ Sim& pooled(const sim::Profile& profile, std::size_t slot) {
     s.image = s.model->image();
     s.config = s.model->config();
   }
-  (void)s.model->reset();
-  s.model->set_image(s.image);
-  (void)s.model->config_write(0, s.config);
-  // The device's account of its latest refusal: an input must not find its predecessor's (it
-  // would also be memory the input did not allocate and libFuzzer's leak check reruns for).
-  (void)s.model->take_refusal(0);
+  restore(s);
   return s;
 }
 
@@ -112,7 +114,7 @@ Destination& destination(const std::vector<std::string_view>& ids) {
   Pool& p = pool();
   auto it = p.destinations.find(profiles);
   if (it != p.destinations.end()) {
-    for (std::size_t i = 0; i < profiles.size(); ++i) pooled(*profiles[i], i);
+    for (Sim* s : it->second.sims) restore(*s);
   } else {
     if (p.destinations.size() == Pool::kMaxDestinations) {
       p.destinations.erase(std::min_element(
