@@ -117,10 +117,13 @@ bool StreamReader::fill() {
   return true;
 }
 
+void StreamReader::set_truncated() {
+  set_error(Error{EIO, fmt::format("{}: stream truncated after {} bytes", channel_.name(), bytes_)});
+}
+
 std::span<const std::byte> StreamReader::take(std::size_t max) {
   if (begin_ == end_ && !fill()) {
-    set_error(
-        Error{EIO, fmt::format("{}: stream truncated after {} bytes", channel_.name(), bytes_)});
+    set_truncated();
     return {};
   }
   std::size_t n = std::min(max, end_ - begin_);
@@ -145,16 +148,22 @@ std::size_t StreamReader::get_buffer(std::span<std::byte> out) {
   return stored;
 }
 
+std::uint64_t StreamReader::get_be(std::size_t size) {
+  std::uint64_t v = 0;
+  for (std::size_t got = 0; got < size && !error_;) {
+    auto chunk = take(size - got);
+    for (std::byte b : chunk) v = v << 8 | std::to_integer<std::uint64_t>(b);
+    got += chunk.size();
+  }
+  return error_ ? 0 : v;
+}
+
 std::uint32_t StreamReader::get_be32() {
-  std::uint32_t v = 0;
-  if (get_buffer(std::as_writable_bytes(std::span(&v, 1))) != sizeof(v)) return 0;
-  return to_big_endian(v);
+  return static_cast<std::uint32_t>(get_be(sizeof(std::uint32_t)));
 }
 
 std::uint64_t StreamReader::get_be64() {
-  std::uint64_t v = 0;
-  if (get_buffer(std::as_writable_bytes(std::span(&v, 1))) != sizeof(v)) return 0;
-  return to_big_endian(v);
+  return get_be(sizeof(std::uint64_t));
 }
 
 Result<> StreamReader::copy_to_device(Device& dev, int data_fd, std::uint64_t size) {

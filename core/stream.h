@@ -79,6 +79,12 @@ class StreamReader {
   // Refills the buffer; false at end of stream or on error.
   bool fill();
   std::span<const std::byte> take(std::size_t max);
+  // Out of line, so that the error's temporaries are no part of take()'s stack frame, which
+  // sanitizer builds would set up on each of its many calls.
+  [[gnu::noinline, gnu::cold]] void set_truncated();
+  // A big-endian integer of `size` bytes, assembled from the buffer as it is taken: with no
+  // local buffer to copy it into, sanitizer builds set up no stack frame on every call.
+  std::uint64_t get_be(std::size_t size);
 
   Channel& channel_;
   AlignedBuffer own_;      // the buffer, unless the caller lends one

@@ -9,7 +9,12 @@
 namespace vfio::sim {
 
 DirectDevice::DirectDevice(std::shared_ptr<SimDevice> sim, std::string name)
-    : sim_(std::move(sim)), name_(std::move(name)) {
+    : sim_(std::move(sim)), name_(std::move(name)), opener_([this](SimDevice::SessionId id) {
+        std::lock_guard lock(mu_);
+        const int fd = next_fd_++;
+        fds_.emplace_back(fd, id);
+        return Result<int>(fd);
+      }) {
   sim_->open_device();
 }
 
@@ -34,13 +39,7 @@ Result<SimDevice::SessionId> DirectDevice::session_of(int data_fd, const char* o
 }
 
 Result<> DirectDevice::feature(std::span<std::byte> arg) {
-  auto opener = [this](SimDevice::SessionId id) -> Result<int> {
-    std::lock_guard lock(mu_);
-    const int fd = next_fd_++;
-    fds_.emplace_back(fd, id);
-    return fd;
-  };
-  if (auto r = sim_->feature(arg, opener); !r) return wrap(std::move(r).error(), "VFIO_DEVICE_FEATURE");
+  if (auto r = sim_->feature(arg, opener_); !r) return wrap(std::move(r).error(), "VFIO_DEVICE_FEATURE");
   return {};
 }
 

@@ -50,6 +50,8 @@ class DirectDevice final : public vfio::Device {
   std::mutex mu_;
   int next_fd_ = 1000;  // never reused, so a stale number cannot alias a new channel
   FdTable fds_;
+  // Numbers a data channel the model opened. Built once, not on every feature call.
+  SimDevice::FdOpener opener_;
 };
 
 }  // namespace vfio::sim

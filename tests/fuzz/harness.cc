@@ -117,9 +117,13 @@ Destination& destination(const std::vector<std::string_view>& ids) {
     for (Sim* s : it->second.sims) restore(*s);
   } else {
     if (p.destinations.size() == Pool::kMaxDestinations) {
-      p.destinations.erase(std::min_element(
-          p.destinations.begin(), p.destinations.end(),
-          [](const auto& a, const auto& b) { return a.second.last_used < b.second.last_used; }));
+      // The less recently used half at once: mutated headers name new profile lists on about 2%
+      // of the inputs, and a pass over all destinations for each of them cost 1% of the time.
+      std::vector<std::uint64_t> uses;
+      for (const auto& [key, d] : p.destinations) uses.push_back(d.last_used);
+      auto median = uses.begin() + static_cast<std::ptrdiff_t>(uses.size() / 2);
+      std::nth_element(uses.begin(), median, uses.end());
+      std::erase_if(p.destinations, [&](const auto& d) { return d.second.last_used < *median; });
     }
     it = p.destinations.try_emplace(profiles).first;
     Destination& d = it->second;

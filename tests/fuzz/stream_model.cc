@@ -128,11 +128,14 @@ struct Framing {
   std::vector<std::size_t> starts;  // of each section; the next one's start is its end
   std::size_t end = 0;              // of the last whole section: the tail follows
 };
-std::optional<Framing> frame_stream(std::span<const std::uint8_t> data, Stream& header) {
+// Frames `data` into `f`, reusing its storage (the mutators frame one or two inputs per call),
+// the header's fields into `header` and its ids into `ids`; false when the header does not parse.
+template <class Ids>
+bool frame_stream(std::span<const std::uint8_t> data, Stream& header, Ids& ids, Framing& f) {
   Reader r(data);
   std::uint32_t crc;
-  if (!read_header(r, header, header.ids) || !r.get32(crc)) return std::nullopt;
-  Framing f;
+  if (!read_header(r, header, ids) || !r.get32(crc)) return false;
+  f.starts.clear();
   f.header_end = f.end = r.pos();
   for (;;) {
     std::uint32_t type, device;
@@ -146,8 +149,13 @@ std::optional<Framing> frame_stream(std::span<const std::uint8_t> data, Stream& 
     f.starts.push_back(f.end);
     f.end = r.pos();
   }
-  return f;
+  return true;
 }
+
+// Ids for a caller that only needs the framing: none kept, none allocated.
+struct NoIds {
+  void emplace_back(const char*, std::size_t) {}
+};
 
 // Where a section type comes in a stream; unknown types last but before the end.
 int phase(const Section& s) {
@@ -574,17 +582,17 @@ void write_items(const std::vector<Item>& items, Bytes& out) {
 
 std::optional<Stream> parse_stream(std::span<const std::uint8_t> data) {
   Stream s;
-  auto framing = frame_stream(data, s);
-  if (!framing) return std::nullopt;
-  s.sections.reserve(framing->starts.size());
-  for (std::size_t start : framing->starts) {
+  thread_local Framing framing;
+  if (!frame_stream(data, s, s.ids, framing)) return std::nullopt;
+  s.sections.reserve(framing.starts.size());
+  for (std::size_t start : framing.starts) {
     Reader r(data.subspan(start));
     Section& sec = s.sections.emplace_back();
     r.get32(sec.type);
     r.get32(sec.device);
     if (sec.type != kTypeEnd) read_items(data.subspan(start + r.pos()), false, &sec.items);
   }
-  s.tail.assign(data.begin() + static_cast<std::ptrdiff_t>(framing->end), data.end());
+  s.tail.assign(data.begin() + static_cast<std::ptrdiff_t>(framing.end), data.end());
   return s;
 }
 
@@ -713,13 +721,13 @@ std::size_t cross_over(Kind kind, std::span<const std::uint8_t> a, std::span<con
   // What parsing both, splicing the section lists and writing the result would give, done on
   // the bytes: a section's bytes do not change, only every checksum is recomputed.
   Stream header_a, header_b;
-  auto fa = frame_stream(a, header_a);
-  auto fb = frame_stream(b, header_b);
-  if (!fa || !fb) return 0;
-  const std::size_t keep = below(rng, fa->starts.size() + 1);
-  const std::size_t from = below(rng, fb->starts.size() + 1);
-  const std::size_t a_end = keep < fa->starts.size() ? fa->starts[keep] : fa->end;
-  const std::size_t b_start = from < fb->starts.size() ? fb->starts[from] : fb->end;
+  NoIds no_ids;
+  thread_local Framing fa, fb;
+  if (!frame_stream(a, header_a, no_ids, fa) || !frame_stream(b, header_b, no_ids, fb)) return 0;
+  const std::size_t keep = below(rng, fa.starts.size() + 1);
+  const std::size_t from = below(rng, fb.starts.size() + 1);
+  const std::size_t a_end = keep < fa.starts.size() ? fa.starts[keep] : fa.end;
+  const std::size_t b_start = from < fb.starts.size() ? fb.starts[from] : fb.end;
   const std::size_t size = a_end + (b.size() - b_start);
   if (size > max_size) return 0;
   std::memcpy(out, a.data(), a_end);
@@ -729,13 +737,13 @@ std::size_t cross_over(Kind kind, std::span<const std::uint8_t> a, std::span<con
     const std::uint32_t crc = crc32c(0, std::as_bytes(std::span(out + start, end - 4 - start)));
     for (int i = 0; i < 4; ++i) out[end - 4 + i] = static_cast<std::uint8_t>(crc >> (24 - 8 * i));
   };
-  seal(0, fa->header_end);
+  seal(0, fa.header_end);
   for (std::size_t i = 0; i < keep; ++i)
-    seal(fa->starts[i], i + 1 < fa->starts.size() ? fa->starts[i + 1] : fa->end);
-  for (std::size_t i = from, at = a_end; i < fb->starts.size(); ++i) {
-    const std::size_t end = i + 1 < fb->starts.size() ? fb->starts[i + 1] : fb->end;
-    seal(at, at + end - fb->starts[i]);
-    at += end - fb->starts[i];
+    seal(fa.starts[i], i + 1 < fa.starts.size() ? fa.starts[i + 1] : fa.end);
+  for (std::size_t i = from, at = a_end; i < fb.starts.size(); ++i) {
+    const std::size_t end = i + 1 < fb.starts.size() ? fb.starts[i + 1] : fb.end;
+    seal(at, at + end - fb.starts[i]);
+    at += end - fb.starts[i];
   }
   return size;
 }
