@@ -24,6 +24,19 @@ TEST(Container, HeaderRoundTrips) {
   EXPECT_EQ(h->device_ids, (std::vector<std::string>{"src0", "a-much-longer-device-id"}));
 }
 
+// A Session reads every load's header into the same Header, through the same buffer: what an
+// earlier, longer header left must not show through.
+TEST(Container, HeaderReadIntoReusedStorage) {
+  Header header{{"a-much-longer-device-id-than-the-next", "b", "c", "d"}};
+  AlignedBuffer buffer(64 * 1024);  // another size than asked for: the reader resizes it
+  MemoryChannel channel(header_bytes({{"x", "yy"}}));
+  StreamReader in(channel, buffer, 16);
+  ASSERT_TRUE(read_header(in, header));
+  EXPECT_EQ(header.device_ids, (std::vector<std::string>{"x", "yy"}));
+  EXPECT_EQ(buffer.size(), 16u);
+  EXPECT_TRUE(in.at_end());
+}
+
 TEST(Container, RejectsForeignMagicAndFutureVersions) {
   auto bytes = header_bytes({{"d"}});
   auto bad_magic = bytes;

@@ -569,6 +569,30 @@ TEST(SimDeviceResume, TruncatedStreamFailsAndCanBeCompleted) {
   }
 }
 
+// restore(): the state a snapshot was taken in, whatever came between: a resume half written
+// and refused, its session stale, the config space overwritten.
+TEST(SimDeviceResume, RestoreReturnsToTheSnapshot) {
+  const Profile& p = *find_profile("mlx5");
+  SimDevice dev(p, small(3));
+  const Image image = dev.image();
+  const std::vector<std::byte> config = dev.config();
+  auto in = set_state(dev, State::kResuming);
+  ASSERT_TRUE(in);
+  auto stream = rendered(p, Image{8, 2000});
+  stream[0] ^= std::byte{1};  // mlx5 refuses a bad header at write()
+  EXPECT_FALSE(dev.write(*in, stream));
+  const std::vector<std::byte> zeros(config.size());
+  ASSERT_TRUE(dev.config_write(0, zeros));
+  dev.set_image(Image{9, 100});
+
+  dev.restore(image, config);
+  EXPECT_EQ(dev.state(), State::kRunning);
+  EXPECT_EQ(dev.image(), image);
+  EXPECT_EQ(dev.config(), config);
+  EXPECT_EQ(dev.take_refusal(EOPNOTSUPP), std::nullopt);  // write() refused with it
+  EXPECT_EQ(err(dev.write(*in, stream)), ENODEV);  // the session is stale, as after a reset
+}
+
 TEST(SimDeviceResume, EmptyResumeFails) {
   SimDevice dst(*find_profile("stopcopy"), small());
   ASSERT_TRUE(set_state(dst, State::kResuming));
