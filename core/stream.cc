@@ -118,7 +118,8 @@ bool StreamReader::fill() {
 }
 
 void StreamReader::set_truncated() {
-  set_error(Error{EIO, fmt::format("{}: stream truncated after {} bytes", channel_.name(), bytes_)});
+  set_error(
+      Error{EIO, fmt::format("{}: stream truncated after {} bytes", channel_.name(), bytes_)});
 }
 
 std::span<const std::byte> StreamReader::take(std::size_t max) {

@@ -39,7 +39,8 @@ Result<SimDevice::SessionId> DirectDevice::session_of(int data_fd, const char* o
 }
 
 Result<> DirectDevice::feature(std::span<std::byte> arg) {
-  if (auto r = sim_->feature(arg, opener_); !r) return wrap(std::move(r).error(), "VFIO_DEVICE_FEATURE");
+  if (auto r = sim_->feature(arg, opener_); !r)
+    return wrap(std::move(r).error(), "VFIO_DEVICE_FEATURE");
   return {};
 }
 
@@ -68,7 +69,8 @@ Result<> DirectDevice::precopy_info(int data_fd, uapi::PrecopyInfo& info) {
   auto id = session_of(data_fd, "VFIO_MIG_GET_PRECOPY_INFO");
   if (!id) return std::unexpected(id.error());
   if (auto r = sim_->precopy_info(*id, info); !r)
-    return wrap(std::move(r).error(), fmt::format("VFIO_MIG_GET_PRECOPY_INFO on data fd {}", data_fd));
+    return wrap(std::move(r).error(),
+                fmt::format("VFIO_MIG_GET_PRECOPY_INFO on data fd {}", data_fd));
   return {};
 }
 

@@ -347,7 +347,8 @@ SimDevice::SessionId SimDevice::new_session_locked() {
 }
 
 Result<> SimDevice::check_session_locked(SessionId id, const char* op) const {
-  if (std::ranges::find(open_, id) == open_.end()) return refuse(EBADF, "{}: no data session {}", op, id);
+  if (std::ranges::find(open_, id) == open_.end())
+    return refuse(EBADF, "{}: no data session {}", op, id);
   if ((save_ && save_->id == id) || (resume_ && resume_->id == id)) return {};
   return refuse(ENODEV, "{}: data session {} is stale", op, id);
 }

@@ -590,7 +590,7 @@ TEST(SimDeviceResume, RestoreReturnsToTheSnapshot) {
   EXPECT_EQ(dev.image(), image);
   EXPECT_EQ(dev.config(), config);
   EXPECT_EQ(dev.take_refusal(EOPNOTSUPP), std::nullopt);  // write() refused with it
-  EXPECT_EQ(err(dev.write(*in, stream)), ENODEV);  // the session is stale, as after a reset
+  EXPECT_EQ(err(dev.write(*in, stream)), ENODEV);         // the session is stale, as after a reset
 }
 
 TEST(SimDeviceResume, EmptyResumeFails) {
