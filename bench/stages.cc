@@ -1,5 +1,8 @@
 #include "bench/stages.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <thread>
 
 #include "bench/bench_support.h"
@@ -23,6 +26,26 @@ Result<> back_to_running(Device& dev, int fd) {
   if (auto s = request_device_state(dev, State::kStop); !s) return std::unexpected(s.error());
   if (auto s = request_device_state(dev, State::kRunning); !s) return std::unexpected(s.error());
   return {};
+}
+
+// The first `count` CPUs this process may run on, or nothing when it may use fewer.
+std::vector<int> allowed_cpus(std::size_t count) {
+  cpu_set_t set;
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < count; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  if (cpus.size() < count) cpus.clear();
+  return cpus;
+}
+
+// Moves the calling thread to `cpu`; -1 leaves it to the scheduler.
+void pin_self(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set);
 }
 
 }  // namespace
@@ -81,31 +104,44 @@ Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std:
   return pass;
 }
 
-Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total) {
+Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total,
+                             PipePlacement placement) {
+  int writer_cpu = -1, reader_cpu = -1;
+  if (placement != PipePlacement::kAny) {
+    auto cpus = allowed_cpus(placement == PipePlacement::kOneCpu ? 1 : 2);
+    if (cpus.empty()) return fail(EINVAL, "pipe: this process may not use that many CPUs");
+    writer_cpu = cpus.front();
+    reader_cpu = cpus.back();
+  }
   auto pipe = make_pipe_channel();
   if (!pipe) return std::unexpected(pipe.error());
   auto& [reader, writer] = *pipe;
   std::vector<std::byte> out(write_size, std::byte{7}), in(read_size);
   StagePass pass;
+  Result<std::size_t> n = 0;
   const auto start = Clock::now();
   const auto cpu_start = process_cpu_time();
   std::thread producer([&] {
+    pin_self(writer_cpu);
     for (std::uint64_t sent = 0; sent < total;) {
       auto chunk =
           std::span<const std::byte>(out).first(std::min<std::uint64_t>(write_size, total - sent));
-      auto n = writer.write(chunk);
-      if (!n) break;
-      sent += *n;
+      auto written = writer.write(chunk);
+      if (!written) break;
+      sent += *written;
     }
     writer.close();
   });
-  Result<std::size_t> n = 0;
-  while ((n = reader.read(in)) && *n > 0) {
-    pass.bytes += *n;
-    ++pass.calls;
-  }
-  reader.close();  // a reader that failed must not leave the writer blocked on a full pipe
+  std::thread consumer([&] {
+    pin_self(reader_cpu);
+    while ((n = reader.read(in)) && *n > 0) {
+      pass.bytes += *n;
+      ++pass.calls;
+    }
+    reader.close();  // a reader that failed must not leave the writer blocked on a full pipe
+  });
   producer.join();
+  consumer.join();
   pass.elapsed = Clock::now() - start;
   pass.cpu = process_cpu_time() - cpu_start;
   if (!n) return std::unexpected(n.error());

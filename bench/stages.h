@@ -30,8 +30,16 @@ Result<StagePass> read_stage(Device& dev, std::span<std::byte> block,
 // judges the data) -> RUNNING.
 Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std::size_t buffer);
 
+// Where the pipe stage's writer and reader threads run. A pipe's copy in and copy out take
+// turns under its lock: on one CPU they run back to back in a warm cache; on two, every
+// hand-over wakes the other CPU. Left to the scheduler, either happens, and the rate differs
+// by up to 3x between runs of the same binary.
+enum class PipePlacement { kAny, kOneCpu, kTwoCpus };
+
 // `total` bytes from one thread to another through the pipe the migration uses
-// (make_pipe_channel), in writes of `write_size` and reads of `read_size` bytes.
-Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total);
+// (make_pipe_channel), in writes of `write_size` and reads of `read_size` bytes. A placement
+// the process's CPU affinity cannot give (two CPUs with only one allowed) fails with EINVAL.
+Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total,
+                             PipePlacement placement = PipePlacement::kAny);
 
 }  // namespace vfio::bench

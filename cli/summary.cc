@@ -35,10 +35,11 @@ std::string json_report(const Report& r) {
   double total = seconds(r.total);
   return fmt::format(
       "{{\"device_bytes\": {}, \"stream_bytes\": {}, \"seconds\": {:.6f}, "
-      "\"bytes_per_second\": {:.0f}, \"phases\": {{{}}}, \"precopy_iterations\": {}, "
+      "\"cpu_seconds\": {:.6f}, \"bytes_per_second\": {:.0f}, \"phases\": {{{}}}, "
+      "\"precopy_iterations\": {}, "
       "\"precopy_bytes\": {}, \"stop_copy_bytes\": {}, \"final_pending\": {}, "
       "\"downtime_seconds\": {:.6f}, \"dirty_pages\": {}}}",
-      r.device_bytes, r.stream_bytes, total,
+      r.device_bytes, r.stream_bytes, total, seconds(r.cpu),
       total > 0 ? static_cast<double>(r.device_bytes) / total : 0.0, phases, r.precopy_iterations,
       r.precopy_bytes, r.stop_copy_bytes, r.final_pending, seconds(r.downtime), r.dirty_pages);
 }

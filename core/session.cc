@@ -3,6 +3,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <ctime>
 #include <utility>
 
 #include <fmt/format.h>
@@ -16,6 +17,13 @@ namespace vfio {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
 using container::SectionType;
 
 // Runs `step`, appending its duration to the report when it succeeds: a failed step fails the
@@ -425,7 +433,8 @@ Result<Report> Session::save(Channel& channel) {
   // A refusal leaves the devices untouched: no failure path runs.
   if (auto r = ensure_device_states(); !r) return std::unexpected(r.error());
   Report report;
-  auto start = Clock::now();
+  const auto start = Clock::now();
+  const auto cpu_start = thread_cpu_time();
   moved_ = estimate_ = iteration_ = pending_ = 0;
   bool vm_stopped = false;
   StreamWriter out(channel, options_.stream_buffer_size);
@@ -442,6 +451,7 @@ Result<Report> Session::save(Channel& channel) {
   report.stop_copy_bytes = moved_ - report.precopy_bytes;
   report.stream_bytes = out.bytes_written();
   report.total = Clock::now() - start;
+  report.cpu = thread_cpu_time() - cpu_start;
   return report;
 }
 
@@ -525,7 +535,8 @@ Result<Report> Session::load(Channel& channel) {
     return std::unexpected(r.error());
   }
   Report report;
-  auto start = Clock::now();
+  const auto start = Clock::now();
+  const auto cpu_start = thread_cpu_time();
   moved_ = estimate_ = 0;
   StreamReader in(channel, load_buffer_, options_.stream_buffer_size);
 
@@ -551,6 +562,7 @@ Result<Report> Session::load(Channel& channel) {
   report.device_bytes = moved_;
   report.stream_bytes = in.bytes_read();
   report.total = Clock::now() - start;
+  report.cpu = thread_cpu_time() - cpu_start;
   return report;
 }
 

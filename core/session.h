@@ -41,6 +41,9 @@ struct Report {
   std::uint64_t stream_bytes = 0;  // container bytes written or read
   std::vector<PhaseTiming> phases;
   std::chrono::nanoseconds total{};
+  // CPU time of the thread that ran the save or load, over `total`: on devices called in
+  // process (direct simulated devices) the device's own work is in it too.
+  std::chrono::nanoseconds cpu{};
   // Source only.
   std::uint64_t precopy_iterations = 0;
   std::uint64_t precopy_bytes = 0;      // device data sent while the VM ran

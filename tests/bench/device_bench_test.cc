@@ -133,6 +133,10 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   EXPECT_THAT(doc, ContainsRegex("\"cpu_bound_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpu_of_stages\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpus\": [1-9]"));
+  // The pipe ceiling was measured pinned, and each side's thread CPU time was counted.
+  EXPECT_THAT(doc, ContainsRegex("\"pipe_one_cpu_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"source_thread_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"destination_thread_GiBps\": [0-9.]*[1-9]"));
   EXPECT_EQ(doc.find("error_occurred"), std::string::npos) << doc;
   EXPECT_EQ(a.model->state(), State::kRunning);
   EXPECT_EQ(b.model->state(), State::kRunning);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "cli/commands.h"
 #include "tests/cli/cli_run.h"
@@ -56,6 +57,13 @@ TEST_F(ProgramTest, DemoMigratesAndVerifies) {
   std::string text((std::istreambuf_iterator<char>(json)), {});
   EXPECT_NE(text.find("\"ok\": true"), std::string::npos);
   EXPECT_NE(text.find("\"verified\": true"), std::string::npos);
+  // Each side's thread CPU time is reported, and it is not zero: both did work.
+  EXPECT_TRUE(
+      std::regex_search(text, std::regex("\"source\": \\{[^}]*\"cpu_seconds\": 0\\.0*[1-9]")))
+      << text;
+  EXPECT_TRUE(
+      std::regex_search(text, std::regex("\"destination\": \\{[^}]*\"cpu_seconds\": 0\\.0*[1-9]")))
+      << text;
 }
 
 TEST_F(ProgramTest, ProbeShowsFlags) {
