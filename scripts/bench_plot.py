@@ -221,19 +221,28 @@ def write_table(path, series, baselines, rss, ceilings, context):
                 "keeps two threads busy). Serial: the three one after another, the bound when "
                 "they cannot overlap for want of CPUs; CPU bound: the stages' CPU time (all "
                 "threads) spread over the process's CPUs, the bound however well they overlap; "
-                "CPU / stages: migrate's CPU per byte over the stages' sum.\n\n"
-                "| transport | profile | state | migrate | read | pipe | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "CPU / stages: migrate's CPU per byte over the stages' sum. The pipe is the faster "
+                "of its two pinned placements (writer and reader on one CPU, on two: both in "
+                "brackets). Thread bound: the slower side's own thread CPU time per byte, the "
+                "most a side that never waited could move.\n\n"
+                "| transport | profile | state | migrate | read | pipe (one CPU, two) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
             stages = {s: b[f"{s}_GiBps"] for s in ("read", "pipe", "write")}
             slowest = min(stages, key=stages.get)
+            cells = {s: f"{v:.2f}" for s, v in stages.items()}
+            if "pipe_one_cpu_GiBps" in b:
+                cells["pipe"] += f" ({b['pipe_one_cpu_GiBps']:.2f}, {b.get('pipe_two_cpus_GiBps', 0):.2f})"
+            src_th, dst_th = b.get("source_thread_GiBps", 0), b.get("destination_thread_GiBps", 0)
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
-                    + " | ".join(f"{v:.2f}" for v in stages.values())
+                    + " | ".join(cells.values())
                     + f" | {slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
                     f"{100 * b['of_serial']:.0f}% | {b.get('cpu_bound_GiBps', 0):.2f} | "
-                    f"{100 * b.get('of_cpu_bound', 0):.0f}% | {b.get('cpu_of_stages', 0):.2f} |\n")
+                    f"{100 * b.get('of_cpu_bound', 0):.0f}% | {b.get('cpu_of_stages', 0):.2f} | "
+                    f"{min(src_th, dst_th):.2f} ({src_th:.2f}, {dst_th:.2f}) | "
+                    f"{100 * b.get('of_thread_bound', 0):.0f}% |\n")
 
         buffers = sorted({buf for (_, _, _, buf) in ceilings})
         if buffers:
