@@ -140,4 +140,23 @@ Result<Payload> read_payload(StreamReader& in, SectionType type, const DataHandl
   return fail(EINVAL, "the end section has no payload");
 }
 
+void begin_one_device_stream(StreamWriter& out, const std::string& device_id) {
+  container::write_header(out, {{device_id}});
+  container::begin_section(out, container::SectionType::kSetup, 0);
+  out.put_be64(tag::kSetupState);
+  out.put_be64(tag::kEndOfState);
+  container::end_section(out);
+}
+
+void end_one_device_stream(StreamWriter& out, std::span<const std::byte> config) {
+  container::begin_section(out, container::SectionType::kConfig, 0);
+  out.put_be64(tag::kConfigState);
+  out.put_be64(config.size());
+  out.put_buffer(config);
+  out.put_be64(tag::kEndOfState);
+  container::end_section(out);
+  container::begin_section(out, container::SectionType::kEnd, container::kNoDevice);
+  container::end_section(out);
+}
+
 }  // namespace vfio

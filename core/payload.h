@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -52,5 +54,12 @@ struct Payload {
 // with size >= 1. Anything else is refused with its stream offset. `type` is not kEnd.
 Result<Payload> read_payload(StreamReader& in, container::SectionType type,
                              const DataHandler& data);
+
+// A one-device stream built from device data saved elsewhere (a payload file, a QEMU stream):
+// begin writes its header and its setup section, which carries no setup data; end writes its
+// config section with `config` and the end section. The caller writes the iterate and complete
+// sections in between.
+void begin_one_device_stream(StreamWriter& out, const std::string& device_id);
+void end_one_device_stream(StreamWriter& out, std::span<const std::byte> config);
 
 }  // namespace vfio

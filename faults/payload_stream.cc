@@ -47,11 +47,7 @@ std::vector<std::byte> write_payload_stream(const SavedPayload& p, std::size_t c
   MemoryChannel channel;
   {
     StreamWriter out(channel);
-    container::write_header(out, {{p.device_id}});
-    container::begin_section(out, SectionType::kSetup, 0);
-    out.put_be64(tag::kSetupState);
-    out.put_be64(tag::kEndOfState);
-    container::end_section(out);
+    begin_one_device_stream(out, p.device_id);
     container::begin_section(out, SectionType::kComplete, 0);
     for (std::size_t at = 0; at < p.data.size(); at += chunk) {
       const std::size_t n = std::min(chunk, p.data.size() - at);
@@ -61,14 +57,7 @@ std::vector<std::byte> write_payload_stream(const SavedPayload& p, std::size_t c
     }
     out.put_be64(tag::kEndOfState);
     container::end_section(out);
-    container::begin_section(out, SectionType::kConfig, 0);
-    out.put_be64(tag::kConfigState);
-    out.put_be64(p.config.size());
-    out.put_buffer(p.config);
-    out.put_be64(tag::kEndOfState);
-    container::end_section(out);
-    container::begin_section(out, SectionType::kEnd, container::kNoDevice);
-    container::end_section(out);
+    end_one_device_stream(out, p.config);
     (void)out.flush();  // memory: cannot fail
   }
   return std::move(channel.data());

@@ -86,11 +86,7 @@ Result<Import> import_vfio_state(std::span<const std::byte> input, const VfioSta
 
   MemoryChannel channel;
   StreamWriter w(channel);
-  container::write_header(w, {{state.idstr}});
-  container::begin_section(w, SectionType::kSetup, 0);
-  w.put_be64(tag::kSetupState);
-  w.put_be64(tag::kEndOfState);
-  container::end_section(w);
+  begin_one_device_stream(w, state.idstr);
   auto put_data = [&](const DataChunk& c) {
     // QEMU's tag and size come right before the chunk's bytes.
     out.data_tags.emplace_back(w.bytes_written(), c.bytes.offset - 2 * sizeof(std::uint64_t));
@@ -110,14 +106,7 @@ Result<Import> import_vfio_state(std::span<const std::byte> input, const VfioSta
     if (c.phase == Phase::kComplete) put_data(c);
   w.put_be64(tag::kEndOfState);
   container::end_section(w);
-  container::begin_section(w, SectionType::kConfig, 0);
-  w.put_be64(tag::kConfigState);
-  w.put_be64(config.size());
-  w.put_buffer(config);
-  w.put_be64(tag::kEndOfState);
-  container::end_section(w);
-  container::begin_section(w, SectionType::kEnd, container::kNoDevice);
-  container::end_section(w);
+  end_one_device_stream(w, config);
   if (auto f = w.flush(); !f) return std::unexpected(f.error());
   out.stream = std::move(channel.data());
   return out;
