@@ -3,12 +3,14 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 
 #include "bench/bench_support.h"
 #include "bench/grid.h"
 #include "bench/stages.h"
 #include "core/aligned_buffer.h"
+#include "core/cpu_pin.h"
 #include "core/feature.h"
 #include "core/local_migration.h"
 
@@ -46,35 +48,45 @@ struct Migrated {
   Seconds cpu;      // the process's CPU time in `elapsed`
 };
 
-// The pipe stage with its two threads on one CPU and on two, the faster as the ceiling: which
-// one the scheduler would pick changes from run to run, and a ceiling must not.
-struct PipeCeiling {
-  StagePass fastest;
-  StagePass one_cpu, two_cpus;  // two_cpus stays empty on a one-CPU process
+// The migration's two sides run at the same time, each on its own CPU, as two VMMs would; the
+// pipe ceiling is measured in that placement (writer where the source runs, reader where the
+// destination runs). Left to the scheduler, the placement and with it the rate (up to 3x on a
+// pipe) change between runs. The pipe on one CPU, where its copy in and copy out run back to
+// back in one cache, is measured too: a comparison, not a ceiling for two sides running at once.
+struct Placement {
+  ThreadPlacement threads;  // unpinned when the process may use only one CPU
+  PipePlacement pipe = PipePlacement::kOneCpu;
 };
 
-Result<PipeCeiling> pipe_ceiling(std::size_t write_size, std::size_t read_size,
-                                 std::uint64_t total) {
-  PipeCeiling c;
+Placement migration_placement() {
+  const auto cpus = allowed_cpus(2);
+  if (cpus.empty()) return {};
+  return {ThreadPlacement{cpus[0], cpus[1]}, PipePlacement::kTwoCpus};
+}
+
+struct PipeCeiling {
+  StagePass ceiling;  // in the migration's placement
+  StagePass one_cpu;
+};
+
+Result<PipeCeiling> pipe_ceiling(PipePlacement placement, std::size_t write_size,
+                                 std::size_t read_size, std::uint64_t total) {
+  auto ceiling = pipe_stage(write_size, read_size, total, placement);
+  if (!ceiling) return std::unexpected(ceiling.error());
+  if (placement == PipePlacement::kOneCpu) return PipeCeiling{*ceiling, *ceiling};
   auto one = pipe_stage(write_size, read_size, total, PipePlacement::kOneCpu);
   if (!one) return std::unexpected(one.error());
-  c.one_cpu = c.fastest = *one;
-  if (usable_cpus() < 2) return c;
-  auto two = pipe_stage(write_size, read_size, total, PipePlacement::kTwoCpus);
-  if (!two) return std::unexpected(two.error());
-  c.two_cpus = *two;
-  if (two->elapsed < one->elapsed) c.fastest = *two;
-  return c;
+  return PipeCeiling{*ceiling, *one};
 }
 
 Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDevice& dst,
-                              std::uint64_t buffer) {
+                              std::uint64_t buffer, ThreadPlacement placement) {
   Session source(migrate_options(buffer)), destination(migrate_options(buffer));
   source.add_device(src, src.name());
   destination.add_device(dst, dst.name(), pair.destination.config_restore);
   const auto start = std::chrono::steady_clock::now();
   const auto cpu_start = process_cpu_time();
-  auto r = migrate_locally(source, destination);
+  auto r = migrate_locally(source, destination, placement);
   const Seconds elapsed = std::chrono::steady_clock::now() - start;
   const Seconds cpu = process_cpu_time() - cpu_start;
   if (!r) return std::unexpected(r.error());
@@ -111,9 +123,10 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   std::uint64_t bytes = 0;
   Seconds migrating{}, migrating_cpu{};
   Seconds source_thread{}, destination_thread{};  // each side's own thread's CPU time
-  Seconds pipe_one_cpu{}, pipe_two_cpus{};
+  Stage pipe_one_cpu{"pipe_one_cpu"};
+  const Placement placement = migration_placement();
   for (auto _ : state) {
-    auto m = migrate_once(*pair, src_calls, dst_calls, buffer);
+    auto m = migrate_once(*pair, src_calls, dst_calls, buffer, placement.threads);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
     const Report& sent = m->report.source;
     state.SetIterationTime(m->elapsed.count());
@@ -127,8 +140,8 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     // blocks whole.
     auto read = read_stage(src, block.span());
     const std::size_t stream_buffer = migrate_options(buffer).stream_buffer_size;
-    auto pipe = pipe_ceiling(std::max<std::size_t>(buffer, stream_buffer), stream_buffer,
-                             sent.stream_bytes);
+    auto pipe = pipe_ceiling(placement.pipe, std::max<std::size_t>(buffer, stream_buffer),
+                             stream_buffer, sent.stream_bytes);
     if (!pipe) return state.SkipWithError(pipe.error().describe().c_str());
     auto write = write_stage(dst, data, buffer);
     for (auto* p : {&read, &write})
@@ -137,10 +150,11 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     stages[0].elapsed += read->elapsed;
     stages[0].cpu += read->cpu;
     stages[1].bytes += sent.device_bytes;
-    stages[1].elapsed += pipe->fastest.elapsed;
-    stages[1].cpu += pipe->fastest.cpu;
-    pipe_one_cpu += pipe->one_cpu.elapsed;
-    pipe_two_cpus += pipe->two_cpus.elapsed;
+    stages[1].elapsed += pipe->ceiling.elapsed;
+    stages[1].cpu += pipe->ceiling.cpu;
+    pipe_one_cpu.bytes += sent.device_bytes;
+    pipe_one_cpu.elapsed += pipe->one_cpu.elapsed;
+    pipe_one_cpu.cpu += pipe->one_cpu.cpu;
     stages[2].bytes += write->bytes;
     stages[2].elapsed += write->elapsed;
     stages[2].cpu += write->cpu;
@@ -153,17 +167,23 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
             : 0;
   const Stage* slowest = &stages[0];
   double seconds_per_byte = 0;  // the stages one after another
-  double cpu_per_byte = 0;      // the stages' CPU work, wherever it runs
+  double cpu_per_byte = 0;      // the least CPU work the stages need, wherever it runs
   for (const auto& s : stages) {
     state.counters[fmt::format("{}_GiBps", s.name)] = s.rate() / kGiB;
     if (s.rate() < slowest->rate()) slowest = &s;
     seconds_per_byte += s.rate() > 0 ? 1 / s.rate() : 0;
     cpu_per_byte += s.cpu_per_byte();
   }
-  state.counters["pipe_one_cpu_GiBps"] = rate(stages[1].bytes, pipe_one_cpu) / kGiB;
-  state.counters["pipe_two_cpus_GiBps"] = rate(stages[1].bytes, pipe_two_cpus) / kGiB;
+  // On one CPU the pipe needs no wake-ups of another CPU, so usually less CPU per byte.
+  cpu_per_byte -=
+      stages[1].cpu_per_byte() - std::min(stages[1].cpu_per_byte(), pipe_one_cpu.cpu_per_byte());
+  const double pipe_one_cpu_rate = pipe_one_cpu.rate();
+  state.counters["pipe_one_cpu_GiBps"] = pipe_one_cpu_rate / kGiB;
+  state.counters["cpus"] = usable_cpus();
+  state.counters["pinned_cpus"] = placement.pipe == PipePlacement::kTwoCpus ? 2 : 0;
   const double migrate_rate = rate(bytes, migrating);
   auto share = [migrate_rate](double ceiling) { return ceiling > 0 ? migrate_rate / ceiling : 0; };
+  state.counters["of_pipe_one_cpu"] = share(pipe_one_cpu_rate);
   state.counters["ceiling_GiBps"] = slowest->rate() / kGiB;
   state.counters["of_ceiling"] = share(slowest->rate());
   const double serial = seconds_per_byte > 0 ? 1 / seconds_per_byte : 0;
@@ -171,9 +191,7 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   state.counters["of_serial"] = share(serial);
   // The stages' own CPU work spread over every CPU this process may use: no migration of them
   // can go faster on this machine, however well they overlap.
-  const unsigned cpus = usable_cpus();
-  const double cpu_bound = cpu_per_byte > 0 ? cpus / cpu_per_byte : 0;
-  state.counters["cpus"] = cpus;
+  const double cpu_bound = cpu_per_byte > 0 ? usable_cpus() / cpu_per_byte : 0;
   state.counters["cpu_bound_GiBps"] = cpu_bound / kGiB;
   state.counters["of_cpu_bound"] = share(cpu_bound);
   // Migrate's CPU per byte against the stages' sum: above 1 is work the engine adds.

@@ -1,12 +1,10 @@
 #include "bench/stages.h"
 
-#include <pthread.h>
-#include <sched.h>
-
 #include <thread>
 
 #include "bench/bench_support.h"
 #include "core/channel.h"
+#include "core/cpu_pin.h"
 #include "core/feature.h"
 
 namespace vfio::bench {
@@ -26,26 +24,6 @@ Result<> back_to_running(Device& dev, int fd) {
   if (auto s = request_device_state(dev, State::kStop); !s) return std::unexpected(s.error());
   if (auto s = request_device_state(dev, State::kRunning); !s) return std::unexpected(s.error());
   return {};
-}
-
-// The first `count` CPUs this process may run on, or nothing when it may use fewer.
-std::vector<int> allowed_cpus(std::size_t count) {
-  cpu_set_t set;
-  std::vector<int> cpus;
-  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < count; ++cpu)
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  if (cpus.size() < count) cpus.clear();
-  return cpus;
-}
-
-// Moves the calling thread to `cpu`; -1 leaves it to the scheduler.
-void pin_self(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  (void)::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set);
 }
 
 }  // namespace
@@ -122,7 +100,7 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
   const auto start = Clock::now();
   const auto cpu_start = process_cpu_time();
   std::thread producer([&] {
-    pin_self(writer_cpu);
+    CpuPin pin(writer_cpu);
     for (std::uint64_t sent = 0; sent < total;) {
       auto chunk =
           std::span<const std::byte>(out).first(std::min<std::uint64_t>(write_size, total - sent));
@@ -133,7 +111,7 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
     writer.close();
   });
   std::thread consumer([&] {
-    pin_self(reader_cpu);
+    CpuPin pin(reader_cpu);
     while ((n = reader.read(in)) && *n > 0) {
       pass.bytes += *n;
       ++pass.calls;

@@ -42,6 +42,8 @@ class FdChannel final : public Channel {
   // Only pipes, FIFOs, sockets and terminals can block indefinitely: those wait in poll() on
   // both fds and move at most PIPE_BUF bytes per write, which never blocks once poll said so.
   void set_cancel_fd(int cancel_fd);
+  // At most this many bytes per write (0: no limit).
+  void set_max_write(std::size_t bytes) { max_write_ = bytes; }
 
  private:
   Result<> wait_ready(short events);
@@ -49,9 +51,11 @@ class FdChannel final : public Channel {
   std::string name_;
   bool owns_fd_;
   int cancel_fd_ = -1;  // polled only for fds that can block indefinitely
+  std::size_t max_write_ = 0;
 };
 
-// A pipe between two threads of this process, sized for throughput.
+// A pipe between two threads of this process, sized for throughput: 1 MiB where the system
+// allows, written in pieces of a quarter of its size.
 Result<std::pair<FdChannel, FdChannel>> make_pipe_channel();
 
 // An in-memory stream: writes append, reads consume from the front.

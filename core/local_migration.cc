@@ -1,11 +1,15 @@
 #include "core/local_migration.h"
 
+#include <csignal>
 #include <thread>
 #include <utility>
 
+#include "core/cpu_pin.h"
+
 namespace vfio {
 
-Result<LocalMigrationReport> migrate_locally(Session& source, Session& destination) {
+Result<LocalMigrationReport> migrate_locally(Session& source, Session& destination,
+                                             ThreadPlacement placement) {
   // Both sides' devices are checked before either side sends anything.
   for (auto [session, side] : {std::pair{&source, "source: "}, {&destination, "destination: "}}) {
     if (auto r = session->learn_device_states(); !r) {
@@ -14,17 +18,24 @@ Result<LocalMigrationReport> migrate_locally(Session& source, Session& destinati
       return std::unexpected(e);
     }
   }
+  // A destination that fails closes its end under the writing source: that must come back as
+  // EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
   auto pipe = make_pipe_channel();
   if (!pipe) return std::unexpected(pipe.error());
   auto& [read_end, write_end] = *pipe;
 
   Result<Report> loaded = fail(ECANCELED, "destination did not run");
   std::thread destination_thread([&] {
+    CpuPin pin(placement.destination_cpu);
     loaded = destination.load(read_end);
     // A destination that stopped early must not leave the source blocked on a full pipe.
     read_end.close();
   });
-  Result<Report> saved = source.save(write_end);
+  Result<Report> saved = [&] {
+    CpuPin pin(placement.source_cpu);
+    return source.save(write_end);
+  }();
   write_end.close();  // end of stream, or the truncation the destination will notice
   destination_thread.join();
 

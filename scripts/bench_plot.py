@@ -221,11 +221,13 @@ def write_table(path, series, baselines, rss, ceilings, context):
                 "keeps two threads busy). Serial: the three one after another, the bound when "
                 "they cannot overlap for want of CPUs; CPU bound: the stages' CPU time (all "
                 "threads) spread over the process's CPUs, the bound however well they overlap; "
-                "CPU / stages: migrate's CPU per byte over the stages' sum. The pipe is the faster "
-                "of its two pinned placements (writer and reader on one CPU, on two: both in "
-                "brackets). Thread bound: the slower side's own thread CPU time per byte, the "
+                "CPU / stages: migrate's CPU per byte over the stages' sum. Migrate's source and "
+                "destination run pinned on two CPUs, and the pipe is measured in the same "
+                "placement (writer where the source runs, reader where the destination runs); "
+                "in brackets the pipe with writer and reader on one CPU and migrate's share of "
+                "it, a comparison rather than a ceiling for two sides that run at once. Thread bound: the slower side's own thread CPU time per byte, the "
                 "most a side that never waited could move.\n\n"
-                "| transport | profile | state | migrate | read | pipe (one CPU, two) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound |\n"
+                "| transport | profile | state | migrate | read | pipe (one CPU, migrate / it) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
@@ -234,7 +236,7 @@ def write_table(path, series, baselines, rss, ceilings, context):
             slowest = min(stages, key=stages.get)
             cells = {s: f"{v:.2f}" for s, v in stages.items()}
             if "pipe_one_cpu_GiBps" in b:
-                cells["pipe"] += f" ({b['pipe_one_cpu_GiBps']:.2f}, {b.get('pipe_two_cpus_GiBps', 0):.2f})"
+                cells["pipe"] += f" ({b['pipe_one_cpu_GiBps']:.2f}, {100 * b.get('of_pipe_one_cpu', 0):.0f}%)"
             src_th, dst_th = b.get("source_thread_GiBps", 0), b.get("destination_thread_GiBps", 0)
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
                     + " | ".join(cells.values())

@@ -21,6 +21,7 @@
 
 #include "bench/device_bench.h"
 #include "bench/program.h"
+#include "core/cpu_pin.h"
 #include "core/feature.h"
 #include "simdev/direct_device.h"
 #include "tests/core/stale_mtty.h"
@@ -133,8 +134,12 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   EXPECT_THAT(doc, ContainsRegex("\"cpu_bound_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpu_of_stages\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpus\": [1-9]"));
-  // The pipe ceiling was measured pinned, and each side's thread CPU time was counted.
+  // The pipe ceiling was measured pinned, in migrate's placement (two CPUs where the process
+  // may use two) and on one CPU for comparison; each side's thread CPU time was counted.
   EXPECT_THAT(doc, ContainsRegex("\"pipe_one_cpu_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"of_pipe_one_cpu\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex(allowed_cpus(2).empty() ? "\"pinned_cpus\": 0[.,\n]"
+                                                         : "\"pinned_cpus\": 2[.,\n]"));
   EXPECT_THAT(doc, ContainsRegex("\"source_thread_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"destination_thread_GiBps\": [0-9.]*[1-9]"));
   EXPECT_EQ(doc.find("error_occurred"), std::string::npos) << doc;

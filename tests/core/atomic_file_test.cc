@@ -1,5 +1,5 @@
 // AtomicFile: the old file survives anything but a commit; non-regular targets are written
-// directly. And FdChannel's cancel fd: a read or write that would block ends with ECANCELED.
+// directly.
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
@@ -156,27 +156,6 @@ TEST_F(AtomicFileTest, ACancelBeforeTheRenameKeepsTheOldFile) {
   EXPECT_EQ(r.error().code, ECANCELED);
   EXPECT_EQ(read(path("out")), "old");
   EXPECT_EQ(entries(), 1u);  // no temporary file either
-  ::close(cancel[0]);
-  ::close(cancel[1]);
-}
-
-TEST(FdChannelCancel, BlockedReadAndWriteEndWithEcanceled) {
-  auto pipe = make_pipe_channel();
-  ASSERT_TRUE(pipe);
-  auto& [in, out] = *pipe;
-  int cancel[2];
-  ASSERT_EQ(::pipe(cancel), 0);
-  in.set_cancel_fd(cancel[0]);
-  out.set_cancel_fd(cancel[0]);
-  std::byte buf[16];
-  std::thread canceller([&] { EXPECT_EQ(::write(cancel[1], "!", 1), 1); });
-  auto r = in.read(buf);  // nothing is ever written: only the cancel ends this
-  canceller.join();
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, ECANCELED);
-  auto w = out.write(buf);
-  ASSERT_FALSE(w);
-  EXPECT_EQ(w.error().code, ECANCELED);
   ::close(cancel[0]);
   ::close(cancel[1]);
 }

@@ -1,6 +1,8 @@
 // Whole migrations: save -> stream -> load, bit-exact, and the failure paths of both sides.
 #include "core/session.h"
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -10,10 +12,12 @@
 #include <fmt/format.h>
 
 #include "core/container.h"
+#include "core/cpu_pin.h"
 #include "core/feature.h"
 #include "core/local_migration.h"
 #include "tests/core/faulty_device.h"
 #include "tests/core/sim_pair.h"
+#include "tests/forwarding_device.h"
 
 namespace vfio {
 namespace {
@@ -75,6 +79,47 @@ TEST(Session, EveryProfileMigratesThroughAPipe) {
     ASSERT_TRUE(r) << profile.name << ": " << r.error().describe();
     EXPECT_EQ(dst.model->image(), src.model->image()) << profile.name;
   }
+}
+
+// Records the CPU each data-fd read and write ran on.
+class CpuRecordingDevice final : public testing::ForwardingDevice {
+ public:
+  using ForwardingDevice::ForwardingDevice;
+  std::set<int> cpus;
+
+  Result<std::size_t> read(int fd, std::span<std::byte> buf) override {
+    cpus.insert(::sched_getcpu());
+    return ForwardingDevice::read(fd, buf);
+  }
+  Result<std::size_t> write(int fd, std::span<const std::byte> buf) override {
+    cpus.insert(::sched_getcpu());
+    return ForwardingDevice::write(fd, buf);
+  }
+};
+
+TEST(LocalMigration, EachSideRunsOnTheCpuItWasPlacedOn) {
+  const auto cpus = allowed_cpus(2);
+  if (cpus.empty()) GTEST_SKIP() << "this process may use only one CPU";
+  auto src = testing::make_sim("plain", 8 << 20, 1);
+  auto dst = testing::make_sim("plain", 8 << 20, 2);
+  CpuRecordingDevice source_device(std::move(src.device)),
+      destination_device(std::move(dst.device));
+  SessionOptions o;
+  o.migration.data_buffer_size = 64 << 10;  // 128 reads and writes: many chances to stray
+  Session source(o), destination(o);
+  source.add_device(source_device, "src");
+  destination.add_device(destination_device, "dst");
+  cpu_set_t before, after;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(before), &before), 0);
+  // The reverse of the order the CPUs are listed in, so that no default order passes by luck.
+  auto r = migrate_locally(source, destination, ThreadPlacement{cpus[1], cpus[0]});
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(dst.model->image(), src.model->image());
+  EXPECT_EQ(source_device.cpus, std::set<int>{cpus[1]});
+  EXPECT_EQ(destination_device.cpus, std::set<int>{cpus[0]});
+  // The caller, which ran the source, may use its CPUs again.
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(after), &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after));
 }
 
 TEST(Session, ProgressReportsEveryPhaseAndGrowingBytes) {
