@@ -189,6 +189,17 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   const double serial = seconds_per_byte > 0 ? 1 / seconds_per_byte : 0;
   state.counters["serial_GiBps"] = serial / kGiB;
   state.counters["of_serial"] = share(serial);
+  // Each side hands a buffer on before it takes the next, as the reference's save and load loops
+  // do: the source's chain is its read stage and the pipe's copy in, the destination's the copy
+  // out and its write stage (each taken as half the one-CPU pipe). However well the two sides
+  // overlap, the longer chain bounds the migration.
+  const double half_pipe = pipe_one_cpu_rate > 0 ? 0.5 / pipe_one_cpu_rate : 0;
+  auto chain = [half_pipe](const Stage& s) {
+    return s.rate() > 0 ? 1 / (1 / s.rate() + half_pipe) : 0;
+  };
+  const double chain_bound = std::min(chain(stages[0]), chain(stages[2]));
+  state.counters["chain_GiBps"] = chain_bound / kGiB;
+  state.counters["of_chain"] = share(chain_bound);
   // The stages' own CPU work spread over every CPU this process may use: no migration of them
   // can go faster on this machine, however well they overlap.
   const double cpu_bound = cpu_per_byte > 0 ? usable_cpus() / cpu_per_byte : 0;

@@ -226,9 +226,13 @@ def write_table(path, series, baselines, rss, ceilings, context):
                 "placement (writer where the source runs, reader where the destination runs); "
                 "in brackets the pipe with writer and reader on one CPU and migrate's share of "
                 "it, a comparison rather than a ceiling for two sides that run at once. Thread bound: the slower side's own thread CPU time per byte, the "
-                "most a side that never waited could move.\n\n"
-                "| transport | profile | state | migrate | read | pipe (one CPU, migrate / it) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "most a side that never waited could move. Chain bound: each side hands a buffer on "
+                "before it takes the next, so the source's read stage and the pipe's copy in "
+                "(half the one-CPU pipe) run one after the other, as do the copy out and the "
+                "destination's write stage; the longer chain bounds migrate however well the "
+                "sides overlap.\n\n"
+                "| transport | profile | state | migrate | read | pipe (one CPU, migrate / it) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound | chain bound | migrate / chain |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
@@ -244,7 +248,8 @@ def write_table(path, series, baselines, rss, ceilings, context):
                     f"{100 * b['of_serial']:.0f}% | {b.get('cpu_bound_GiBps', 0):.2f} | "
                     f"{100 * b.get('of_cpu_bound', 0):.0f}% | {b.get('cpu_of_stages', 0):.2f} | "
                     f"{min(src_th, dst_th):.2f} ({src_th:.2f}, {dst_th:.2f}) | "
-                    f"{100 * b.get('of_thread_bound', 0):.0f}% |\n")
+                    f"{100 * b.get('of_thread_bound', 0):.0f}% | {b.get('chain_GiBps', 0):.2f} | "
+                    f"{100 * b.get('of_chain', 0):.0f}% |\n")
 
         buffers = sorted({buf for (_, _, _, buf) in ceilings})
         if buffers:

@@ -138,6 +138,7 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   // may use two) and on one CPU for comparison; each side's thread CPU time was counted.
   EXPECT_THAT(doc, ContainsRegex("\"pipe_one_cpu_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"of_pipe_one_cpu\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"chain_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex(allowed_cpus(2).empty() ? "\"pinned_cpus\": 0[.,\n]"
                                                          : "\"pinned_cpus\": 2[.,\n]"));
   EXPECT_THAT(doc, ContainsRegex("\"source_thread_GiBps\": [0-9.]*[1-9]"));
