@@ -23,13 +23,16 @@ struct MigratePair {
 using PairFactory = std::function<Result<MigratePair>()>;
 
 // Registers "migrate/<name>/buffer:<buffer>": the options of `vfio-mig migrate --buffer-size
-// <buffer>` (pre-copy auto, config state). Reports bytes_per_second, and as counters each
-// stage's ceiling in GiB/s (read_GiBps, pipe_GiBps, write_GiBps), the slowest of them
-// (ceiling_GiBps, named in the label) and of_ceiling: migrate's share of it. The stages overlap
-// only where there are CPUs to spare; serial_GiBps is the rate with none (each byte costs the
-// sum of the stages' times) and of_serial migrate's share of that. Each stage's CPU time (all
-// threads of the process, FUSE servers included) gives cpu_bound_GiBps: the stages' CPU work
-// spread over the `cpus` this process may use, a bound however well they overlap; of_cpu_bound
+// <buffer>` (pre-copy auto, config state), its source and destination pinned on two CPUs where
+// the process may use two (pinned_cpus). Reports bytes_per_second, and as counters each
+// stage's ceiling in GiB/s (read_GiBps, pipe_GiBps with the pipe's threads placed as migrate's
+// sides, write_GiBps), the slowest of them (ceiling_GiBps, named in the label) and of_ceiling:
+// migrate's share of it; the pipe on one CPU for comparison (pipe_one_cpu_GiBps,
+// of_pipe_one_cpu); chain_GiBps, each side's stage and its half of the pipe one after the other.
+// The stages overlap only where there are CPUs to spare; serial_GiBps is the rate with none (each
+// byte costs the sum of the stages' times) and of_serial migrate's share of that. Each stage's CPU
+// time (all threads of the process, FUSE servers included) gives cpu_bound_GiBps: the stages' CPU
+// work spread over the `cpus` this process may use, a bound however well they overlap; of_cpu_bound
 // is migrate's share of it and cpu_of_stages migrate's CPU per byte over the stages' sum.
 // `after`, when given, runs at the end of each run of the benchmark, failed or not (the named
 // devices' check that both are RUNNING).
