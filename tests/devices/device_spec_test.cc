@@ -48,6 +48,12 @@ TEST(DeviceArgs, EveryTransportIsASpecOption) {
 // and the parent's keeps working after the child is gone.
 TEST(SharedMount, AForkedChildMountsItsOwn) {
   if (!transport_available(Transport::kFuse)) GTEST_SKIP() << "FUSE not usable here";
+#ifdef __SANITIZE_ADDRESS__
+  // GCC 12's ASan runtime does not lock its allocator around fork(): forked while one of the
+  // mount's server threads allocates, the child stalls at its first allocation (CI, 2026-12-01).
+  GTEST_SKIP() << "fork beside allocating threads under GCC 12's ASan can inherit a locked "
+                  "allocator; the release build runs this test";
+#endif
   auto held = hold_mount();
   ASSERT_TRUE(held) << held.error().describe();
   auto parent = parse_device_arg("sim:plain,size=64K,transport=fuse");

@@ -14,8 +14,9 @@ namespace {
 std::string failures(const MatrixResult& r) {
   std::string out;
   for (const auto& c : r.cases)
-    if (c.judgement.verdict == Verdict::kFail)
-      out += c.repro + ": " + (c.judgement.problems.empty() ? "" : c.judgement.problems[0]) + "\n";
+    if (is_failure(c.judgement.verdict))
+      out += c.repro + ": " + std::string(verdict_name(c.judgement.verdict)) + ": " +
+             (c.judgement.problems.empty() ? "" : c.judgement.problems[0]) + "\n";
   return out;
 }
 
@@ -28,6 +29,12 @@ TEST(Matrix, MigrateOnMlx5AndCancelOnMttyFindNoFailures) {
     o.profiles = {profile};
     o.random = 20;
     o.seed = 3;
+#ifdef __SANITIZE_ADDRESS__
+    // GCC 12's ASan runtime does not lock its allocator around fork(): a batch child forked
+    // while the other job's thread allocates inherits the lock held and stalls at its first
+    // allocation (seen in gdb, 2026-12-01). One job forks with no other thread allocating.
+    o.jobs = 1;
+#endif
     auto r = run_matrix(o);
     ASSERT_TRUE(r) << r.error().describe();
     EXPECT_EQ(tally(*r).failed, 0u) << failures(*r);
