@@ -59,10 +59,12 @@ unsigned usable_cpus() {
 }
 
 Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
-                                          std::uint64_t state_size, std::uint64_t seed) {
+                                          std::uint64_t state_size, std::uint64_t seed,
+                                          int server_cpu) {
   auto arg = devices::parse_device_arg(
       fmt::format("sim:{},size={},seed={},transport={}", profile, state_size, seed, transport));
   if (!arg) return std::unexpected(arg.error());
+  arg->sim->server_cpu = server_cpu;
   return devices::open_device(*arg, 0);
 }
 

@@ -71,8 +71,10 @@ bool stop_requested();
 std::chrono::duration<double> process_cpu_time();
 unsigned usable_cpus();
 
-// A simulated device through the same spec parser the CLI uses, e.g. transport "direct".
+// A simulated device through the same spec parser the CLI uses, e.g. transport "direct"; over
+// FUSE served on `server_cpu` (a mount of its own) unless that is -1.
 Result<devices::OpenedDevice> make_device(std::string_view transport, std::string_view profile,
-                                          std::uint64_t state_size, std::uint64_t seed);
+                                          std::uint64_t state_size, std::uint64_t seed,
+                                          int server_cpu = -1);
 
 }  // namespace vfio::bench

@@ -62,7 +62,7 @@ devices::OpenedDevice view(NamedDevice& d) {
 
 // migrate/dev1/state:S/buffer:B: the first device migrated into the second, both RUNNING after.
 void register_migrate_sweep(NamedDevice& src, NamedDevice& dst) {
-  PairFactory open = [&src, &dst]() -> Result<MigratePair> {
+  PairFactory open = [&src, &dst](ThreadPlacement) -> Result<MigratePair> {
     return MigratePair{view(src), view(dst)};
   };
   AfterMigrate after = [&src, &dst](benchmark::State& state) {

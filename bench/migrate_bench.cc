@@ -99,7 +99,8 @@ Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDe
 }
 
 void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint64_t buffer) {
-  auto pair = open();
+  const Placement placement = migration_placement();
+  auto pair = open(placement.threads);
   if (!pair) return state.SkipWithError(pair.error().describe().c_str());
   Device& src = *pair->source.device;
   Device& dst = *pair->destination.device;
@@ -114,9 +115,18 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
               .c_str());
   }
   AlignedBuffer block(buffer);
+  // The read and write stages run where migrate's source and destination run.
+  auto on_source = [&](auto stage) {
+    CpuPin pin(placement.threads.source_cpu);
+    return stage();
+  };
+  auto on_destination = [&](auto stage) {
+    CpuPin pin(placement.threads.destination_cpu);
+    return stage();
+  };
   // What the write stage writes: the source's own data, as the migration delivers it.
   std::vector<std::byte> data;
-  if (auto r = read_stage(src, block.span(), &data); !r)
+  if (auto r = on_source([&] { return read_stage(src, block.span(), &data); }); !r)
     return state.SkipWithError(r.error().describe().c_str());
 
   std::array<Stage, 3> stages{Stage{"read"}, Stage{"pipe"}, Stage{"write"}};
@@ -124,7 +134,6 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   Seconds migrating{}, migrating_cpu{};
   Seconds source_thread{}, destination_thread{};  // each side's own thread's CPU time
   Stage pipe_one_cpu{"pipe_one_cpu"};
-  const Placement placement = migration_placement();
   for (auto _ : state) {
     auto m = migrate_once(*pair, src_calls, dst_calls, buffer, placement.threads);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
@@ -138,12 +147,12 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     // Each ceiling in device bytes per second. The pipe carries the framing too, in the
     // stream writer's and reader's pieces: blocks gathered up to the stream buffer, larger
     // blocks whole.
-    auto read = read_stage(src, block.span());
+    auto read = on_source([&] { return read_stage(src, block.span()); });
     const std::size_t stream_buffer = migrate_options(buffer).stream_buffer_size;
     auto pipe = pipe_ceiling(placement.pipe, std::max<std::size_t>(buffer, stream_buffer),
                              stream_buffer, sent.stream_bytes);
     if (!pipe) return state.SkipWithError(pipe.error().describe().c_str());
-    auto write = write_stage(dst, data, buffer);
+    auto write = on_destination([&] { return write_stage(dst, data, buffer); });
     for (auto* p : {&read, &write})
       if (!*p) return state.SkipWithError(p->error().describe().c_str());
     stages[0].bytes += read->bytes;
@@ -239,10 +248,11 @@ void register_migrate_benchmarks(const Grid& grid) {
   for (const auto& transport : grid.transports) {
     for (const auto& profile : grid.profiles) {
       for (auto state_size : grid.states) {
-        PairFactory open = [=]() -> Result<MigratePair> {
-          auto src = make_device(transport, profile, state_size, 1);
+        // Each device's FUSE server on its side's CPU, as a driver runs on its caller's.
+        PairFactory open = [=](ThreadPlacement where) -> Result<MigratePair> {
+          auto src = make_device(transport, profile, state_size, 1, where.source_cpu);
           if (!src) return std::unexpected(src.error());
-          auto dst = make_device(transport, profile, state_size, 2);
+          auto dst = make_device(transport, profile, state_size, 2, where.destination_cpu);
           if (!dst) return std::unexpected(dst.error());
           return MigratePair{std::move(*src), std::move(*dst)};
         };

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "core/local_migration.h"
 #include "devices/device_spec.h"
 
 namespace benchmark {
@@ -19,8 +20,9 @@ namespace vfio::bench {
 struct MigratePair {
   devices::OpenedDevice source, destination;
 };
-// Opens both devices, RUNNING; called once per benchmark, which leaves them RUNNING.
-using PairFactory = std::function<Result<MigratePair>()>;
+// Opens both devices, RUNNING; called once per benchmark, which leaves them RUNNING. `where`
+// is where each side will run: a simulated device's server can be placed with its side.
+using PairFactory = std::function<Result<MigratePair>(ThreadPlacement where)>;
 
 // Registers "migrate/<name>/buffer:<buffer>": the options of `vfio-mig migrate --buffer-size
 // <buffer>` (pre-copy auto, config state), its source and destination pinned on two CPUs where

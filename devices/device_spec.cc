@@ -98,10 +98,20 @@ Result<std::shared_ptr<sim::SimMount>> shared_mount(std::uint64_t& serial) {
   return mount;
 }
 
+// A mount of this device's own, its server threads on `cpu`.
+Result<std::shared_ptr<sim::SimMount>> placed_mount(int cpu) {
+  if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
+  sim::SimMountOptions options;
+  options.cpu = cpu;
+  auto created = sim::SimMount::create(options);
+  if (!created) return std::unexpected(created.error());
+  return std::shared_ptr<sim::SimMount>(std::move(*created));
+}
+
 Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model, const std::string& name,
-                                    bool flaky) {
-  std::uint64_t serial;
-  auto mount = shared_mount(serial);
+                                    bool flaky, int server_cpu) {
+  std::uint64_t serial = 0;
+  auto mount = server_cpu >= 0 ? placed_mount(server_cpu) : shared_mount(serial);
   if (!mount) return std::unexpected(mount.error());
   auto path = (*mount)->add_device(model, fmt::format("{}.{}", model->profile().name, serial));
   if (!path) return std::unexpected(path.error());
@@ -169,7 +179,7 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
   options.keep_state = s.keep_state;
   options.hang_stop_copy_to_precopy = s.hang_sc_pc;
   auto opened = open_sim(s.transport, *sim::find_profile(s.profile), options,
-                         fmt::format("sim:{}#{}", s.profile, index));
+                         fmt::format("sim:{}#{}", s.profile, index), s.server_cpu);
   if (!opened && s.transport != Transport::kDirect) {
     Error e = opened.error();
     e.message =
@@ -180,10 +190,11 @@ Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index) {
 }
 
 Result<OpenedDevice> open_sim(Transport t, const sim::Profile& profile,
-                              const sim::SimOptions& options, const std::string& name) {
+                              const sim::SimOptions& options, const std::string& name,
+                              int server_cpu) {
   auto model = std::make_shared<sim::SimDevice>(profile, options);
   if (t != Transport::kDirect) {
-    auto fuse = open_over_fuse(model, name, t == Transport::kFuseFlaky);
+    auto fuse = open_over_fuse(model, name, t == Transport::kFuseFlaky, server_cpu);
     if (fuse || t != Transport::kAuto) return fuse;
     // Said once per process: every later sim: device falls back the same way.
     static std::once_flag noticed;

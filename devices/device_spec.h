@@ -42,6 +42,9 @@ struct SimSpec {
   Transport transport = Transport::kAuto;
   std::optional<bool> keep_state;  // keep-state=0|1; unset: the profile's (SimOptions)
   bool hang_sc_pc = false;         // hang-sc-pc=1: SC->PC/PCP blocks as on Linux 6.12
+  // Not in the grammar: over FUSE, serve the device from a mount of its own whose threads run
+  // on this CPU (sim::SimMountOptions::cpu); -1: the process's shared mount.
+  int server_cpu = -1;
 };
 
 struct DeviceArg {
@@ -57,8 +60,9 @@ Result<DeviceArg> parse_device_arg(std::string_view text);
 Result<std::uint64_t> parse_state_size(std::string_view text, std::string_view what);
 
 struct OpenedDevice {
-  // FUSE-served devices: the mount serving them, shared by every device of the process and
-  // unmounted with the last one. Declared first so that it outlives the device.
+  // FUSE-served devices: the mount serving them, shared by every device of the process (unless
+  // placed on a server CPU) and unmounted with the last one. Declared first so that it outlives
+  // the device.
   std::shared_ptr<sim::SimMount> mount;
   std::unique_ptr<Device> device;
   std::shared_ptr<sim::SimDevice> model;  // simulated devices only
@@ -82,9 +86,11 @@ std::string driver_name(const DeviceArg& spec);
 // `index` picks distinct default seeds for simulated devices opened by one command.
 Result<OpenedDevice> open_device(const DeviceArg& spec, std::size_t index);
 
-// A simulated device named `name` on the transport (kAuto: FUSE, else direct).
+// A simulated device named `name` on the transport (kAuto: FUSE, else direct); over FUSE on a
+// mount of its own served on `server_cpu` when that is not -1.
 Result<OpenedDevice> open_sim(Transport t, const sim::Profile& profile,
-                              const sim::SimOptions& options, const std::string& name);
+                              const sim::SimOptions& options, const std::string& name,
+                              int server_cpu = -1);
 
 // Keeps this process's FUSE mount up while held, so that devices opened and closed in turn (the
 // fault matrix's cases) share one mount instead of mounting each time. A forked child makes its

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/cpu_pin.h"
 #include "simdev/fuse_cleanup.h"
 #include "simdev/profile.h"
 
@@ -506,7 +507,8 @@ Result<std::unique_ptr<SimMount>> SimMount::create(SimMountOptions options) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, std::max(options.max_threads, 2u));
   fuse_loop_cfg_set_clone_fd(cfg, 0);
-  impl->loop = std::thread([se = impl->se, cfg] {
+  impl->loop = std::thread([se = impl->se, cfg, cpu = options.cpu] {
+    CpuPin pin(cpu);  // the workers this thread starts inherit it
     fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
   });

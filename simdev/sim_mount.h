@@ -48,6 +48,9 @@ FuseFault flaky_server(int eintr, int eagain, int half);
 struct SimMountOptions {
   std::string parent_dir = "/tmp";  // where the mountpoint directory is made
   unsigned max_threads = 16;        // libfuse workers; a SET that opens a data fd needs two
+  // The CPU every server thread runs on, -1 for any: a real driver serves a data-fd read on its
+  // caller's CPU, and a benchmark that pins its caller places the server with it.
+  int cpu = -1;
   // unmount() aborts the connection through fusectl (root only). Off, or where that fails,
   // it stops the loop gracefully; fds callers still hold fail ENOTCONN either way.
   bool use_fusectl = true;

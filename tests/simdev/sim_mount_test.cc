@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -23,10 +24,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "core/channel.h"
+#include "core/cpu_pin.h"
 #include "core/feature.h"
 #include "core/retry.h"
 #include "core/session.h"
@@ -444,6 +448,39 @@ TEST_F(SimMountTest, ManyDevicesPerMountAndTwoMounts) {
   }
   devs.clear();
   EXPECT_TRUE((*second)->unmount());
+}
+
+// A mount placed on a CPU serves every request there, even when its caller runs elsewhere.
+TEST_F(SimMountTest, APlacedMountServesOnItsCpu) {
+  const auto cpus = allowed_cpus(2);
+  if (cpus.empty()) GTEST_SKIP() << "this process may use only one CPU";
+  SimMountOptions options;
+  options.cpu = cpus[1];
+  auto placed = SimMount::create(options);
+  ASSERT_TRUE(placed) << placed.error().describe();
+  auto sim = make("plain", 4 << 20, 1);
+  auto dev = serve(sim, "plain", placed->get());
+  std::mutex mu;
+  std::set<int> served_on;
+  (*placed)->set_fault(*sim, [&](FuseRequest, std::size_t) {
+    std::lock_guard lock(mu);
+    served_on.insert(::sched_getcpu());
+    return FuseAnswer{};
+  });
+  {
+    CpuPin caller(cpus[0]);  // a server left to the scheduler would often wake here
+    auto fd = request_device_state(*dev, State::kStopCopy);
+    ASSERT_TRUE(fd);
+    std::vector<std::byte> buf(64 << 10);
+    for (auto n = dev->read(*fd, buf); n && *n > 0; n = dev->read(*fd, buf)) {
+    }
+    ASSERT_TRUE(dev->close(*fd));
+    ASSERT_TRUE(request_device_state(*dev, State::kRunning));
+  }
+  (*placed)->set_fault(*sim, {});
+  EXPECT_EQ(served_on, std::set<int>{cpus[1]});
+  dev.reset();
+  EXPECT_TRUE((*placed)->unmount());
 }
 
 TEST_F(SimMountTest, UnmountWithFdsStillOpenDoesNotHang) {
