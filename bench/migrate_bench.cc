@@ -31,6 +31,12 @@ struct Stage {
   Seconds cpu{};  // the process's CPU time in `elapsed`
   double rate() const { return bench::rate(bytes, elapsed); }
   double cpu_per_byte() const { return bytes ? cpu.count() / static_cast<double>(bytes) : 0; }
+  // One pass of the stage, counted as `moved` device bytes.
+  void add(std::uint64_t moved, const StagePass& pass) {
+    bytes += moved;
+    elapsed += pass.elapsed;
+    cpu += pass.cpu;
+  }
 };
 
 // `vfio-mig migrate --buffer-size <buffer>`: what transfer_setup and precopy_setup make of it.
@@ -155,18 +161,10 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     auto write = on_destination([&] { return write_stage(dst, data, buffer); });
     for (auto* p : {&read, &write})
       if (!*p) return state.SkipWithError(p->error().describe().c_str());
-    stages[0].bytes += read->bytes;
-    stages[0].elapsed += read->elapsed;
-    stages[0].cpu += read->cpu;
-    stages[1].bytes += sent.device_bytes;
-    stages[1].elapsed += pipe->ceiling.elapsed;
-    stages[1].cpu += pipe->ceiling.cpu;
-    pipe_one_cpu.bytes += sent.device_bytes;
-    pipe_one_cpu.elapsed += pipe->one_cpu.elapsed;
-    pipe_one_cpu.cpu += pipe->one_cpu.cpu;
-    stages[2].bytes += write->bytes;
-    stages[2].elapsed += write->elapsed;
-    stages[2].cpu += write->cpu;
+    stages[0].add(read->bytes, *read);
+    stages[1].add(sent.device_bytes, pipe->ceiling);
+    pipe_one_cpu.add(sent.device_bytes, pipe->one_cpu);
+    stages[2].add(write->bytes, *write);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   // Both devices' calls (data-fd reads and writes, state changes) per MiB migrated.
