@@ -1,6 +1,6 @@
 // The ceilings the engine is measured against, in the same run: memcpy (memory), raw read()
-// and write() loops on simulated data fds with no engine (transport), and a pipe between
-// threads (bench/stages.h).
+// and write() loops on simulated data fds with no engine (transport), and a pipe and a socket
+// pair between threads (bench/stages.h).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -67,9 +67,10 @@ void raw_write(benchmark::State& state, std::string transport, std::uint64_t buf
   measure_passes(state, [&] { return write_stage(*dst->device, data, buffer); });
 }
 
-void pipe_bench(benchmark::State& state, std::uint64_t buffer, std::uint64_t total) {
+void channel_bench(benchmark::State& state, ChannelKind kind, std::uint64_t buffer,
+                   std::uint64_t total) {
   for (auto _ : state) {
-    if (auto pass = pipe_stage(buffer, buffer, total); !pass)
+    if (auto pass = channel_stage(kind, buffer, buffer, total); !pass)
       return state.SkipWithError(pass.error().describe().c_str());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total));
@@ -84,10 +85,12 @@ void register_baseline_benchmarks(const Grid& grid) {
                                  buffer, total)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(fmt::format("pipe/buffer:{}", buffer).c_str(), pipe_bench, buffer,
-                                 total)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
+    for (auto [name, kind] :
+         {std::pair{"pipe", ChannelKind::kPipe}, {"socket", ChannelKind::kSocket}})
+      benchmark::RegisterBenchmark(fmt::format("{}/buffer:{}", name, buffer).c_str(), channel_bench,
+                                   kind, buffer, total)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
     for (const auto& transport : grid.transports) {
       benchmark::RegisterBenchmark(fmt::format("raw_read/{}/buffer:{}", transport, buffer).c_str(),
                                    raw_read, transport, buffer, total)

@@ -1,5 +1,5 @@
 // Downtime against the guest's dirty rate, with and without pre-copy: a whole migration of one
-// device through the in-process pipe, measuring what is left for the VM-stopped phase (time
+// device through migrate's socket pair, measuring what is left for the VM-stopped phase (time
 // from stopping the VM to the end of the stream, and the device bytes sent then).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>

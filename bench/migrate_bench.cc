@@ -55,34 +55,38 @@ struct Migrated {
 };
 
 // The migration's two sides run at the same time, each on its own CPU, as two VMMs would; the
-// pipe ceiling is measured in that placement (writer where the source runs, reader where the
-// destination runs). Left to the scheduler, the placement and with it the rate (up to 3x on a
-// pipe) change between runs. The pipe on one CPU, where its copy in and copy out run back to
-// back in one cache, is measured too: a comparison, not a ceiling for two sides running at once.
+// socket ceiling is measured in that placement (writer where the source runs, reader where the
+// destination runs). Left to the scheduler, the placement and with it the rate change between
+// runs. The socket on one CPU, where its copy in and copy out run back to back in one cache, is
+// measured too: a comparison, not a ceiling for two sides running at once.
 struct Placement {
   ThreadPlacement threads;  // unpinned when the process may use only one CPU
-  PipePlacement pipe = PipePlacement::kOneCpu;
+  ChannelPlacement channel = ChannelPlacement::kOneCpu;
 };
 
 Placement migration_placement() {
   const auto cpus = allowed_cpus(2);
   if (cpus.empty()) return {};
-  return {ThreadPlacement{cpus[0], cpus[1]}, PipePlacement::kTwoCpus};
+  return {ThreadPlacement{cpus[0], cpus[1]}, ChannelPlacement::kTwoCpus};
 }
 
-struct PipeCeiling {
+struct ChannelCeiling {
   StagePass ceiling;  // in the migration's placement
   StagePass one_cpu;
 };
 
-Result<PipeCeiling> pipe_ceiling(PipePlacement placement, std::size_t write_size,
-                                 std::size_t read_size, std::uint64_t total) {
-  auto ceiling = pipe_stage(write_size, read_size, total, placement);
+// The channel migrate_locally uses (make_socket_channel).
+Result<ChannelCeiling> socket_ceiling(ChannelPlacement placement, std::size_t write_size,
+                                      std::size_t read_size, std::uint64_t total) {
+  auto stage = [&](ChannelPlacement where) {
+    return channel_stage(ChannelKind::kSocket, write_size, read_size, total, where);
+  };
+  auto ceiling = stage(placement);
   if (!ceiling) return std::unexpected(ceiling.error());
-  if (placement == PipePlacement::kOneCpu) return PipeCeiling{*ceiling, *ceiling};
-  auto one = pipe_stage(write_size, read_size, total, PipePlacement::kOneCpu);
+  if (placement == ChannelPlacement::kOneCpu) return ChannelCeiling{*ceiling, *ceiling};
+  auto one = stage(ChannelPlacement::kOneCpu);
   if (!one) return std::unexpected(one.error());
-  return PipeCeiling{*ceiling, *one};
+  return ChannelCeiling{*ceiling, *one};
 }
 
 Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDevice& dst,
@@ -135,11 +139,11 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   if (auto r = on_source([&] { return read_stage(src, block.span(), &data); }); !r)
     return state.SkipWithError(r.error().describe().c_str());
 
-  std::array<Stage, 3> stages{Stage{"read"}, Stage{"pipe"}, Stage{"write"}};
+  std::array<Stage, 3> stages{Stage{"read"}, Stage{"socket"}, Stage{"write"}};
   std::uint64_t bytes = 0;
   Seconds migrating{}, migrating_cpu{};
   Seconds source_thread{}, destination_thread{};  // each side's own thread's CPU time
-  Stage pipe_one_cpu{"pipe_one_cpu"};
+  Stage socket_one_cpu{"socket_one_cpu"};
   for (auto _ : state) {
     auto m = migrate_once(*pair, src_calls, dst_calls, buffer, placement.threads);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
@@ -150,20 +154,20 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     source_thread += m->report.source.cpu;
     destination_thread += m->report.destination.cpu;
     bytes += sent.device_bytes;
-    // Each ceiling in device bytes per second. The pipe carries the framing too, in the
+    // Each ceiling in device bytes per second. The socket carries the framing too, in the
     // stream writer's and reader's pieces: blocks gathered up to the stream buffer, larger
     // blocks whole.
     auto read = on_source([&] { return read_stage(src, block.span()); });
     const std::size_t stream_buffer = migrate_options(buffer).stream_buffer_size;
-    auto pipe = pipe_ceiling(placement.pipe, std::max<std::size_t>(buffer, stream_buffer),
-                             stream_buffer, sent.stream_bytes);
-    if (!pipe) return state.SkipWithError(pipe.error().describe().c_str());
+    auto socket = socket_ceiling(placement.channel, std::max<std::size_t>(buffer, stream_buffer),
+                                 stream_buffer, sent.stream_bytes);
+    if (!socket) return state.SkipWithError(socket.error().describe().c_str());
     auto write = on_destination([&] { return write_stage(dst, data, buffer); });
     for (auto* p : {&read, &write})
       if (!*p) return state.SkipWithError(p->error().describe().c_str());
     stages[0].add(read->bytes, *read);
-    stages[1].add(sent.device_bytes, pipe->ceiling);
-    pipe_one_cpu.add(sent.device_bytes, pipe->one_cpu);
+    stages[1].add(sent.device_bytes, socket->ceiling);
+    socket_one_cpu.add(sent.device_bytes, socket->one_cpu);
     stages[2].add(write->bytes, *write);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
@@ -181,28 +185,28 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     seconds_per_byte += s.rate() > 0 ? 1 / s.rate() : 0;
     cpu_per_byte += s.cpu_per_byte();
   }
-  // On one CPU the pipe needs no wake-ups of another CPU, so usually less CPU per byte.
+  // On one CPU the socket needs no wake-ups of another CPU, so usually less CPU per byte.
   cpu_per_byte -=
-      stages[1].cpu_per_byte() - std::min(stages[1].cpu_per_byte(), pipe_one_cpu.cpu_per_byte());
-  const double pipe_one_cpu_rate = pipe_one_cpu.rate();
-  state.counters["pipe_one_cpu_GiBps"] = pipe_one_cpu_rate / kGiB;
+      stages[1].cpu_per_byte() - std::min(stages[1].cpu_per_byte(), socket_one_cpu.cpu_per_byte());
+  const double socket_one_cpu_rate = socket_one_cpu.rate();
+  state.counters["socket_one_cpu_GiBps"] = socket_one_cpu_rate / kGiB;
   state.counters["cpus"] = usable_cpus();
-  state.counters["pinned_cpus"] = placement.pipe == PipePlacement::kTwoCpus ? 2 : 0;
+  state.counters["pinned_cpus"] = placement.channel == ChannelPlacement::kTwoCpus ? 2 : 0;
   const double migrate_rate = rate(bytes, migrating);
   auto share = [migrate_rate](double ceiling) { return ceiling > 0 ? migrate_rate / ceiling : 0; };
-  state.counters["of_pipe_one_cpu"] = share(pipe_one_cpu_rate);
+  state.counters["of_socket_one_cpu"] = share(socket_one_cpu_rate);
   state.counters["ceiling_GiBps"] = slowest->rate() / kGiB;
   state.counters["of_ceiling"] = share(slowest->rate());
   const double serial = seconds_per_byte > 0 ? 1 / seconds_per_byte : 0;
   state.counters["serial_GiBps"] = serial / kGiB;
   state.counters["of_serial"] = share(serial);
   // Each side hands a buffer on before it takes the next, as the reference's save and load loops
-  // do: the source's chain is its read stage and the pipe's copy in, the destination's the copy
-  // out and its write stage (each taken as half the one-CPU pipe). However well the two sides
+  // do: the source's chain is its read stage and the socket's copy in, the destination's the copy
+  // out and its write stage (each taken as half the one-CPU socket). However well the two sides
   // overlap, the longer chain bounds the migration.
-  const double half_pipe = pipe_one_cpu_rate > 0 ? 0.5 / pipe_one_cpu_rate : 0;
-  auto chain = [half_pipe](const Stage& s) {
-    return s.rate() > 0 ? 1 / (1 / s.rate() + half_pipe) : 0;
+  const double half_socket = socket_one_cpu_rate > 0 ? 0.5 / socket_one_cpu_rate : 0;
+  auto chain = [half_socket](const Stage& s) {
+    return s.rate() > 0 ? 1 / (1 / s.rate() + half_socket) : 0;
   };
   const double chain_bound = std::min(chain(stages[0]), chain(stages[2]));
   state.counters["chain_GiBps"] = chain_bound / kGiB;

@@ -1,5 +1,7 @@
 #include "bench/stages.h"
 
+#include <fmt/format.h>
+
 #include <thread>
 
 #include "bench/bench_support.h"
@@ -82,18 +84,20 @@ Result<StagePass> write_stage(Device& dev, std::span<const std::byte> data, std:
   return pass;
 }
 
-Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std::uint64_t total,
-                             PipePlacement placement) {
+Result<StagePass> channel_stage(ChannelKind kind, std::size_t write_size, std::size_t read_size,
+                                std::uint64_t total, ChannelPlacement placement) {
   int writer_cpu = -1, reader_cpu = -1;
-  if (placement != PipePlacement::kAny) {
-    auto cpus = allowed_cpus(placement == PipePlacement::kOneCpu ? 1 : 2);
-    if (cpus.empty()) return fail(EINVAL, "pipe: this process may not use that many CPUs");
+  const char* name = kind == ChannelKind::kPipe ? "pipe" : "socket";
+  if (placement != ChannelPlacement::kAny) {
+    auto cpus = allowed_cpus(placement == ChannelPlacement::kOneCpu ? 1 : 2);
+    if (cpus.empty())
+      return fail(EINVAL, fmt::format("{}: this process may not use that many CPUs", name));
     writer_cpu = cpus.front();
     reader_cpu = cpus.back();
   }
-  auto pipe = make_pipe_channel();
-  if (!pipe) return std::unexpected(pipe.error());
-  auto& [reader, writer] = *pipe;
+  auto channel = kind == ChannelKind::kPipe ? make_pipe_channel() : make_socket_channel();
+  if (!channel) return std::unexpected(channel.error());
+  auto& [reader, writer] = *channel;
   std::vector<std::byte> out(write_size, std::byte{7}), in(read_size);
   StagePass pass;
   Result<std::size_t> n = 0;
@@ -116,14 +120,15 @@ Result<StagePass> pipe_stage(std::size_t write_size, std::size_t read_size, std:
       pass.bytes += *n;
       ++pass.calls;
     }
-    reader.close();  // a reader that failed must not leave the writer blocked on a full pipe
+    reader.close();  // a reader that failed must not leave the writer blocked on a full channel
   });
   producer.join();
   consumer.join();
   pass.elapsed = Clock::now() - start;
   pass.cpu = process_cpu_time() - cpu_start;
   if (!n) return std::unexpected(n.error());
-  if (pass.bytes != total) return fail(EIO, "pipe: the reader got fewer bytes than were sent");
+  if (pass.bytes != total)
+    return fail(EIO, fmt::format("{}: the reader got fewer bytes than were sent", name));
   return pass;
 }
 

@@ -83,7 +83,7 @@ const Command kCommands[] = {
       "SRC DST [SRC DST...]",
       2,
       128,
-      "Migrates SRC to DST through an in-process pipe.\n"
+      "Migrates SRC to DST through an in-process Unix socket pair.\n"
       "Source and destination run on two threads. Several pairs migrate together as one VM's\n"
       "devices (every device needs P2P then).",
       {kPrecopy,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,19 @@ Result<std::pair<FdChannel, FdChannel>> make_pipe_channel() {
   if (int size = ::fcntl(fds[1], F_GETPIPE_SZ); size > 0)
     write_end.set_max_write(static_cast<std::size_t>(size) / 4);
   return std::pair{FdChannel(fds[0], "pipe (read end)"), std::move(write_end)};
+}
+
+Result<std::pair<FdChannel, FdChannel>> make_socket_channel() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    return fail_errno("socketpair");
+  // A writer blocks once its unsent bytes reach the send buffer. The default (208 KiB) holds a
+  // fifth of a 1 MiB device read, so the two sides would take turns; 1 MiB lets them overlap.
+  // Above net.core.wmem_max only CAP_NET_ADMIN may set it; failure only costs speed.
+  constexpr int kSendBuffer = 1 << 20;
+  if (::setsockopt(fds[1], SOL_SOCKET, SO_SNDBUFFORCE, &kSendBuffer, sizeof(kSendBuffer)) != 0)
+    (void)::setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &kSendBuffer, sizeof(kSendBuffer));
+  return std::pair{FdChannel(fds[0], "socket (read end)"), FdChannel(fds[1], "socket (write end)")};
 }
 
 Result<std::size_t> MemoryChannel::write(std::span<const std::byte> data) {

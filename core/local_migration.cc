@@ -21,15 +21,15 @@ Result<LocalMigrationReport> migrate_locally(Session& source, Session& destinati
   // A destination that fails closes its end under the writing source: that must come back as
   // EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
-  auto pipe = make_pipe_channel();
-  if (!pipe) return std::unexpected(pipe.error());
-  auto& [read_end, write_end] = *pipe;
+  auto channel = make_socket_channel();
+  if (!channel) return std::unexpected(channel.error());
+  auto& [read_end, write_end] = *channel;
 
   Result<Report> loaded = fail(ECANCELED, "destination did not run");
   std::thread destination_thread([&] {
     CpuPin pin(placement.destination_cpu);
     loaded = destination.load(read_end);
-    // A destination that stopped early must not leave the source blocked on a full pipe.
+    // A destination that stopped early must not leave the source blocked on a full socket.
     read_end.close();
   });
   Result<Report> saved = [&] {

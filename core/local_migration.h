@@ -1,5 +1,6 @@
-// A source and a destination Session in one process, joined by a pipe: the shape of
-// `vfio-mig migrate` and `vfio-mig demo`. Each side runs on its own thread, as two VMMs would.
+// A source and a destination Session in one process, joined by a Unix socket pair
+// (make_socket_channel): the shape of `vfio-mig migrate` and `vfio-mig demo`. Each side runs on its
+// own thread, as two VMMs would.
 #pragma once
 
 #include "core/session.h"

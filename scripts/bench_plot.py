@@ -2,8 +2,8 @@
 """Turns vfio_mig_bench JSON into gnuplot charts (PNG and SVG) and a Markdown table.
 
 One chart per (profile, state size): throughput against buffer size, one line per transport
-and direction (save, load, migrate), with the memcpy, pipe and raw read()/write() baselines of
-the same run. The table gives each migrate row's share of its slowest stage's ceiling
+and direction (save, load, migrate), with the memcpy, pipe, socket and raw read()/write()
+baselines of the same run. The table gives each migrate row's share of its slowest stage's ceiling
 (the benchmark's of_ceiling counter: the ceilings are measured on its own devices). A run on
 named devices (--device) has one chart per device, titled with its spec, driver and kernel, and
 a table of its sweep. Every chart names the machine and the date of the run.
@@ -15,6 +15,11 @@ import sys
 from collections import defaultdict
 
 GIB = 1 << 30
+
+
+def channel(b):
+    """The migrate row's channel stage: a socket pair, or a pipe in runs before 2026-12-01."""
+    return "socket" if "socket_GiBps" in b else "pipe"
 
 
 def parse(name):
@@ -59,7 +64,7 @@ def main(path, out):
                 ceilings[(f["transport"], f["profile"], f["state"], f["buffer"])] = b
         elif f["kind"] in ("raw_read", "raw_write"):
             baselines[f"{f['kind']}/{f['transport']}"][f["buffer"]] = gbs
-        elif f["kind"] in ("memcpy", "pipe"):
+        elif f["kind"] in ("memcpy", "pipe", "socket"):
             baselines[f["kind"]][f["buffer"]] = gbs
 
     write_downtime_chart(data["benchmarks"], out, machine)
@@ -215,32 +220,34 @@ def write_table(path, series, baselines, rss, ceilings, context):
                 f.write(f"- peak RSS, save/{transport}/{profile}, {human(state)}B state, 1 MiB buffer: {value:.1f} MiB (target < 64 MiB)\n")
         f.write("\n## Migrate against its slowest stage (1 MiB buffer)\n\n"
                 "Each migrate row's stages measured alone on its own devices, between its "
-                "iterations (GiB/s): read the source's data fd, the pipe, write the "
+                "iterations (GiB/s): read the source's data fd, the socket pair that carries the "
+                "stream (as `vfio-mig migrate`), write the "
                 "destination's data fd. Each stage has the whole machine to itself, while "
-                "migrate runs all three at once on the same CPUs (the pipe stage alone already "
+                "migrate runs all three at once on the same CPUs (the socket stage alone already "
                 "keeps two threads busy). Serial: the three one after another, the bound when "
                 "they cannot overlap for want of CPUs; CPU bound: the stages' CPU time (all "
                 "threads) spread over the process's CPUs, the bound however well they overlap; "
                 "CPU / stages: migrate's CPU per byte over the stages' sum. Migrate's source and "
-                "destination run pinned on two CPUs, and the pipe is measured in the same "
+                "destination run pinned on two CPUs, and the socket is measured in the same "
                 "placement (writer where the source runs, reader where the destination runs); "
-                "in brackets the pipe with writer and reader on one CPU and migrate's share of "
+                "in brackets the socket with writer and reader on one CPU and migrate's share of "
                 "it, a comparison rather than a ceiling for two sides that run at once. Thread bound: the slower side's own thread CPU time per byte, the "
                 "most a side that never waited could move. Chain bound: each side hands a buffer on "
-                "before it takes the next, so the source's read stage and the pipe's copy in "
-                "(half the one-CPU pipe) run one after the other, as do the copy out and the "
+                "before it takes the next, so the source's read stage and the socket's copy in "
+                "(half the one-CPU socket) run one after the other, as do the copy out and the "
                 "destination's write stage; the longer chain bounds migrate however well the "
                 "sides overlap.\n\n"
-                "| transport | profile | state | migrate | read | pipe (one CPU, migrate / it) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound | chain bound | migrate / chain |\n"
+                "| transport | profile | state | migrate | read | channel (one CPU, migrate / it) | write | slowest | migrate / slowest (target 80%) | serial | migrate / serial | CPU bound | migrate / CPU bound | CPU / stages | thread bound (source, destination) | migrate / thread bound | chain bound | migrate / chain |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for (transport, profile, state, buf), b in sorted(ceilings.items()):
             if buf != mib:
                 continue
-            stages = {s: b[f"{s}_GiBps"] for s in ("read", "pipe", "write")}
+            stages = {s: b[f"{s}_GiBps"] for s in ("read", channel(b), "write")}
             slowest = min(stages, key=stages.get)
             cells = {s: f"{v:.2f}" for s, v in stages.items()}
-            if "pipe_one_cpu_GiBps" in b:
-                cells["pipe"] += f" ({b['pipe_one_cpu_GiBps']:.2f}, {100 * b.get('of_pipe_one_cpu', 0):.0f}%)"
+            one_cpu = f"{channel(b)}_one_cpu_GiBps"
+            if one_cpu in b:
+                cells[channel(b)] += f" ({b[one_cpu]:.2f}, {100 * b.get(f'of_{channel(b)}_one_cpu', 0):.0f}%)"
             src_th, dst_th = b.get("source_thread_GiBps", 0), b.get("destination_thread_GiBps", 0)
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
                     + " | ".join(cells.values())
@@ -254,7 +261,7 @@ def write_table(path, series, baselines, rss, ceilings, context):
         buffers = sorted({buf for (_, _, _, buf) in ceilings})
         if buffers:
             f.write("\n## Migrate at every buffer size\n\nGiB/s, and in brackets the share of "
-                    "the slowest stage (its name's initial: r, p, w).\n\n"
+                    "the slowest stage (its name's initial: r, s or p, w).\n\n"
                     "| transport | profile | state | " + " | ".join(human(x) + "B" for x in buffers)
                     + " |\n|---|---|---|" + "---|" * len(buffers) + "\n")
             for key in sorted({k[:3] for k in ceilings}):
@@ -264,7 +271,7 @@ def write_table(path, series, baselines, rss, ceilings, context):
                     if b is None:
                         cells.append("")
                         continue
-                    stages = {x: b[f"{x}_GiBps"] for x in ("read", "pipe", "write")}
+                    stages = {x: b[f"{x}_GiBps"] for x in ("read", channel(b), "write")}
                     slowest = min(stages, key=stages.get)
                     cells.append(f"{b['bytes_per_second'] / GIB:.2f} ({100 * b['of_ceiling']:.0f}% {slowest[0]})")
                 f.write(f"| {key[0]} | {key[1]} | {human(key[2])}B | " + " | ".join(cells) + " |\n")

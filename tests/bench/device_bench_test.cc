@@ -134,10 +134,11 @@ TEST_F(DeviceBench, TwoDevicesAreBothMeasuredNamedAndMigrated) {
   EXPECT_THAT(doc, ContainsRegex("\"cpu_bound_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpu_of_stages\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"cpus\": [1-9]"));
-  // The pipe ceiling was measured pinned, in migrate's placement (two CPUs where the process
+  // The socket ceiling was measured pinned, in migrate's placement (two CPUs where the process
   // may use two) and on one CPU for comparison; each side's thread CPU time was counted.
-  EXPECT_THAT(doc, ContainsRegex("\"pipe_one_cpu_GiBps\": [0-9.]*[1-9]"));
-  EXPECT_THAT(doc, ContainsRegex("\"of_pipe_one_cpu\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"socket_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"socket_one_cpu_GiBps\": [0-9.]*[1-9]"));
+  EXPECT_THAT(doc, ContainsRegex("\"of_socket_one_cpu\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex("\"chain_GiBps\": [0-9.]*[1-9]"));
   EXPECT_THAT(doc, ContainsRegex(allowed_cpus(2).empty() ? "\"pinned_cpus\": 0[.,\n]"
                                                          : "\"pinned_cpus\": 2[.,\n]"));
