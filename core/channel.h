@@ -61,8 +61,8 @@ Result<std::pair<FdChannel, FdChannel>> make_pipe_channel();
 // A connected pair of Unix stream sockets between two threads of this process, as QEMU
 // migrates to a local destination (`migrate unix:PATH`); the first end reads, the second
 // writes. The send buffer is 1 MiB where the system allows. On a 2-vCPU machine it carries a
-// migration about 1.7x faster than make_pipe_channel, whose writer and reader take turns under
-// one lock (docs/benchmarks.md, "Fifth pass").
+// migration 1.3-2x faster than make_pipe_channel, whose writer and reader take turns under one
+// lock (docs/benchmarks.md, "Fifth pass").
 Result<std::pair<FdChannel, FdChannel>> make_socket_channel();
 
 // An in-memory stream: writes append, reads consume from the front.
