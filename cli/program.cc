@@ -280,7 +280,10 @@ int run_program(std::span<const std::string> args) {
     auto parsed = parse_args(c.spec, args.subspan(1));
     if (!parsed) return usage_error(c.spec.name, parsed.error());
     if (parsed->has("help")) {
-      fmt::print("{}\n{}", command_help("vfio-mig", c.spec), kDeviceHelp);
+      // The device forms only where an argument names a device (not inspect's FILE, not demo).
+      const bool names_devices = c.spec.positionals.find("DEV") != std::string_view::npos ||
+                                 c.spec.positionals.find("SRC") != std::string_view::npos;
+      fmt::print("{}\n{}", command_help("vfio-mig", c.spec), names_devices ? kDeviceHelp : "");
       return kExitOk;
     }
     if (auto paths = check_report_paths(c.spec, *parsed); !paths)

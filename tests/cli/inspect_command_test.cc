@@ -177,6 +177,8 @@ TEST_F(InspectCommand, UsageErrorsAndNothingWritten) {
   auto help = run({"inspect", "--help"});
   EXPECT_EQ(help.code, kExitOk);
   EXPECT_NE(help.out.find("usage: vfio-mig inspect [options] FILE"), std::string::npos);
+  // inspect reads a file: the device forms that commands taking a device list are not shown.
+  EXPECT_EQ(help.out.find("devices:"), std::string::npos);
 
   const std::string file = saved_stream();
   const auto before = std::filesystem::last_write_time(file);

@@ -33,6 +33,9 @@ TEST_F(ProgramTest, HelpAndVersion) {
   auto save_help = run({"save", "--help"});
   EXPECT_EQ(save_help.code, kExitOk);
   EXPECT_NE(save_help.out.find("--output FILE"), std::string::npos);
+  // A command that takes a device lists the device forms; demo takes none.
+  EXPECT_NE(save_help.out.find("\ndevices:\n  sim:PROFILE"), std::string::npos) << save_help.out;
+  EXPECT_EQ(run({"demo", "--help"}).out.find("devices:"), std::string::npos);
 }
 
 TEST_F(ProgramTest, UsageErrorsExitTwoWithOneLine) {
