@@ -58,16 +58,16 @@ struct Migrated {
 // socket ceiling is measured in that placement (writer where the source runs, reader where the
 // destination runs). Left to the scheduler, the placement and with it the rate change between
 // runs. The socket on one CPU, where its copy in and copy out run back to back in one cache, is
-// measured too: a comparison, not a ceiling for two sides running at once.
-struct Placement {
-  ThreadPlacement threads;  // unpinned when the process may use only one CPU
-  ChannelPlacement channel = ChannelPlacement::kOneCpu;
-};
-
-Placement migration_placement() {
+// measured too: a comparison, not a ceiling for two sides running at once. Unpinned when the
+// process may use only one CPU.
+ThreadPlacement migration_placement() {
   const auto cpus = allowed_cpus(2);
   if (cpus.empty()) return {};
-  return {ThreadPlacement{cpus[0], cpus[1]}, ChannelPlacement::kTwoCpus};
+  return {cpus[0], cpus[1]};
+}
+
+bool pinned(const ThreadPlacement& p) {
+  return p.source_cpu >= 0;
 }
 
 struct ChannelCeiling {
@@ -75,9 +75,10 @@ struct ChannelCeiling {
   StagePass one_cpu;
 };
 
-// The channel migrate_locally uses (make_socket_channel).
-Result<ChannelCeiling> socket_ceiling(ChannelPlacement placement, std::size_t write_size,
+// The channel migrate_locally uses (make_socket_channel), in the placement of its sides.
+Result<ChannelCeiling> socket_ceiling(const ThreadPlacement& sides, std::size_t write_size,
                                       std::size_t read_size, std::uint64_t total) {
+  const auto placement = pinned(sides) ? ChannelPlacement::kTwoCpus : ChannelPlacement::kOneCpu;
   auto stage = [&](ChannelPlacement where) {
     return channel_stage(ChannelKind::kSocket, write_size, read_size, total, where);
   };
@@ -109,8 +110,8 @@ Result<Migrated> migrate_once(MigratePair& pair, CountingDevice& src, CountingDe
 }
 
 void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint64_t buffer) {
-  const Placement placement = migration_placement();
-  auto pair = open(placement.threads);
+  const ThreadPlacement placement = migration_placement();
+  auto pair = open(placement);
   if (!pair) return state.SkipWithError(pair.error().describe().c_str());
   Device& src = *pair->source.device;
   Device& dst = *pair->destination.device;
@@ -127,11 +128,11 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   AlignedBuffer block(buffer);
   // The read and write stages run where migrate's source and destination run.
   auto on_source = [&](auto stage) {
-    CpuPin pin(placement.threads.source_cpu);
+    CpuPin pin(placement.source_cpu);
     return stage();
   };
   auto on_destination = [&](auto stage) {
-    CpuPin pin(placement.threads.destination_cpu);
+    CpuPin pin(placement.destination_cpu);
     return stage();
   };
   // What the write stage writes: the source's own data, as the migration delivers it.
@@ -145,7 +146,7 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   Seconds source_thread{}, destination_thread{};  // each side's own thread's CPU time
   Stage socket_one_cpu{"socket_one_cpu"};
   for (auto _ : state) {
-    auto m = migrate_once(*pair, src_calls, dst_calls, buffer, placement.threads);
+    auto m = migrate_once(*pair, src_calls, dst_calls, buffer, placement);
     if (!m) return state.SkipWithError(m.error().describe().c_str());
     const Report& sent = m->report.source;
     state.SetIterationTime(m->elapsed.count());
@@ -159,7 +160,7 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
     // blocks whole.
     auto read = on_source([&] { return read_stage(src, block.span()); });
     const std::size_t stream_buffer = migrate_options(buffer).stream_buffer_size;
-    auto socket = socket_ceiling(placement.channel, std::max<std::size_t>(buffer, stream_buffer),
+    auto socket = socket_ceiling(placement, std::max<std::size_t>(buffer, stream_buffer),
                                  stream_buffer, sent.stream_bytes);
     if (!socket) return state.SkipWithError(socket.error().describe().c_str());
     auto write = on_destination([&] { return write_stage(dst, data, buffer); });
@@ -191,7 +192,7 @@ void measure_migrate(benchmark::State& state, const PairFactory& open, std::uint
   const double socket_one_cpu_rate = socket_one_cpu.rate();
   state.counters["socket_one_cpu_GiBps"] = socket_one_cpu_rate / kGiB;
   state.counters["cpus"] = usable_cpus();
-  state.counters["pinned_cpus"] = placement.channel == ChannelPlacement::kTwoCpus ? 2 : 0;
+  state.counters["pinned_cpus"] = pinned(placement) ? 2 : 0;
   const double migrate_rate = rate(bytes, migrating);
   auto share = [migrate_rate](double ceiling) { return ceiling > 0 ? migrate_rate / ceiling : 0; };
   state.counters["of_socket_one_cpu"] = share(socket_one_cpu_rate);

@@ -75,6 +75,13 @@ Result<SimSpec> parse_sim(std::string_view body, std::string_view text) {
   return sim;
 }
 
+Result<std::shared_ptr<sim::SimMount>> new_mount(const sim::SimMountOptions& options = {}) {
+  if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
+  auto created = sim::SimMount::create(options);
+  if (!created) return std::unexpected(created.error());
+  return std::shared_ptr<sim::SimMount>(std::move(*created));
+}
+
 // The process's mount, created on first use and unmounted when the last device using it (or
 // the last hold_mount()) goes. Also hands out file names that are unique on it. After a fork
 // the parent's mount is forgotten, not destroyed: it is the parent's to unmount.
@@ -90,22 +97,16 @@ Result<std::shared_ptr<sim::SimMount>> shared_mount(std::uint64_t& serial) {
     owner = ::getpid();
   }
   if (auto mount = current.lock()) return mount;
-  if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
-  auto created = sim::SimMount::create();
-  if (!created) return std::unexpected(created.error());
-  std::shared_ptr<sim::SimMount> mount = std::move(*created);
-  current = mount;
+  auto mount = new_mount();
+  if (mount) current = *mount;
   return mount;
 }
 
 // A mount of this device's own, its server threads on `cpu`.
 Result<std::shared_ptr<sim::SimMount>> placed_mount(int cpu) {
-  if (auto ok = sim::SimMount::fuse_available(); !ok) return std::unexpected(ok.error());
   sim::SimMountOptions options;
   options.cpu = cpu;
-  auto created = sim::SimMount::create(options);
-  if (!created) return std::unexpected(created.error());
-  return std::shared_ptr<sim::SimMount>(std::move(*created));
+  return new_mount(options);
 }
 
 Result<OpenedDevice> open_over_fuse(std::shared_ptr<sim::SimDevice> model, const std::string& name,
