@@ -11,7 +11,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <latch>
+#include <shared_mutex>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -21,6 +24,43 @@ namespace vfio::faults {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Shared by working ForkTurn holders, exclusive for a fork. A pointer, so that a child can start
+// with a gate of its own (its copy of the parent's is held by the forking thread, gone there).
+std::shared_mutex* fork_gate = new std::shared_mutex;
+thread_local bool holds_turn = false;
+
+// Lets the caller's turn go while it only waits, if it holds one.
+class Waiting {
+ public:
+  Waiting() : held_(holds_turn) {
+    if (held_) fork_gate->unlock_shared();
+  }
+  ~Waiting() {
+    if (held_) fork_gate->lock_shared();
+  }
+  Waiting(const Waiting&) = delete;
+  Waiting& operator=(const Waiting&) = delete;
+  void forget() { held_ = false; }
+
+ private:
+  bool held_;
+};
+
+// fork() while no other turn holder is working.
+pid_t fork_alone() {
+  Waiting waiting;  // the caller's own share would keep its exclusive turn out
+  fork_gate->lock();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    fork_gate = new std::shared_mutex;
+    holds_turn = false;
+    waiting.forget();
+    return 0;
+  }
+  fork_gate->unlock();
+  return pid;
+}
 
 struct Fd {
   int fd = -1;
@@ -163,6 +203,35 @@ std::vector<StuckThread> stuck_threads(pid_t pid) {
   return out;
 }
 
+ForkTurn::ForkTurn() {
+  fork_gate->lock_shared();
+  holds_turn = true;
+}
+
+ForkTurn::~ForkTurn() {
+  holds_turn = false;
+  fork_gate->unlock_shared();
+}
+
+void run_forking_threads(unsigned threads, const std::function<void()>& work) {
+  std::latch started(threads), finished(threads);
+  std::vector<std::thread> crew;
+  {
+    ForkTurn spawning;  // no fork until every thread is running
+    for (unsigned i = 0; i < threads; ++i)
+      crew.emplace_back([&] {
+        started.count_down();
+        {
+          ForkTurn turn;
+          work();
+        }
+        finished.arrive_and_wait();  // none exits while another may still fork
+      });
+    started.wait();
+  }
+  for (auto& t : crew) t.join();
+}
+
 Result<> write_record(int fd, std::string_view record) {
   const auto len = static_cast<std::uint32_t>(record.size());
   std::string frame(reinterpret_cast<const char*>(&len), sizeof len);
@@ -183,7 +252,7 @@ Result<ChildEnd> run_isolated(const std::function<void(int fd)>& body,
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return fail(errno, "pipe for a child");
   Fd read_end(fds[0]);
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_alone();
   if (pid < 0) {
     ::close(fds[1]);
     return fail(errno, "fork");
@@ -240,7 +309,11 @@ Result<ChildEnd> run_isolated(const std::function<void(int fd)>& body,
     pollfd p[2] = {{exit_fd.fd, POLLIN, 0}, {eof ? -1 : read_end.fd, POLLIN, 0}};
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;
-    const int n = ::poll(p, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    int n;
+    {
+      Waiting waiting;
+      n = ::poll(p, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    }
     if (n < 0 && errno != EINTR) return fail(errno, "poll on a child");
     if (n <= 0) continue;
     if (p[1].revents) drain();
@@ -252,7 +325,12 @@ Result<ChildEnd> run_isolated(const std::function<void(int fd)>& body,
     }
   }
   ::kill(pid, SIGKILL);
-  if (wait_readable(exit_fd.fd, Clock::now() + limits.kill_grace)) {
+  bool gone;
+  {
+    Waiting waiting;
+    gone = wait_readable(exit_fd.fd, Clock::now() + limits.kill_grace);
+  }
+  if (gone) {
     ::waitpid(pid, nullptr, 0);
     ChildEnd e;
     e.kind = ChildEnd::kTimeout;

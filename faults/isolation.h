@@ -5,7 +5,9 @@
 // stuck child is left behind: nothing in user space can end it.
 //
 // The child is a fork() of the caller: it must touch only what it owns (no lock another thread
-// of the parent may hold at the fork, no FUSE mount served by the parent's threads).
+// of the parent may hold at the fork, no FUSE mount served by the parent's threads). Threads
+// that run children beside each other hold a ForkTurn, so that none of them is mid-work (holding
+// an allocator's or a FILE's lock) when another forks.
 #pragma once
 
 #include <sys/types.h>
@@ -46,6 +48,23 @@ struct ChildEnd {
   std::vector<StuckThread> stuck;  // kKernelHang
   std::string describe() const;    // "exited 0", "crashed: SIGSEGV", "stuck in ioctl on ..."
 };
+
+// Held by a thread for as long as it works beside threads that fork children: run_isolated forks
+// only while no other holder is working, and lets its caller's turn go while it waits on its
+// child. A child forked while another thread held a lock inherits it held forever: glibc resets
+// its malloc locks in the child but not its FILE locks, and GCC 12's ASan runtime resets none.
+class ForkTurn {
+ public:
+  ForkTurn();
+  ~ForkTurn();
+  ForkTurn(const ForkTurn&) = delete;
+  ForkTurn& operator=(const ForkTurn&) = delete;
+};
+
+// Runs `work` on `threads` threads that may run children beside each other (run_isolated), each
+// holding a ForkTurn. No fork happens while one of them starts or exits either: the runtime
+// allocates for a thread then, outside any turn.
+void run_forking_threads(unsigned threads, const std::function<void()>& work);
 
 // Writes one record to the pipe a child got (length-prefixed); an error when the parent is gone.
 Result<> write_record(int fd, std::string_view record);

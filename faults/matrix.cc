@@ -581,41 +581,34 @@ Result<MatrixResult> run_matrix(const MatrixOptions& options) {
     return std::optional<KernelLog>(std::move(*log));
   };
   if (auto probe = open_log(); !probe) return std::unexpected(probe.error());
-  // Children are forked from these threads: each only waits on its child and records results
-  // (no lock a child would need is held across a fork).
   // Without isolation the cases share this process's mount, held for the run.
   std::shared_ptr<sim::SimMount> mount;
   if (!options.batch && options.base.transport != devices::Transport::kDirect)
     mount = devices::hold_mount().value_or(nullptr);
-  std::vector<std::thread> workers;
-  for (unsigned j = 0; j < jobs; ++j) {
-    workers.emplace_back([&] {
-      auto log = open_log();
-      auto checked = [&](std::size_t i, CaseResult r) {
-        if (log && *log) judge_kernel_log(**log, r);
-        record(i, std::move(r));
-      };
-      while (!stop) {
-        const std::size_t first = next.fetch_add(options.batch ? batch : 1);
-        if (first >= items.size()) return;
-        if (!options.batch) {
-          checked(first, run_watched(items[first].spec, items[first].cfg, options.watchdog));
-          continue;
-        }
-        std::vector<std::size_t> todo;
-        for (std::size_t i = first; i < std::min(items.size(), first + batch); ++i)
-          todo.push_back(i);
-        if (auto stuck = run_isolated_batch(items, std::move(todo), options, checked)) {
-          std::lock_guard lock(mu);
-          if (!stop.exchange(true))
-            result.stopped =
-                fmt::format("case {} left a process stuck in the kernel; reproduce: {}",
-                            items[*stuck].spec.id, results[*stuck]->repro);
-        }
+  // Batches' children are forked from these threads.
+  run_forking_threads(jobs, [&] {
+    auto log = open_log();
+    auto checked = [&](std::size_t i, CaseResult r) {
+      if (log && *log) judge_kernel_log(**log, r);
+      record(i, std::move(r));
+    };
+    while (!stop) {
+      const std::size_t first = next.fetch_add(options.batch ? batch : 1);
+      if (first >= items.size()) return;
+      if (!options.batch) {
+        checked(first, run_watched(items[first].spec, items[first].cfg, options.watchdog));
+        continue;
       }
-    });
-  }
-  for (auto& w : workers) w.join();
+      std::vector<std::size_t> todo;
+      for (std::size_t i = first; i < std::min(items.size(), first + batch); ++i) todo.push_back(i);
+      if (auto stuck = run_isolated_batch(items, std::move(todo), options, checked)) {
+        std::lock_guard lock(mu);
+        if (!stop.exchange(true))
+          result.stopped = fmt::format("case {} left a process stuck in the kernel; reproduce: {}",
+                                       items[*stuck].spec.id, results[*stuck]->repro);
+      }
+    }
+  });
   for (auto& r : results) {
     if (r)
       result.cases.push_back(std::move(*r));

@@ -248,15 +248,24 @@ def write_table(path, series, baselines, rss, ceilings, context):
             one_cpu = f"{channel(b)}_one_cpu_GiBps"
             if one_cpu in b:
                 cells[channel(b)] += f" ({b[one_cpu]:.2f}, {100 * b.get(f'of_{channel(b)}_one_cpu', 0):.0f}%)"
-            src_th, dst_th = b.get("source_thread_GiBps", 0), b.get("destination_thread_GiBps", 0)
+            # Older JSON lacks the later counters: a dash, not a zero that reads as a figure.
+            def num(key):
+                return f"{b[key]:.2f}" if key in b else "–"
+
+            def pct(key):
+                return f"{100 * b[key]:.0f}%" if key in b else "–"
+
             f.write(f"| {transport} | {profile} | {human(state)}B | {b['bytes_per_second'] / GIB:.2f} | "
                     + " | ".join(cells.values())
-                    + f" | {slowest} | {100 * b['of_ceiling']:.0f}% | {b['serial_GiBps']:.2f} | "
-                    f"{100 * b['of_serial']:.0f}% | {b.get('cpu_bound_GiBps', 0):.2f} | "
-                    f"{100 * b.get('of_cpu_bound', 0):.0f}% | {b.get('cpu_of_stages', 0):.2f} | "
-                    f"{min(src_th, dst_th):.2f} ({src_th:.2f}, {dst_th:.2f}) | "
-                    f"{100 * b.get('of_thread_bound', 0):.0f}% | {b.get('chain_GiBps', 0):.2f} | "
-                    f"{100 * b.get('of_chain', 0):.0f}% |\n")
+                    + f" | {slowest} | {pct('of_ceiling')} | {num('serial_GiBps')} | "
+                    f"{pct('of_serial')} | {num('cpu_bound_GiBps')} | "
+                    f"{pct('of_cpu_bound')} | {num('cpu_of_stages')} | ")
+            if "source_thread_GiBps" in b and "destination_thread_GiBps" in b:
+                src_th, dst_th = b["source_thread_GiBps"], b["destination_thread_GiBps"]
+                f.write(f"{min(src_th, dst_th):.2f} ({src_th:.2f}, {dst_th:.2f}) | ")
+            else:
+                f.write("– | ")
+            f.write(f"{pct('of_thread_bound')} | {num('chain_GiBps')} | {pct('of_chain')} |\n")
 
         buffers = sorted({buf for (_, _, _, buf) in ceilings})
         if buffers:

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
+#include <future>
+#include <thread>
 
 #include "core/feature.h"
 #include "simdev/profile.h"
@@ -131,6 +134,59 @@ TEST(Isolation, TheSimulatedKernelHangIsNamedByItsCallAndDevice) {
 TEST(Isolation, SignalNames) {
   EXPECT_EQ(signal_name(SIGABRT), "SIGABRT");
   EXPECT_EQ(signal_name(SIGKILL), "SIGKILL");
+}
+
+// Another holder mid-work (it could hold an allocator's lock): the fork waits for its turn to end.
+TEST(ForkTurn, AForkWaitsWhileAnotherHolderWorks) {
+  std::atomic<bool> worked{false};
+  std::promise<void> holding;
+  std::thread other([&] {
+    ForkTurn turn;
+    holding.set_value();
+    std::this_thread::sleep_for(300ms);
+    worked = true;
+  });
+  holding.get_future().wait();
+  bool forked_after_the_work = false;
+  auto end = run_isolated([](int fd) { (void)write_record(fd, "forked"); },
+                          [&](std::string) { forked_after_the_work = worked; }, {});
+  other.join();
+  ASSERT_TRUE(end) << end.error().describe();
+  EXPECT_TRUE(forked_after_the_work);
+}
+
+// A holder waiting on its child is not working: another holder forks meanwhile. Here the first
+// child ends only once the second child has run.
+TEST(ForkTurn, AHolderWaitingOnItsChildLetsAnotherFork) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  IsolationLimits limits;
+  limits.deadline = 10s;  // a second fork held back until then fails the first child
+  std::promise<void> first_started;
+  Result<ChildEnd> first, second;
+  std::thread a([&] {
+    ForkTurn turn;
+    first = run_isolated(
+        [&](int fd) {
+          (void)write_record(fd, "started");
+          char c;
+          ::_exit(::read(fds[0], &c, 1) == 1 ? 0 : 1);
+        },
+        [&](std::string) { first_started.set_value(); }, limits);
+  });
+  std::thread b([&] {
+    first_started.get_future().wait();  // not holding a turn: waiting is not working
+    ForkTurn turn;
+    second = run_isolated([&](int) { (void)!::write(fds[1], "x", 1); }, [](std::string) {}, limits);
+  });
+  a.join();
+  b.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ASSERT_TRUE(first) << first.error().describe();
+  ASSERT_TRUE(second) << second.error().describe();
+  EXPECT_EQ(first->describe(), "exited 0");
+  EXPECT_EQ(second->describe(), "exited 0");
 }
 
 }  // namespace

@@ -150,14 +150,6 @@ TEST(MatrixIsolation, KernelTroubleWhileACaseRanFailsThatCase) {
 // different job counts, in child processes and in threads. precopy is where pre-copy rounds and
 // switchover-ack meet the clock; p2p-multi and the random cases interleave the most threads.
 TEST(MatrixIsolation, TheSameMatrixGivesTheSameCasesAndVerdicts) {
-#ifdef __SANITIZE_ADDRESS__
-  // Under ASan a batch child of this two-job run sometimes never finishes its first case: GCC
-  // 12's ASan runtime does not lock its allocator around fork(), and a child forked while the
-  // other job's thread allocates inherits the lock held (a child thread waits in
-  // SizeClassAllocator64::GetFromAllocator, seen in gdb on 2026-12-01). The release build runs
-  // it clean; this test needs two jobs.
-  GTEST_SKIP() << "two-job fork under GCC 12's ASan can inherit a locked allocator";
-#endif
   auto run = [](unsigned jobs, std::size_t batch) {
     std::vector<std::pair<std::string, std::string>> out;
     for (auto [scenario, profile] : {std::pair{Scenario::kPrecopy, "plain"},

@@ -29,12 +29,6 @@ TEST(Matrix, MigrateOnMlx5AndCancelOnMttyFindNoFailures) {
     o.profiles = {profile};
     o.random = 20;
     o.seed = 3;
-#ifdef __SANITIZE_ADDRESS__
-    // GCC 12's ASan runtime does not lock its allocator around fork(): a batch child forked
-    // while the other job's thread allocates inherits the lock held and stalls at its first
-    // allocation (seen in gdb, 2026-12-01). One job forks with no other thread allocating.
-    o.jobs = 1;
-#endif
     auto r = run_matrix(o);
     ASSERT_TRUE(r) << r.error().describe();
     EXPECT_EQ(tally(*r).failed, 0u) << failures(*r);
