@@ -7,7 +7,7 @@
 // The child is a fork() of the caller: it must touch only what it owns (no lock another thread
 // of the parent may hold at the fork, no FUSE mount served by the parent's threads). Threads
 // that run children beside each other hold a ForkTurn, so that none of them is mid-work (holding
-// an allocator's or a FILE's lock) when another forks.
+// a lock) when another forks.
 #pragma once
 
 #include <sys/types.h>
@@ -52,7 +52,8 @@ struct ChildEnd {
 // Held by a thread for as long as it works beside threads that fork children: run_isolated forks
 // only while no other holder is working, and lets its caller's turn go while it waits on its
 // child. A child forked while another thread held a lock inherits it held forever: glibc resets
-// its malloc locks in the child but not its FILE locks, and GCC 12's ASan runtime resets none.
+// its own (malloc, stdio) in the child, but not the program's or other libraries', and GCC 12's
+// ASan runtime resets none of its allocator's.
 class ForkTurn {
  public:
   ForkTurn();
